@@ -1,0 +1,124 @@
+"""Time the geometric operators, native (numba) vs torch, on the example scene.
+
+Prints one row per operator: median wall time over a few runs after one warm-up call.
+
+    python benchmarks/bench_geometry.py [--num-points 20000] [--repeats 5]
+
+The scene is read from ../shared beside the repository (or GRASPNET_EDGE_SHARED).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from graspnet_edge_ros.geometry import native  # noqa: E402
+
+SA_LEVELS = [(2048, 0.04, 64), (1024, 0.10, 32), (512, 0.20, 16), (256, 0.30, 16)]
+CROP_RADIUS, CROP_HMIN, CROP_HMAX, CROP_NSAMPLE = 0.05, -0.02, [0.01, 0.02, 0.03, 0.04], 64
+
+
+def load_example_cloud(num_points: int, seed: int = 0) -> np.ndarray:
+    """(num_points, 3) float32 camera-frame points from the example depth inside the mask."""
+    from PIL import Image
+    from scipy.io import loadmat
+
+    shared = Path(os.environ.get("GRASPNET_EDGE_SHARED", REPO_ROOT.parent / "shared"))
+    scene = shared / "data" / "graspnet_example"
+    depth = np.asarray(Image.open(scene / "depth.png"))
+    mask = np.asarray(Image.open(scene / "workspace_mask.png")).astype(bool)
+    meta = loadmat(scene / "meta.mat")
+    K = np.asarray(meta["intrinsic_matrix"], dtype=np.float64)
+    rows, cols = np.nonzero(mask & (depth > 0))
+    z = depth[rows, cols] / float(np.asarray(meta["factor_depth"]).reshape(-1)[0])
+    cloud = np.column_stack([(cols - K[0, 2]) * z / K[0, 0], (rows - K[1, 2]) * z / K[1, 1], z])
+    choice = np.random.default_rng(seed).choice(len(cloud), num_points, replace=False)
+    return cloud[choice].astype(np.float32)
+
+
+def approach_frames(towards: np.ndarray) -> np.ndarray:
+    """(S, 3) approach vectors -> (S, 3, 3) float32, columns [a, y0, a × y0] (angle 0, spec §5.2)."""
+    a = towards / np.linalg.norm(towards, axis=1, keepdims=True)
+    y0 = np.column_stack([-a[:, 1], a[:, 0], np.zeros(len(a))])
+    y0[np.linalg.norm(y0, axis=1) == 0] = [0.0, 1.0, 0.0]
+    y0 /= np.linalg.norm(y0, axis=1, keepdims=True)
+    return np.stack([a, y0, np.cross(a, y0)], axis=2).astype(np.float32)
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up (numba compile or cache load, torch allocator)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-points", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-torch", action="store_true", help="native timings only")
+    args = parser.parse_args(argv)
+
+    cloud = load_example_cloud(args.num_points)
+    native.warmup()
+    fps = native.furthest_point_sample(cloud, SA_LEVELS[0][0])
+    sa_xyz = cloud[fps]
+    seeds = sa_xyz[:1024]
+    frames = approach_frames(-np.random.default_rng(0).normal(size=(len(seeds), 3)))
+
+    # (name, native call, torch call); SA-k queries the previous level's points (FPS prefixes).
+    level_points = [cloud, sa_xyz, sa_xyz[:1024], sa_xyz[:512]]
+    cases = [(f"FPS {len(cloud)} -> {SA_LEVELS[0][0]}", lambda: native.furthest_point_sample(cloud, 2048),
+              ("furthest_point_sample", (cloud,), {"npoint": 2048}))]
+    for level, ((npoint, radius, nsample), points) in enumerate(zip(SA_LEVELS, level_points), start=1):
+        centers = sa_xyz[:npoint]
+        cases.append((f"SA{level} ball query {npoint}x{nsample} r={radius} over {len(points)}",
+                      lambda p=points, c=centers, r=radius, k=nsample: native.ball_query(p, c, r, k),
+                      ("ball_query", (points, centers), {"radius": radius, "nsample": nsample})))
+    for name, n, m in (("FP1", 512, 256), ("FP2", 1024, 512)):
+        cases.append((f"{name} three_nn {n} <- {m}", lambda n=n, m=m: native.three_nn(sa_xyz[:n], sa_xyz[:m]),
+                      ("three_nn", (sa_xyz[:n], sa_xyz[:m]), {})))
+    cases.append((f"cylinder query {len(seeds)}x4x{CROP_NSAMPLE} over {len(cloud)}",
+                  lambda: native.cylinder_query(cloud, seeds, frames, CROP_RADIUS, CROP_HMIN, CROP_HMAX,
+                                                CROP_NSAMPLE),
+                  ("cylinder_query", (cloud, seeds, frames),
+                   {"radius": CROP_RADIUS, "hmin": CROP_HMIN, "hmax": CROP_HMAX, "nsample": CROP_NSAMPLE})))
+    crop_idx = native.cylinder_query(cloud, seeds, frames, CROP_RADIUS, CROP_HMIN, CROP_HMAX, CROP_NSAMPLE)
+    cases.append(("cylinder group (local coords)", lambda: native.cylinder_group(cloud, seeds, frames, crop_idx),
+                  ("cylinder_group", (cloud, seeds, frames, crop_idx), {})))
+
+    torch_ops = None
+    if not args.skip_torch:
+        import torch
+
+        from graspnet_edge_ros.geometry import torch_ops
+    print(f"geometry operators, example scene, N = {len(cloud)}, {os.cpu_count()} CPUs, "
+          f"median of {args.repeats} after warm-up")
+    print(f"{'operator':<52} {'native ms':>10} {'torch ms':>10} {'torch/native':>13}")
+    for name, native_call, (torch_name, arrays, kwargs) in cases:
+        native_ms = median_ms(native_call, args.repeats)
+        if torch_ops is None:
+            print(f"{name:<52} {native_ms:10.2f}")
+            continue
+        tensors = [torch.from_numpy(np.ascontiguousarray(a))[None] for a in arrays]
+        torch_fn = getattr(torch_ops, torch_name)
+        # torch FPS is a 2048-round Python loop; fewer runs keep the benchmark short
+        repeats = min(args.repeats, 2) if torch_name == "furthest_point_sample" else args.repeats
+        torch_ms = median_ms(lambda: torch_fn(*tensors, **kwargs), repeats)
+        print(f"{name:<52} {native_ms:10.2f} {torch_ms:10.2f} {torch_ms / native_ms:12.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Post-processing speed on the real example scene: collision check and NMS, fast vs reference.
+
+1024 candidate grasps centred on scene points (decode-style rotations) are checked against the
+full masked workspace cloud voxelised at 0.01 m (the official demo set-up), then NMS'd.
+The references are straightforward ports: the official all-pairs collision detector (chunked
+over grasps to bound memory) and a per-grasp NMS loop. Prints medians after a warm-up.
+Target: collision + NMS <= 30 ms for 1024 grasps.
+
+    python benchmarks/bench_postprocess.py [--grasps 1024] [--repeats 20]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.io import loadmat
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+from graspnet_edge_ros.grasps import GraspGroup  # noqa: E402
+from graspnet_edge_ros.model import views as grasp_views  # noqa: E402
+from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector  # noqa: E402
+from graspnet_edge_ros.postprocess.nms import grasp_nms  # noqa: E402
+
+APPROACH_DIST, COLLISION_THRESH, VOXEL_SIZE = 0.05, 0.01, 0.01
+
+
+def shared_dir() -> Path:
+    configured = os.environ.get("GRASPNET_EDGE_SHARED")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared"
+
+
+def load_masked_cloud() -> np.ndarray:
+    """(N, 3) float32 camera-frame points of the example scene's workspace mask."""
+    scene_dir = shared_dir() / "data" / "graspnet_example"
+    meta = loadmat(scene_dir / "meta.mat")
+    K = np.asarray(meta["intrinsic_matrix"], np.float64)
+    factor = float(np.asarray(meta["factor_depth"]).reshape(-1)[0])
+    depth = np.array(Image.open(scene_dir / "depth.png"))
+    mask = np.array(Image.open(scene_dir / "workspace_mask.png")).astype(bool)
+    rows, cols = np.nonzero(mask & (depth > 0))
+    z = depth[rows, cols] / factor
+    return np.stack([(cols - K[0, 2]) * z / K[0, 0], (rows - K[1, 2]) * z / K[1, 1], z],
+                    axis=1).astype(np.float32)
+
+
+def candidate_grasps(points: np.ndarray, count: int, seed: int = 0) -> GraspGroup:
+    rng = np.random.default_rng(seed)
+    views = grasp_views.generate_grasp_views(300)
+    views = views[views[:, 2] < 0]  # approaching away from the camera, as predictions mostly do
+    rotations = grasp_views.viewpoint_params_to_matrix(-views[rng.integers(0, len(views), count)],
+                                           rng.integers(0, 12, count) * np.pi / 12)
+    return GraspGroup.from_parts(rng.random(count), rng.uniform(0.01, 0.1, count),
+                                 rng.integers(1, 5, count) * 0.01, rotations,
+                                 points[rng.choice(len(points), count, replace=False)])
+
+
+def _reference_collision(detector: ModelFreeCollisionDetector, grasps: GraspGroup,
+                         approach_dist: float, collision_thresh: float, chunk: int = 32):
+    """The official all-pairs detect(), vectorised over grasps in chunks."""
+    approach_dist = max(approach_dist, detector.finger_width)
+    fl, fw, voxel = detector.finger_length, detector.finger_width, detector.voxel_size
+    masks = []
+    for start in range(0, len(grasps), chunk):
+        part = grasps[start:start + chunk]
+        h, d, w = part.heights[:, None], part.depths[:, None], part.widths[:, None]
+        local = np.matmul(detector.scene_points[None] - part.translations[:, None], part.rotations)
+        x, y, z = local[..., 0], local[..., 1], local[..., 2]
+        band = (z > -h / 2) & (z < h / 2)
+        fingers_x = (x > d - fl) & (x < d)
+        outer = (y > -(w / 2 + fw)) & (y < w / 2 + fw)
+        left = band & fingers_x & (y > -(w / 2 + fw)) & (y < -w / 2)
+        right = band & fingers_x & (y < w / 2 + fw) & (y > w / 2)
+        bottom = band & outer & (x <= d - fl) & (x > d - fl - fw)
+        shifting = band & outer & (x <= d - fl - fw) & (x > d - fl - fw - approach_dist)
+        volume = ((h * fl * fw / voxel ** 3) * 2 + h * (w + 2 * fw) * fw / voxel ** 3
+                  + h * (w + 2 * fw) * approach_dist / voxel ** 3).reshape(-1)
+        hits = (left | right | bottom | shifting).sum(axis=1)
+        masks.append(hits / (volume + 1e-6) > collision_thresh)
+    return np.concatenate(masks)
+
+
+def _reference_nms(grasps: GraspGroup, translation_thresh=0.03, rotation_thresh=np.pi / 6):
+    """Greedy NMS, one Python iteration per grasp (vectorised over the later grasps)."""
+    rows = grasps.array.astype(np.float64)[np.argsort(-grasps.scores, kind="stable")]
+    removed = np.zeros(len(rows), bool)
+    for i in range(len(rows)):
+        if removed[i]:
+            continue
+        later = rows[i + 1:]
+        distances = np.sqrt(((later[:, 13:16] - rows[i, 13:16]) ** 2).sum(axis=1))
+        traces = np.clip(later[:, 4:13] @ rows[i, 4:13], -1, 3)
+        close = (distances < translation_thresh) & (np.arccos((traces - 1) / 2) < rotation_thresh)
+        removed[i + 1:] |= close
+    return GraspGroup(rows[~removed].astype(np.float32))
+
+
+def median_ms(function, repeats: int) -> float:
+    function()  # warm-up (numba compilation or cache load, page faults)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grasps", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args(argv)
+
+    cloud = load_masked_cloud()
+    detector = ModelFreeCollisionDetector(cloud, voxel_size=VOXEL_SIZE)
+    setup_ms = median_ms(lambda: ModelFreeCollisionDetector(cloud, voxel_size=VOXEL_SIZE),
+                         args.repeats)
+    grasps = candidate_grasps(cloud, args.grasps)
+    print(f"scene: {len(cloud)} masked points -> {len(detector.scene_points)} voxel points "
+          f"(voxel {VOXEL_SIZE} m); detector set-up (voxelise + grid) {setup_ms:.1f} ms; "
+          f"{len(grasps)} grasps")
+
+    fast_mask = detector.detect(grasps, APPROACH_DIST, COLLISION_THRESH)
+    reference_mask = _reference_collision(detector, grasps, APPROACH_DIST, COLLISION_THRESH)
+    collision_fast = median_ms(lambda: detector.detect(grasps, APPROACH_DIST, COLLISION_THRESH),
+                               args.repeats)
+    collision_reference = median_ms(
+        lambda: _reference_collision(detector, grasps, APPROACH_DIST, COLLISION_THRESH),
+        max(2, args.repeats // 10))
+    print(f"collision: fast {collision_fast:8.2f} ms | official port {collision_reference:8.1f} ms"
+          f" | x{collision_reference / collision_fast:.0f} | identical masks: "
+          f"{np.array_equal(fast_mask, reference_mask)} | in collision: {fast_mask.sum()}")
+
+    nms_fast = median_ms(lambda: grasp_nms(grasps), args.repeats)
+    nms_reference = median_ms(lambda: _reference_nms(grasps), max(2, args.repeats // 10))
+    identical = np.array_equal(grasp_nms(grasps).array, _reference_nms(grasps).array)
+    print(f"nms:       fast {nms_fast:8.2f} ms | per-grasp loop {nms_reference:8.1f} ms"
+          f" | x{nms_reference / nms_fast:.0f} | identical: {identical} | "
+          f"survivors: {len(grasp_nms(grasps))}")
+    total = collision_fast + nms_fast
+    print(f"collision + nms: {total:.2f} ms (target <= 30 ms): {'OK' if total <= 30 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,346 @@
+"""Camera stage: intrinsics, depth/colour decoding and the depth → point-cloud step.
+
+Everything here is numpy-only and ROS-free. The math follows the official GraspNet demo
+(``demo.py::get_and_process_data``, spec §7): pinhole back-projection with u = column and
+v = row, the workspace mask applied in image space, and the same sampling rule to
+``num_points`` model inputs. Points are in the camera optical frame (x right, y down,
+z forward), metres.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from graspnet_edge_ros.errors import ConfigError, InputError
+
+DEPTH_ENCODINGS_UINT16 = ("16UC1", "mono16")
+DEPTH_ENCODINGS_FLOAT = ("32FC1",)
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """Pinhole intrinsics of a rectified image (pixels).
+
+    Examples:
+        >>> CameraIntrinsics.from_matrix([[600, 0, 320], [0, 600, 240], [0, 0, 1]], 640, 480).fx
+        600.0
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        for name in ("fx", "fy", "cx", "cy"):
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise InputError(f"camera intrinsics: {name} is not finite ({value})")
+        for name in ("fx", "fy"):
+            if getattr(self, name) <= 0:
+                raise InputError(
+                    f"camera intrinsics: {name} must be > 0, got {getattr(self, name)} "
+                    "(an all-zero K usually means an uncalibrated camera_info)"
+                )
+        for name in ("width", "height"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"camera intrinsics: {name} must be > 0, got {getattr(self, name)}")
+        # A principal point outside the image means K and the image size do not belong together.
+        if not 0.0 <= self.cx <= self.width:
+            raise InputError(f"camera intrinsics: cx={self.cx} lies outside the image width {self.width}")
+        if not 0.0 <= self.cy <= self.height:
+            raise InputError(f"camera intrinsics: cy={self.cy} lies outside the image height {self.height}")
+
+    @classmethod
+    def from_matrix(cls, matrix, width: int, height: int) -> CameraIntrinsics:
+        """Build from a 3×3 camera matrix K (pixels) and the image size."""
+        k = np.asarray(matrix, dtype=np.float64)
+        if k.size != 9:
+            raise InputError(f"camera matrix K must have 9 entries (3x3), got shape {k.shape}")
+        k = k.reshape(3, 3)
+        if not np.all(np.isfinite(k)):
+            raise InputError(f"camera matrix K contains non-finite values: {k.ravel().tolist()}")
+        return cls(
+            fx=float(k[0, 0]), fy=float(k[1, 1]), cx=float(k[0, 2]), cy=float(k[1, 2]),
+            width=int(width), height=int(height),
+        )
+
+    @classmethod
+    def from_camera_info(cls, info) -> CameraIntrinsics:
+        """Build from any object with ``.k`` (ROS 2 CameraInfo) or ``.K`` (ROS 1), ``.width``, ``.height``."""
+        if hasattr(info, "k"):
+            k = info.k
+        elif hasattr(info, "K"):
+            k = info.K
+        else:
+            raise InputError(f"camera info {type(info).__name__} has neither .k nor .K")
+        return cls.from_matrix(list(k), int(info.width), int(info.height))
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(3, 3) float64 camera matrix K."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+
+def decode_depth(data: np.ndarray, encoding: str, depth_scale: float = 0.001) -> np.ndarray:
+    """Convert a depth image to metres.
+
+    Args:
+        data: (H, W) or (H, W, 1) array; uint16 for "16UC1"/"mono16", float32 metres for "32FC1".
+        encoding: ROS image encoding.
+        depth_scale: metres per uint16 unit (0.001 for millimetre depth). Ignored for "32FC1".
+
+    Returns:
+        (H, W) float32 depth in metres; invalid pixels (0, NaN, ±inf, ≤ 0) are 0.
+    """
+    depth = _as_single_channel(np.asarray(data), "depth", encoding)
+    if encoding in DEPTH_ENCODINGS_UINT16:
+        if depth.dtype != np.uint16:
+            raise InputError(f"depth encoding {encoding!r} needs uint16 data, got {depth.dtype}")
+        if not (math.isfinite(depth_scale) and depth_scale > 0):
+            raise ConfigError(f"depth_scale must be a positive number of metres per unit, got {depth_scale}")
+        return depth.astype(np.float32) * np.float32(depth_scale)
+    if encoding in DEPTH_ENCODINGS_FLOAT:
+        if depth.dtype not in (np.float32, np.float64):
+            raise InputError(f"depth encoding {encoding!r} needs float32 data, got {depth.dtype}")
+        metres = depth.astype(np.float32, copy=True)
+        with np.errstate(invalid="ignore"):
+            metres[~(np.isfinite(metres) & (metres > 0))] = 0.0
+        return metres
+    supported = ", ".join(DEPTH_ENCODINGS_UINT16 + DEPTH_ENCODINGS_FLOAT)
+    raise InputError(f"unsupported depth encoding {encoding!r} (supported: {supported})")
+
+
+def decode_color(data: np.ndarray, encoding: str) -> np.ndarray:
+    """Convert a colour image to (H, W, 3) uint8 RGB (a new array)."""
+    image = np.asarray(data)
+    if encoding not in COLOR_ENCODINGS:
+        raise InputError(f"unsupported colour encoding {encoding!r} (supported: {', '.join(COLOR_ENCODINGS)})")
+    if image.dtype != np.uint8:
+        raise InputError(f"colour encoding {encoding!r} needs uint8 data, got {image.dtype}")
+    if encoding == "mono8":
+        gray = _as_single_channel(image, "colour", encoding)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    channels = 4 if encoding in ("rgba8", "bgra8") else 3
+    if image.ndim != 3 or image.shape[2] != channels:
+        raise InputError(f"colour encoding {encoding!r} needs an (H, W, {channels}) array, got shape {image.shape}")
+    if encoding.startswith("bgr"):
+        return np.ascontiguousarray(image[:, :, 2::-1])
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def _as_single_channel(image: np.ndarray, what: str, encoding: str) -> np.ndarray:
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim != 2:
+        raise InputError(f"{what} with encoding {encoding!r} must be (H, W), got shape {image.shape}")
+    return image
+
+
+def back_project(
+    depth_m: np.ndarray, intrinsics: CameraIntrinsics, min_depth: float = 0.0, max_depth: float = math.inf
+) -> np.ndarray:
+    """Organised point cloud of a depth image (official demo math).
+
+    Args:
+        depth_m: (H, W) float depth in metres.
+        intrinsics: camera intrinsics of that image.
+        min_depth, max_depth: pixels with depth outside (min_depth, max_depth] become (0, 0, 0).
+
+    Returns:
+        (H, W, 3) float32 points in the camera optical frame, metres; x = (u − cx)·z/fx, y = (v − cy)·z/fy.
+    """
+    depth = _check_depth(depth_m, intrinsics)
+    z = np.where(_depth_in_range(depth, min_depth, max_depth), depth, 0).astype(np.float32)
+    x_per_z, y_per_z = _ray_tables(intrinsics)
+    cloud = np.empty(depth.shape + (3,), dtype=np.float32)
+    np.multiply(z, x_per_z[None, :], out=cloud[:, :, 0])
+    np.multiply(z, y_per_z[:, None], out=cloud[:, :, 1])
+    cloud[:, :, 2] = z
+    return cloud
+
+
+@dataclass(frozen=True, eq=False)
+class Workspace:
+    """Which part of the view counts as workspace.
+
+    Attributes:
+        mask: optional (H, W) bool image (non-zero = keep), applied in image space like the official demo.
+        min_xyz, max_xyz: optional axis-aligned box in the camera optical frame, metres (both or neither).
+    """
+
+    mask: np.ndarray | None = None
+    min_xyz: tuple[float, float, float] | None = None
+    max_xyz: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.min_xyz is None) != (self.max_xyz is None):
+            raise ConfigError("workspace box needs both min_xyz and max_xyz (or neither)")
+        if self.min_xyz is not None:
+            low, high = np.asarray(self.min_xyz, float), np.asarray(self.max_xyz, float)
+            if low.shape != (3,) or high.shape != (3,) or not np.all(np.isfinite(low) & np.isfinite(high)):
+                raise ConfigError(f"workspace box corners must be 3 finite numbers, got {self.min_xyz}, {self.max_xyz}")
+            if np.any(low > high):
+                raise ConfigError(f"workspace box min_xyz {self.min_xyz} exceeds max_xyz {self.max_xyz}")
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedCloud:
+    """Points of one frame, ready for the model and for collision checking.
+
+    Attributes:
+        cloud: (M, 3) float32, every valid workspace point, camera frame, metres (collision checking).
+        colors: (M, 3) uint8 RGB of those points, or None (overlays only, not a model input).
+        sampled: (num_points, 3) float32 model input, equal to cloud[sampled_indices].
+        sampled_indices: (num_points,) int64 indices into cloud.
+        num_valid: M.
+    """
+
+    cloud: np.ndarray
+    colors: np.ndarray | None
+    sampled: np.ndarray
+    sampled_indices: np.ndarray
+    num_valid: int
+
+
+def prepare_points(
+    depth_m: np.ndarray,
+    intrinsics: CameraIntrinsics,
+    color: np.ndarray | None = None,
+    workspace: Workspace | None = None,
+    min_depth: float = 0.0,
+    max_depth: float = math.inf,
+    num_points: int = 20000,
+    seed: int | None = None,
+) -> PreparedCloud:
+    """Back-project the valid workspace pixels and sample the model input like the official demo.
+
+    Sampling: with M ≥ num_points valid points, ``rng.choice(M, num_points, replace=False)``;
+    otherwise all M indices in order followed by ``rng.choice(M, num_points − M, replace=True)``.
+    ``rng = np.random.default_rng(seed)``; with seed=None the draw is random, as in the official
+    demo. The demo uses the legacy ``np.random.choice``: the rule is the same, only the random
+    stream differs.
+
+    Args:
+        depth_m: (H, W) float depth in metres (0 = invalid), e.g. from decode_depth.
+        intrinsics: camera intrinsics; width/height must equal the depth image size.
+        color: optional (H, W, 3) uint8 RGB image registered to the depth image.
+        workspace: optional image mask and/or camera-frame box.
+        min_depth, max_depth: keep depths in (min_depth, max_depth], metres.
+        num_points: model input size (≥ 1).
+        seed: random seed of the sampling, or None.
+
+    Raises:
+        InputError: size mismatch, no valid depth at all, or nothing left inside the workspace.
+    """
+    if int(num_points) < 1:
+        raise ConfigError(f"num_points must be >= 1, got {num_points}")
+    depth = _check_depth(depth_m, intrinsics)
+    height, width = depth.shape
+    if color is not None:
+        color = np.asarray(color)
+        if color.shape != (height, width, 3) or color.dtype != np.uint8:
+            raise InputError(
+                f"colour image must be ({height}, {width}, 3) uint8 like the depth image, "
+                f"got {color.shape} {color.dtype}"
+            )
+    has_depth = _depth_in_range(depth, 0.0, math.inf)
+    if not has_depth.any():
+        raise InputError(f"no valid depth in the {width}x{height} frame (all pixels are 0, NaN or inf)")
+    keep = _depth_in_range(depth, min_depth, max_depth) if (min_depth > 0 or max_depth < math.inf) else has_depth
+    if workspace is not None and workspace.mask is not None:
+        mask = np.asarray(workspace.mask)
+        if mask.shape != (height, width):
+            raise InputError(f"workspace mask is {mask.shape}, depth image is {(height, width)}")
+        keep = keep & (mask if mask.dtype == bool else mask != 0)
+
+    pixel_ids = np.flatnonzero(keep)
+    cloud = _back_project_pixels(depth, pixel_ids, intrinsics)
+    if workspace is not None and workspace.min_xyz is not None:
+        low = np.asarray(workspace.min_xyz, np.float32)
+        high = np.asarray(workspace.max_xyz, np.float32)
+        inside = np.all((cloud >= low) & (cloud <= high), axis=1)
+        cloud, pixel_ids = cloud[inside], pixel_ids[inside]
+    if cloud.shape[0] == 0:
+        raise InputError(
+            f"workspace empty: none of the {int(has_depth.sum())} valid-depth pixels survive the "
+            f"mask, depth range ({min_depth}, {max_depth}] m and box"
+        )
+    # np.take on rows is several times faster than fancy indexing for (M, 3) gathers.
+    colors = np.take(color.reshape(-1, 3), pixel_ids, axis=0) if color is not None else None
+    indices = sample_indices(cloud.shape[0], int(num_points), np.random.default_rng(seed))
+    return PreparedCloud(cloud, colors, np.take(cloud, indices, axis=0), indices, int(cloud.shape[0]))
+
+
+def sample_indices(num_valid: int, num_points: int, rng: np.random.Generator) -> np.ndarray:
+    """(num_points,) int64 indices into num_valid points, official demo rule (see prepare_points)."""
+    if num_valid >= num_points:
+        return rng.choice(num_valid, num_points, replace=False).astype(np.int64, copy=False)
+    extra = rng.choice(num_valid, num_points - num_valid, replace=True)
+    return np.concatenate([np.arange(num_valid, dtype=np.int64), extra.astype(np.int64, copy=False)])
+
+
+def _back_project_pixels(depth: np.ndarray, pixel_ids: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
+    """(M, 3) float32 points of the given flat pixel indices of an (H, W) depth image.
+
+    Only these pixels are back-projected: a full-frame float cloud would dominate the run time.
+    """
+    z = depth.ravel()[pixel_ids].astype(np.float32, copy=False)
+    x_per_z, y_per_z = _flat_ray_tables(intrinsics)
+    cloud = np.empty((pixel_ids.size, 3), dtype=np.float32)
+    np.multiply(z, x_per_z[pixel_ids], out=cloud[:, 0])
+    np.multiply(z, y_per_z[pixel_ids], out=cloud[:, 1])
+    cloud[:, 2] = z
+    return cloud
+
+
+def _check_depth(depth_m: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
+    depth = np.asarray(depth_m)
+    if depth.ndim != 2:
+        raise InputError(f"depth must be an (H, W) array in metres, got shape {depth.shape}")
+    if not np.issubdtype(depth.dtype, np.floating):
+        raise InputError(f"depth must be float metres, got {depth.dtype} (convert raw images with decode_depth)")
+    expected = (intrinsics.height, intrinsics.width)
+    if depth.shape != expected:
+        raise InputError(f"depth image is {depth.shape} (H, W) but the intrinsics describe {expected}")
+    return depth
+
+
+def _depth_in_range(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    if not min_depth < max_depth:  # also false for NaN
+        raise ConfigError(f"depth range needs min_depth < max_depth, got ({min_depth}, {max_depth}] m")
+    # NaN compares False, so NaN pixels drop out; +inf is excluded explicitly even for max_depth = inf.
+    with np.errstate(invalid="ignore"):
+        keep = depth > max(min_depth, 0.0)
+        if max_depth < math.inf:
+            keep &= depth <= max_depth
+        else:
+            keep &= depth < math.inf
+    return keep
+
+
+@functools.lru_cache(maxsize=4)
+def _flat_ray_tables(intrinsics: CameraIntrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """(H·W,) read-only float32 (u − cx)/fx and (v − cy)/fy per flat pixel index, cached per camera.
+
+    Gathering from these is several times faster than recovering (row, column) with divmod.
+    """
+    x_per_z, y_per_z = _ray_tables(intrinsics)
+    x_flat, y_flat = np.tile(x_per_z, intrinsics.height), np.repeat(y_per_z, intrinsics.width)
+    x_flat.setflags(write=False)
+    y_flat.setflags(write=False)
+    return x_flat, y_flat
+
+
+def _ray_tables(intrinsics: CameraIntrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """(W,) (u − cx)/fx and (H,) (v − cy)/fy, float32, so that x = z·table[u] and y = z·table[v]."""
+    x_per_z = (np.arange(intrinsics.width, dtype=np.float64) - intrinsics.cx) / intrinsics.fx
+    y_per_z = (np.arange(intrinsics.height, dtype=np.float64) - intrinsics.cy) / intrinsics.fy
+    return x_per_z.astype(np.float32), y_per_z.astype(np.float32)

@@ -1,0 +1,173 @@
+"""Detector configuration: one flat, validated dataclass shared by the CLI, YAML files and the node.
+
+Flat on purpose: every field maps 1:1 to a ROS parameter of the same name, so the node declares
+its parameters from this table (with these descriptions) and validates changes with the same
+``validate``. Units are in the names (``_m``, ``_deg``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+
+from graspnet_edge_ros.errors import ConfigError
+
+POSE_CONVENTIONS = ("z_approach_x_closing", "x_approach_y_closing")
+TWIN_POLICIES = ("keep", "closest_to_reference")
+TABLE_PLANE_MODES = ("none", "fit", "given")
+
+# Fields that need a new backend/model: the node rejects runtime changes to them.
+RESTART_FIELDS = frozenset({"model_path", "backend", "num_threads"})
+
+
+def _f(default, description: str, **extra):
+    return field(default=default, metadata={"description": description, **extra})
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    # --- model and backend (restart required) -------------------------------------------------
+    model_path: str = _f("", "GraspNet artefact: checkpoint (.pth/.tar), single .onnx, or split directory")
+    backend: str = _f("", "runtime: onnxruntime | hobot_dnn | torch; empty = from the model file")
+    num_threads: int = _f(0, "intra-op threads of the backend (0 = runtime default)")
+    # --- points --------------------------------------------------------------------------------
+    num_points: int = _f(20000, "points sampled from the workspace as model input")
+    depth_scale: float = _f(0.001, "metres per unit of 16UC1 depth")
+    min_depth_m: float = _f(0.0, "ignore depth at or below this distance")
+    max_depth_m: float = _f(3.0, "ignore depth beyond this distance")
+    workspace_mask_path: str = _f("", "optional PNG mask (non-zero = workspace), same size as the depth image")
+    workspace_min_xyz: tuple = _f((), "optional workspace box corner [x, y, z] in the camera frame, m")
+    workspace_max_xyz: tuple = _f((), "optional workspace box corner [x, y, z] in the camera frame, m")
+    sampling_seed: int = _f(-1, "seed of the point sampling (-1 = random, like the official demo)")
+    # --- decode (official constants; GraspNet-Edge retrained weights use 0.067 / 0.045) --------
+    grasp_max_width_m: float = _f(0.1, "decoder width clamp (GRASP_MAX_WIDTH)")
+    grasp_max_tolerance_m: float = _f(0.05, "decoder tolerance normaliser (GRASP_MAX_TOLERANCE)")
+    # --- collision -----------------------------------------------------------------------------
+    collision_thresh: float = _f(0.01, "model-free collision IoU threshold (<= 0 disables the check)")
+    collision_voxel_size_m: float = _f(0.01, "voxel size of the scene cloud for the collision check")
+    collision_approach_dist_m: float = _f(0.05, "approach corridor length checked behind the palm")
+    finger_width_m: float = _f(0.01, "finger thickness used by the collision check")
+    finger_length_m: float = _f(0.06, "finger length used by the collision check")
+    # --- NMS -----------------------------------------------------------------------------------
+    nms_enabled: bool = _f(True, "remove near-duplicate grasps")
+    nms_translation_m: float = _f(0.03, "NMS translation threshold")
+    nms_rotation_deg: float = _f(30.0, "NMS rotation threshold")
+    # --- filters -------------------------------------------------------------------------------
+    min_score: float = _f(0.0, "reject grasps scoring below this")
+    max_grasps: int = _f(50, "publish at most this many grasps (best first)")
+    gripper_max_width_m: float = _f(0.1, "reject grasps wider than this minus the margin (not clamped)")
+    gripper_min_width_m: float = _f(0.0, "reject grasps narrower than this")
+    width_margin_m: float = _f(0.0, "safety margin subtracted from gripper_max_width_m")
+    approach_direction: tuple = _f((0.0, 0.0, 1.0), "cone axis for the approach filter (camera frame)")
+    approach_max_angle_deg: float = _f(180.0, "max angle between approach and approach_direction (180 = off)")
+    table_plane_mode: str = _f("none", "none | fit (RANSAC on the workspace cloud) | given")
+    table_plane: tuple = _f((0.0, 0.0, -1.0, 1.0), "given plane [nx, ny, nz, d] with n.p + d = height")
+    min_table_height_m: float = _f(0.0, "fingertips must stay at least this high above the table")
+    # --- poses ---------------------------------------------------------------------------------
+    pose_convention: str = _f("z_approach_x_closing", "TCP axes of the published pose")
+    tcp_offset_m: float = _f(0.0, "shift of the published pose along the approach (+ = deeper)")
+    pre_grasp_distance_m: float = _f(0.1, "pre-grasp pose backs off this far along -approach")
+    twin_policy: str = _f("keep", "keep | closest_to_reference: choose between a grasp and its 180 deg twin")
+
+    def __post_init__(self):
+        validate(self)
+
+    def replace(self, **changes) -> "DetectorConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def nms_rotation_rad(self) -> float:
+        return math.radians(self.nms_rotation_deg)
+
+
+def field_descriptions() -> dict[str, str]:
+    return {f.name: f.metadata["description"] for f in fields(DetectorConfig)}
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(cfg: DetectorConfig) -> None:
+    """Raise ConfigError naming the first invalid value (with the accepted range)."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float):
+            _require(math.isfinite(value), f"{f.name} must be finite, got {value}")
+    _require(cfg.num_points >= 1, f"num_points must be >= 1, got {cfg.num_points}")
+    _require(cfg.num_threads >= 0, f"num_threads must be >= 0, got {cfg.num_threads}")
+    _require(cfg.depth_scale > 0, f"depth_scale must be > 0, got {cfg.depth_scale}")
+    _require(0 <= cfg.min_depth_m < cfg.max_depth_m,
+             f"need 0 <= min_depth_m < max_depth_m, got {cfg.min_depth_m}, {cfg.max_depth_m}")
+    _require(len(cfg.workspace_min_xyz) in (0, 3) and len(cfg.workspace_max_xyz) == len(cfg.workspace_min_xyz),
+             "workspace_min_xyz / workspace_max_xyz must both be empty or both have 3 numbers")
+    _require(all(lo <= hi for lo, hi in zip(cfg.workspace_min_xyz, cfg.workspace_max_xyz)),
+             f"workspace_min_xyz {cfg.workspace_min_xyz} exceeds workspace_max_xyz {cfg.workspace_max_xyz}")
+    _require(cfg.grasp_max_width_m > 0 and cfg.grasp_max_tolerance_m > 0, "decoder constants must be > 0")
+    _require(cfg.collision_voxel_size_m > 0, f"collision_voxel_size_m must be > 0, got {cfg.collision_voxel_size_m}")
+    _require(cfg.collision_approach_dist_m >= 0 and cfg.finger_width_m > 0 and cfg.finger_length_m > 0,
+             "collision approach distance must be >= 0 and finger sizes > 0")
+    _require(cfg.nms_translation_m >= 0 and 0 <= cfg.nms_rotation_deg <= 180, "NMS thresholds out of range")
+    _require(cfg.max_grasps >= 1, f"max_grasps must be >= 1, got {cfg.max_grasps}")
+    _require(0 <= cfg.gripper_min_width_m < cfg.gripper_max_width_m - cfg.width_margin_m,
+             "need 0 <= gripper_min_width_m < gripper_max_width_m - width_margin_m")
+    _require(len(cfg.approach_direction) == 3 and any(abs(v) > 0 for v in cfg.approach_direction),
+             "approach_direction must be a non-zero 3-vector")
+    _require(0 < cfg.approach_max_angle_deg <= 180, "approach_max_angle_deg must be in (0, 180]")
+    _require(cfg.table_plane_mode in TABLE_PLANE_MODES,
+             f"table_plane_mode must be one of {TABLE_PLANE_MODES}, got {cfg.table_plane_mode!r}")
+    _require(len(cfg.table_plane) == 4 and any(abs(v) > 0 for v in cfg.table_plane[:3]),
+             "table_plane must be [nx, ny, nz, d] with a non-zero normal")
+    _require(cfg.pose_convention in POSE_CONVENTIONS,
+             f"pose_convention must be one of {POSE_CONVENTIONS}, got {cfg.pose_convention!r}")
+    _require(cfg.twin_policy in TWIN_POLICIES, f"twin_policy must be one of {TWIN_POLICIES}, got {cfg.twin_policy!r}")
+    _require(cfg.pre_grasp_distance_m >= 0, f"pre_grasp_distance_m must be >= 0, got {cfg.pre_grasp_distance_m}")
+
+
+def from_mapping(values: dict, base: DetectorConfig | None = None) -> DetectorConfig:
+    """Merge ``values`` (from YAML, CLI or ROS parameters) into ``base``; unknown keys are errors."""
+    base = base or DetectorConfig()
+    known = {f.name: f for f in fields(DetectorConfig)}
+    changes = {}
+    for key, value in values.items():
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(known), n=1)
+            raise ConfigError(f"unknown parameter {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        changes[key] = _coerce(key, value, getattr(base, key))
+    return dataclasses.replace(base, **changes)
+
+
+def _coerce(key: str, value, default):
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError("not an integer")
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            return tuple(float(v) for v in value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}: cannot use {value!r} ({type(default).__name__} expected)") from exc
+
+
+def load_yaml(path) -> dict:
+    """Parameters from a YAML file: a flat mapping, or the ROS 2 ``node: ros__parameters:`` layout."""
+    import yaml
+
+    with open(path) as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of parameters")
+    for value in data.values():
+        if isinstance(value, dict) and "ros__parameters" in value:
+            return dict(value["ros__parameters"])
+    return data

@@ -1,0 +1,29 @@
+"""Typed errors of the ROS-free core.
+
+The library raises these and never exits; the node and the CLI absorb them at their edges
+(the node publishes an error status, the CLI prints one line and returns a non-zero code).
+"""
+
+
+class GraspNetEdgeError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InputError(GraspNetEdgeError):
+    """The frame or array handed in cannot be used (encoding, size, NaN/zero depth, bad intrinsics)."""
+
+
+class ConfigError(GraspNetEdgeError):
+    """A parameter value is out of range or of the wrong type."""
+
+
+class ModelFormatError(GraspNetEdgeError):
+    """A model file is missing, unreadable, or does not match the expected layout."""
+
+
+class BackendUnavailableError(GraspNetEdgeError):
+    """The requested inference runtime is not importable on this machine."""
+
+
+class ExportError(GraspNetEdgeError):
+    """Exporting a model failed or produced an artefact that does not verify."""

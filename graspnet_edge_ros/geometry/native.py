@@ -1,0 +1,375 @@
+"""Native CPU (numba) versions of the PointNet++ / GraspNet geometric operators.
+
+Unbatched (one cloud), float32 coordinates in metres (camera frame), int32 indices. Every
+operator follows the official CUDA kernel semantics (graspnet_spec.md §4.1-4.7) and returns
+exactly what :mod:`graspnet_edge_ros.geometry.torch_ops` returns for the same inputs; the
+float formulas are spelled out term by term, in the same order, in both modules so the
+float32 roundings agree bit for bit (no FMA contraction: numba's default ``fastmath=False``).
+
+Kernels compile on first use and are cached on disk (``cache=True``); call :func:`warmup`
+at start-up to pay that cost early. This module must not import torch.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from numba import njit, prange
+
+from graspnet_edge_ros.errors import ConfigError, InputError
+
+# CUDA compares the float32 |p|^2 with the double literal 1e-3. float32(1e-3) is slightly
+# above 1e-3, so the equivalent float32 test is `mag <= largest float32 <= 1e-3`.
+FPS_SKIP_MAG2 = np.float32(1e-3)
+if float(FPS_SKIP_MAG2) > 1e-3:
+    FPS_SKIP_MAG2 = np.nextafter(FPS_SKIP_MAG2, np.float32(0.0))
+FPS_TEMP_INIT = np.float32(1e10)
+INTERPOLATION_EPS = np.float32(1e-8)
+
+
+# -- input checks ---------------------------------------------------------------------------------
+
+def _points(array, name: str, allow_empty: bool = False) -> np.ndarray:
+    """(N, 3) float32 C-contiguous copy/view of ``array``; InputError on bad shape or non-finite."""
+    points = np.ascontiguousarray(array, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise InputError(f"{name} must have shape (N, 3), got {points.shape}")
+    if points.shape[0] == 0 and not allow_empty:
+        raise InputError(f"{name} is empty")
+    if not np.isfinite(points).all():
+        raise InputError(f"{name} contains NaN or infinite coordinates")
+    return points
+
+
+def _components(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Structure-of-arrays view: three contiguous (N,) float32 arrays (vectorisable scans)."""
+    soa = np.ascontiguousarray(points.T)
+    return soa[0], soa[1], soa[2]
+
+
+def _positive_int(value, name: str, minimum: int = 1) -> int:
+    if int(value) != value or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _finite_float32(value, name: str) -> np.float32:
+    if not np.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    return np.float32(value)
+
+
+# -- furthest point sampling ----------------------------------------------------------------------
+
+@njit(cache=True)
+def _fps_kernel(x, y, z, candidate_x, candidate_y, candidate_z, candidate_index, npoint,
+                distance, distance_bits, temp_bits):
+    """Greedy FPS over the pickable candidates (already compacted, ascending original index).
+
+    ``distance_bits`` / ``temp_bits`` are int32 views of float32 buffers: for non-negative
+    floats the bit patterns order like the values, and integer min/max reductions vectorise
+    where float ones do not. ``temp_bits`` enters holding FPS_TEMP_INIT.
+    """
+    count = candidate_x.shape[0]
+    picks = np.zeros(npoint, np.int32)
+    if count == 0:
+        return picks  # every point skipped: the kernel's candidate is index 0 each round
+    old = 0
+    for j in range(1, npoint):
+        x0 = x[old]
+        y0 = y[old]
+        z0 = z[old]
+        for k in range(count):
+            dx = candidate_x[k] - x0
+            dy = candidate_y[k] - y0
+            dz = candidate_z[k] - z0
+            distance[k] = dx * dx + dy * dy + dz * dz
+        best = np.int32(-1)
+        for k in range(count):
+            t = min(temp_bits[k], distance_bits[k])
+            temp_bits[k] = t
+            best = max(best, t)
+        first = 0
+        for k in range(count):  # lowest index among exact ties
+            if temp_bits[k] == best:
+                first = k
+                break
+        old = candidate_index[first]
+        picks[j] = old
+    return picks
+
+
+def furthest_point_sample(xyz, npoint: int) -> np.ndarray:
+    """Official CUDA furthest point sampling, single cloud.
+
+    Args:
+        xyz: (N, 3) float32 points (metres).
+        npoint: number of picks (>= 0).
+
+    Returns:
+        (npoint,) int32 indices into ``xyz``.
+
+    Semantics (spec §4.1): pick 0 first; distance buffer starts at 1e10; points with
+    float32 x²+y²+z² <= 1e-3 are never picked (except index 0 as the start) and never
+    updated; squared distances in float32; next pick = argmax of the buffer over pickable
+    points. Exact ties go to the lowest index (CUDA: lowest ``index mod threads`` first;
+    the two differ only for exact ties between distinct points in different thread lanes).
+    Once every pickable point is taken (npoint > pickable count) all buffers are 0 and the
+    lowest-index pickable point is returned for every further pick; if no point is
+    pickable, every pick is 0. Both mirror the kernel's argmax on such inputs.
+    """
+    points = _points(xyz, "xyz")
+    npoint = _positive_int(npoint, "npoint", minimum=0)
+    x, y, z = _components(points)
+    pickable = np.flatnonzero(x * x + y * y + z * z > FPS_SKIP_MAG2).astype(np.int64)
+    distance = np.empty(pickable.shape[0], np.float32)
+    temp = np.full(pickable.shape[0], FPS_TEMP_INIT, np.float32)
+    return _fps_kernel(x, y, z, x[pickable], y[pickable], z[pickable], pickable, npoint,
+                       distance, distance.view(np.int32), temp.view(np.int32))
+
+
+# -- ball query -----------------------------------------------------------------------------------
+
+@njit(cache=True, parallel=True)
+def _ball_query_kernel(x, y, z, centers, radius2, nsample):
+    n = x.shape[0]
+    idx = np.zeros((centers.shape[0], nsample), np.int32)
+    for s in prange(centers.shape[0]):
+        cx = centers[s, 0]
+        cy = centers[s, 1]
+        cz = centers[s, 2]
+        count = 0
+        for k in range(n):
+            dx = x[k] - cx
+            dy = y[k] - cy
+            dz = z[k] - cz
+            if dx * dx + dy * dy + dz * dz < radius2:
+                if count == 0:
+                    idx[s, :] = k  # pad with the first hit
+                idx[s, count] = k
+                count += 1
+                if count == nsample:
+                    break
+    return idx
+
+
+def ball_query(xyz, centers, radius: float, nsample: int) -> np.ndarray:
+    """Official ball query: first ``nsample`` points with |p - c|² < r² in ascending index order.
+
+    Args:
+        xyz: (N, 3) float32 points; centers: (S, 3) float32 query centres (same frame).
+        radius: metres; r² is computed in float32. nsample: slots per centre.
+
+    Returns:
+        (S, nsample) int32. Unfilled slots repeat the first hit; a centre without hits is all 0.
+    """
+    points = _points(xyz, "xyz")
+    query = _points(centers, "centers", allow_empty=True)
+    radius = _finite_float32(radius, "radius")
+    nsample = _positive_int(nsample, "nsample")
+    x, y, z = _components(points)
+    return _ball_query_kernel(x, y, z, query, radius * radius, nsample)
+
+
+# -- cylinder query -------------------------------------------------------------------------------
+
+@njit(cache=True, parallel=True)
+def _cylinder_query_kernel(x, y, z, centers, rotations, radius2, hmin, hmax, nsample):
+    n = x.shape[0]
+    depths = hmax.shape[0]
+    idx = np.zeros((centers.shape[0], depths, nsample), np.int32)
+    hmax_any = hmax.max()
+    for s in prange(centers.shape[0]):
+        counts = np.zeros(depths, np.int64)
+        cx = centers[s, 0]
+        cy = centers[s, 1]
+        cz = centers[s, 2]
+        r = rotations[s]
+        full = 0
+        for k in range(n):
+            dx = x[k] - cx
+            dy = y[k] - cy
+            dz = z[k] - cz
+            # local = R^T d, one column of R per coordinate (CUDA r0*dx + r3*dy + r6*dz, ...)
+            along = r[0, 0] * dx + r[1, 0] * dy + r[2, 0] * dz
+            if not (along > hmin and along < hmax_any):
+                continue
+            side = r[0, 1] * dx + r[1, 1] * dy + r[2, 1] * dz
+            up = r[0, 2] * dx + r[1, 2] * dy + r[2, 2] * dz
+            if not (side * side + up * up < radius2):
+                continue
+            for d in range(depths):
+                count = counts[d]
+                if count < nsample and along < hmax[d]:
+                    if count == 0:
+                        idx[s, d, :] = k
+                    idx[s, d, count] = k
+                    counts[d] = count + 1
+                    if count + 1 == nsample:
+                        full += 1
+            if full == depths:
+                break
+    return idx
+
+
+def cylinder_query(xyz, centers, rotations, radius: float, hmin: float, hmax: Sequence[float],
+                   nsample: int) -> np.ndarray:
+    """Official cylinder query for D depth classes at once (one scan per centre).
+
+    Args:
+        xyz: (N, 3) float32 points. centers: (S, 3) float32. rotations: (S, 3, 3) float32 whose
+            columns are the gripper axes in the points' frame (local = Rᵀ(p − c); local x runs
+            along the approach). radius, hmin: metres. hmax: (D,) metres, one query per value.
+        nsample: slots per centre and depth.
+
+    Returns:
+        (S, D, nsample) int32; [s, d] is the independent query with upper bound hmax[d]:
+        first nsample points with y²+z² < r² and hmin < x < hmax[d] (all strict, float32),
+        ascending index order, padded with the first hit, all 0 when there is none.
+    """
+    points = _points(xyz, "xyz")
+    query = _points(centers, "centers", allow_empty=True)
+    frames = np.ascontiguousarray(rotations, dtype=np.float32)
+    if frames.shape != (query.shape[0], 3, 3):
+        raise InputError(f"rotations must have shape ({query.shape[0]}, 3, 3), got {frames.shape}")
+    radius = _finite_float32(radius, "radius")
+    bounds = np.ascontiguousarray(hmax, dtype=np.float32).reshape(-1)
+    if bounds.size == 0 or not np.isfinite(bounds).all():
+        raise ConfigError(f"hmax must be a non-empty sequence of finite values, got {hmax!r}")
+    nsample = _positive_int(nsample, "nsample")
+    x, y, z = _components(points)
+    return _cylinder_query_kernel(x, y, z, query, frames, radius * radius,
+                                  _finite_float32(hmin, "hmin"), bounds, nsample)
+
+
+def cylinder_group(xyz, centers, rotations, idx) -> np.ndarray:
+    """Grouped points in each centre's gripper frame, (p − c) as a row vector times R.
+
+    Args:
+        xyz: (N, 3) float32; centers: (S, 3); rotations: (S, 3, 3) (columns = gripper axes);
+        idx: (S, ...) integer indices into xyz, e.g. (S, D, K) from :func:`cylinder_query`.
+
+    Returns:
+        (S, ..., 3) float32 local coordinates in metres [along approach, width, height], the
+        same float32 values (same term order) the cylinder test saw.
+    """
+    points = _points(xyz, "xyz")
+    query = _points(centers, "centers", allow_empty=True)
+    frames = np.asarray(rotations, dtype=np.float32)
+    indices = np.asarray(idx)
+    if indices.shape[:1] != query.shape[:1] or frames.shape != (query.shape[0], 3, 3):
+        raise InputError(f"idx {indices.shape} and rotations {frames.shape} must lead with "
+                         f"S = {query.shape[0]}")
+    extra = (1,) * (indices.ndim - 1)
+    offsets = points[indices] - query.reshape(query.shape[0], *extra, 3)
+    frames = frames.reshape(frames.shape[0], *extra, 3, 3)
+    dx, dy, dz = offsets[..., 0], offsets[..., 1], offsets[..., 2]
+    return np.stack([dx * frames[..., 0, j] + dy * frames[..., 1, j] + dz * frames[..., 2, j]
+                     for j in range(3)], axis=-1)
+
+
+# -- feature propagation --------------------------------------------------------------------------
+
+@njit(cache=True, parallel=True)
+def _three_nn_kernel(unknown, kx, ky, kz):
+    n = unknown.shape[0]
+    m = kx.shape[0]
+    dist2 = np.empty((n, 3), np.float32)
+    idx = np.zeros((n, 3), np.int32)
+    for j in prange(n):
+        ux = unknown[j, 0]
+        uy = unknown[j, 1]
+        uz = unknown[j, 2]
+        best1 = 1e40  # float64, as in the kernel
+        best2 = 1e40
+        best3 = 1e40
+        i1 = 0
+        i2 = 0
+        i3 = 0
+        for k in range(m):
+            dx = ux - kx[k]
+            dy = uy - ky[k]
+            dz = uz - kz[k]
+            d = dx * dx + dy * dy + dz * dz
+            if d < best1:
+                best3, i3 = best2, i2
+                best2, i2 = best1, i1
+                best1, i1 = d, k
+            elif d < best2:
+                best3, i3 = best2, i2
+                best2, i2 = d, k
+            elif d < best3:
+                best3, i3 = d, k
+        dist2[j, 0] = best1
+        dist2[j, 1] = best2
+        dist2[j, 2] = best3
+        idx[j, 0] = i1
+        idx[j, 1] = i2
+        idx[j, 2] = i3
+    return dist2, idx
+
+
+def three_nn(unknown, known) -> tuple[np.ndarray, np.ndarray]:
+    """Three nearest known points of every unknown point (official ``three_nn``).
+
+    Args:
+        unknown: (n, 3) float32; known: (m, 3) float32 with m >= 3.
+
+    Returns:
+        dist (n, 3) float32 Euclidean distances (sqrt of the float32 squared distance),
+        ascending; idx (n, 3) int32. Ties keep the lower index (strict ``<`` insertion).
+    """
+    queries = _points(unknown, "unknown", allow_empty=True)
+    reference = _points(known, "known")
+    if reference.shape[0] < 3:
+        raise InputError(f"three_nn needs at least 3 known points, got {reference.shape[0]}")
+    kx, ky, kz = _components(reference)
+    dist2, idx = _three_nn_kernel(queries, kx, ky, kz)
+    return np.sqrt(dist2), idx
+
+
+def interpolation_weights(dist) -> np.ndarray:
+    """FP weights from (n, 3) float32 Euclidean distances: 1/(d + 1e-8), normalised per row.
+
+    Returns (n, 3) float32; the sum runs left to right as in torch_ops.
+    """
+    reciprocal = np.float32(1.0) / (np.asarray(dist, dtype=np.float32) + INTERPOLATION_EPS)
+    norm = reciprocal[:, 0] + reciprocal[:, 1] + reciprocal[:, 2]
+    return reciprocal / norm[:, None]
+
+
+def three_interpolate(features, idx, weight) -> np.ndarray:
+    """out[c, j] = Σ_i weight[j, i] · features[c, idx[j, i]] (i = 0, 1, 2 in that order).
+
+    Args:
+        features: (C, m) float32; idx: (n, 3) int; weight: (n, 3) float32.
+
+    Returns:
+        (C, n) float32.
+    """
+    values = np.asarray(features, dtype=np.float32)
+    indices = np.asarray(idx)
+    weights = np.asarray(weight, dtype=np.float32)
+    return (values[:, indices[:, 0]] * weights[:, 0] + values[:, indices[:, 1]] * weights[:, 1]
+            + values[:, indices[:, 2]] * weights[:, 2])
+
+
+def gather_points(features, idx) -> np.ndarray:
+    """(C, N) features, (M,) indices -> (C, M) (official ``gather_operation``)."""
+    return np.asarray(features)[:, np.asarray(idx)]
+
+
+def group_points(features, idx) -> np.ndarray:
+    """(C, N) features, (S, K) indices -> (C, S, K) (official ``grouping_operation``)."""
+    return np.asarray(features)[:, np.asarray(idx)]
+
+
+def warmup() -> None:
+    """Compile (or load from the on-disk cache) every kernel on a tiny input."""
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-1.0, 1.0, size=(16, 3)).astype(np.float32)
+    furthest_point_sample(points, 4)
+    ball_query(points, points[:4], 0.5, 4)
+    cylinder_query(points, points[:4], np.tile(np.eye(3, dtype=np.float32), (4, 1, 1)), 0.5,
+                   -0.1, [0.1, 0.2], 4)
+    three_nn(points[:4], points)

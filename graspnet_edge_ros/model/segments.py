@@ -1,0 +1,72 @@
+"""The learned parts of GraspNet as fixed-shape 4-D segments, for the split runtime.
+
+Everything geometric (FPS, ball/cylinder queries, grouping, three-NN interpolation) runs between
+segments in native CPU kernels; each segment is only 1x1 Conv2d / BatchNorm / ReLU / ReduceMax /
+Concat, the op set the Horizon X5 BPU runs. Every segment has one float32 NCHW input named
+``input`` and one float32 output named ``output``, batch 1. Segments do not depend on the number of
+input points, so one export serves any ``num_points``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from graspnet_edge_ros.model.graspnet import GraspNet, GraspNetConfig
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+# Seeds per grasp-head call. The head runs only on object seeds (the decoder drops the others),
+# padded up to a multiple of this; 64 seeds x 4 depths = 256 rows keeps padding waste small.
+DEFAULT_HEAD_CHUNK_SEEDS = 64
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    name: str
+    input_shape: tuple[int, int, int, int]
+    output_shape: tuple[int, int, int, int]
+    description: str
+
+
+def segment_specs(config: GraspNetConfig, head_chunk_seeds: int = DEFAULT_HEAD_CHUNK_SEEDS
+                  ) -> list[SegmentSpec]:
+    """Segment names and fixed shapes, in execution order."""
+    (n1, _, k1), (n2, _, k2), (n3, _, k3), (n4, _, k4) = config.sa_layers
+    rows = head_chunk_seeds * config.num_depth
+    return [
+        SegmentSpec("sa1", (1, 3, n1, k1), (1, 128, n1, 1), "SA1 MLP + max over ball samples"),
+        SegmentSpec("sa2", (1, 131, n2, k2), (1, 256, n2, 1), "SA2 MLP + max"),
+        SegmentSpec("sa3", (1, 259, n3, k3), (1, 256, n3, 1), "SA3 MLP + max"),
+        SegmentSpec("sa4", (1, 259, n4, k4), (1, 256, n4, 1), "SA4 MLP + max"),
+        SegmentSpec("fp1", (1, 512, n3, 1), (1, 256, n3, 1), "FP1 MLP on [interpolated, skip]"),
+        SegmentSpec("fp2_approach", (1, 512, n2, 1), (1, 2 + config.num_view, n2, 1),
+                    "FP2 MLP + ApproachNet: objectness (2) and view scores"),
+        SegmentSpec("grasp_head", (1, 3, rows, config.crop_nsample), (1, 4 * config.num_angle, rows, 1),
+                    "CloudCrop MLP + max + OperationNet + ToleranceNet; row = seed*4 + depth"),
+    ]
+
+
+class _FP2Approach(nn.Module):
+    def __init__(self, model: GraspNet):
+        super().__init__()
+        self.fp2 = model.view_estimator.backbone.fp2
+        self.vpmodule = model.view_estimator.vpmodule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vpmodule(self.fp2(x))
+
+
+def segment_modules(model: GraspNet) -> dict[str, nn.Module]:
+    """The model's own submodules (shared weights) keyed by segment name."""
+    backbone = model.view_estimator.backbone
+    return {
+        "sa1": backbone.sa1,
+        "sa2": backbone.sa2,
+        "sa3": backbone.sa3,
+        "sa4": backbone.sa4,
+        "fp1": backbone.fp1,
+        "fp2_approach": _FP2Approach(model),
+        "grasp_head": model.grasp_generator,
+    }

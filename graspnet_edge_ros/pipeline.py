@@ -1,0 +1,210 @@
+"""``GraspDetector``: one RGB-D frame in, ranked collision-free grasp poses out (ROS-free).
+
+Stages (each timed): preprocess (back-projection, workspace, sampling) -> model (raw outputs) ->
+decode (official pred_decode) -> filters (score, width, approach cone, table) -> collision
+(model-free, full workspace cloud) -> nms -> top-k -> poses (TCP convention). The node, the CLI
+and the benchmarks all call this object.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graspnet_edge_ros.camera import CameraIntrinsics, PreparedCloud, Workspace, decode_depth, prepare_points
+from graspnet_edge_ros.config import DetectorConfig
+from graspnet_edge_ros.errors import GraspNetEdgeError, InputError
+from graspnet_edge_ros.grasps import GraspGroup
+from graspnet_edge_ros.poses import TcpPoses, tcp_poses
+from graspnet_edge_ros.postprocess import filters
+from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector
+from graspnet_edge_ros.postprocess.decode import DecodeConfig, decode_grasps
+from graspnet_edge_ros.postprocess.nms import grasp_nms
+from graspnet_edge_ros.timing import StageTimer
+
+STATUS_OK = "ok"
+STATUS_NO_VALID_INPUT = "no_valid_input"
+STATUS_NO_GRASP = "no_grasp"
+STATUS_ERROR = "error"
+STAGES = ("preprocess", "model", "decode", "filters", "collision", "nms", "poses")
+
+
+@dataclass
+class DetectionResult:
+    """What one frame produced. ``grasps`` are sorted by score (best first), camera frame.
+
+    ``status`` is one of ok / no_valid_input / no_grasp / error; ``reason`` says why in words.
+    ``counts`` tracks how many grasps each stage kept or removed.
+    """
+
+    status: str
+    reason: str = ""
+    grasps: GraspGroup = field(default_factory=GraspGroup.empty)
+    poses: TcpPoses | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    cloud: PreparedCloud | None = None
+    model_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+
+class GraspDetector:
+    """Compose the stages around a GraspNet runner.
+
+    Examples:
+        >>> detector = GraspDetector(DetectorConfig(model_path="graspnet_split/"))  # doctest: +SKIP
+        >>> result = detector.detect(color, depth, "16UC1", intrinsics)  # doctest: +SKIP
+    """
+
+    def __init__(self, config: DetectorConfig, runner=None):
+        from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
+
+        self.config = config
+        if runner is None:
+            options = {}
+            if config.num_threads:
+                options = _thread_options(config.backend, config.model_path, config.num_threads)
+            runner = load_graspnet_runner(config.model_path, config.backend or None, **options)
+        self.runner = runner
+        self._mask_cache: tuple[str, np.ndarray] | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.runner.model_id
+
+    def update_config(self, config: DetectorConfig) -> None:
+        """Swap tunables at runtime (model/backend fields must stay unchanged)."""
+        self.config = config
+
+    # ---------------------------------------------------------------------------------------
+    def detect(self, color: np.ndarray | None, depth: np.ndarray, depth_encoding: str,
+               intrinsics: CameraIntrinsics) -> DetectionResult:
+        """Run every stage on one frame; never raises for bad input (see ``status``/``reason``).
+
+        Args:
+            color: (H, W, 3) uint8 RGB registered to depth, or None (overlays only).
+            depth: (H, W) raw depth image: uint16 ("16UC1"/"mono16", scaled by depth_scale) or
+                float32 metres ("32FC1").
+            intrinsics: of the depth image.
+        """
+        timer = StageTimer()
+        try:
+            with timer("preprocess"):
+                depth_m = decode_depth(depth, depth_encoding, self.config.depth_scale)
+                cloud = prepare_points(depth_m, intrinsics, color, self._workspace(depth_m.shape),
+                                       self.config.min_depth_m, self.config.max_depth_m,
+                                       self.config.num_points if self.runner.num_points is None
+                                       else self.runner.num_points, self._seed())
+        except InputError as exc:
+            return DetectionResult(STATUS_NO_VALID_INPUT, str(exc), timings_ms=timer.ms, model_id=self.model_id)
+        return self.detect_cloud(cloud, timer)
+
+    def detect_cloud(self, cloud: PreparedCloud, timer: StageTimer | None = None) -> DetectionResult:
+        """Run model and post-processing on an already prepared cloud."""
+        timer = timer or StageTimer()
+        result = DetectionResult(STATUS_OK, cloud=cloud, model_id=self.model_id, timings_ms=timer.ms)
+        try:
+            self._run_stages(cloud, timer, result)
+        except InputError as exc:
+            result.status, result.reason = STATUS_NO_VALID_INPUT, str(exc)
+        except GraspNetEdgeError as exc:
+            result.status, result.reason = STATUS_ERROR, f"{type(exc).__name__}: {exc}"
+        result.timings_ms = dict(timer.ms)
+        return result
+
+    def _run_stages(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult) -> None:
+        cfg = self.config
+        with timer("model"):
+            raw = self.runner(cloud.sampled)
+        for name, value in self.runner.last_timings_ms.items():
+            timer.ms[f"model.{name}"] = value
+        with timer("decode"):
+            grasps = decode_grasps(raw, DecodeConfig(cfg.grasp_max_width_m, cfg.grasp_max_tolerance_m))
+        result.counts["decoded"] = len(grasps)
+        with timer("filters"):
+            outcome = filters.apply_filters(grasps, self._filter_results(grasps, cloud))
+            grasps = outcome.grasps
+        result.counts.update({f"rejected_{k}": v for k, v in outcome.rejected.items()})
+        with timer("collision"):
+            if cfg.collision_thresh > 0 and len(grasps):
+                detector = ModelFreeCollisionDetector(cloud.cloud, cfg.collision_voxel_size_m,
+                                                      cfg.finger_width_m, cfg.finger_length_m)
+                colliding = detector.detect(grasps, cfg.collision_approach_dist_m, cfg.collision_thresh)
+                result.counts["rejected_collision"] = int(colliding.sum())
+                grasps = grasps[~colliding]
+        with timer("nms"):
+            if cfg.nms_enabled and len(grasps):
+                before = len(grasps)
+                grasps = grasp_nms(grasps, cfg.nms_translation_m, cfg.nms_rotation_rad)
+                result.counts["rejected_nms"] = before - len(grasps)
+            grasps = grasps.sorted_by_score()[:cfg.max_grasps]
+        result.counts["published"] = len(grasps)
+        result.grasps = grasps
+        if len(grasps) == 0:
+            result.status = STATUS_NO_GRASP
+            result.reason = _no_grasp_reason(result.counts)
+            return
+        with timer("poses"):
+            result.poses = tcp_poses(grasps, cfg.pose_convention, cfg.tcp_offset_m, cfg.pre_grasp_distance_m,
+                                     cfg.twin_policy)
+
+    def _filter_results(self, grasps: GraspGroup, cloud: PreparedCloud) -> list:
+        cfg = self.config
+        results = [
+            filters.score_filter(grasps, cfg.min_score),
+            filters.width_filter(grasps, cfg.gripper_max_width_m, cfg.width_margin_m, cfg.gripper_min_width_m),
+        ]
+        if cfg.approach_max_angle_deg < 180:
+            results.append(filters.approach_cone_filter(grasps, np.asarray(cfg.approach_direction),
+                                                        np.radians(cfg.approach_max_angle_deg)))
+        if cfg.table_plane_mode != "none":
+            if cfg.table_plane_mode == "fit":
+                normal, offset = filters.fit_table_plane(cloud.cloud)
+            else:
+                normal, offset = np.asarray(cfg.table_plane[:3]), cfg.table_plane[3]
+            results.append(filters.table_height_filter(grasps, normal, offset, cfg.min_table_height_m))
+        return results
+
+    def _workspace(self, shape: tuple[int, int]) -> Workspace | None:
+        cfg = self.config
+        mask = None
+        if cfg.workspace_mask_path:
+            if self._mask_cache is None or self._mask_cache[0] != cfg.workspace_mask_path:
+                self._mask_cache = (cfg.workspace_mask_path, load_mask(cfg.workspace_mask_path))
+            mask = self._mask_cache[1]
+        box = (tuple(cfg.workspace_min_xyz), tuple(cfg.workspace_max_xyz)) if cfg.workspace_min_xyz else (None, None)
+        if mask is None and box[0] is None:
+            return None
+        return Workspace(mask, *box)
+
+    def _seed(self) -> int | None:
+        return None if self.config.sampling_seed < 0 else self.config.sampling_seed
+
+
+def load_mask(path) -> np.ndarray:
+    """(H, W) bool from a mask image (non-zero = keep); InputError if unreadable."""
+    from PIL import Image
+
+    try:
+        return np.asarray(Image.open(path)) != 0
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read workspace mask {path}: {exc}") from exc
+
+
+def _no_grasp_reason(counts: dict[str, int]) -> str:
+    if counts.get("decoded", 0) == 0:
+        return "the model found no object seeds in the workspace"
+    removed = ", ".join(f"{k[len('rejected_'):]}: {v}" for k, v in counts.items() if k.startswith("rejected_") and v)
+    return f"all {counts['decoded']} decoded grasps were rejected ({removed})"
+
+
+def _thread_options(backend: str, model_path: str, threads: int) -> dict:
+    """Map the generic thread count onto the chosen backend's option name."""
+    from pathlib import Path
+
+    name = backend or ("onnxruntime" if Path(model_path).is_dir() or model_path.endswith(".onnx") else "torch")
+    return {"intra_op_threads": threads} if name in ("onnxruntime", "ort", "onnx") else \
+        {"num_threads": threads} if name in ("torch", "pytorch") else {}

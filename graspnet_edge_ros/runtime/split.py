@@ -1,0 +1,179 @@
+"""The split runtime: native geometry kernels between learned segments run by any backend.
+
+This is how GraspNet runs without CUDA and fast: FPS, ball/cylinder queries and interpolation run
+in numba kernels with the official semantics; the 1x1-conv segments run in onnxruntime, on the
+X5 BPU (hobot_dnn) or in torch. The grasp head runs only on object seeds: the decoder drops every
+other seed, so their rows are never computed (they are NaN in the raw outputs).
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+from graspnet_edge_ros.errors import InputError
+from graspnet_edge_ros.geometry import native
+from graspnet_edge_ros.model.views import generate_grasp_views, viewpoint_params_to_matrix
+from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.timing import StageTimer
+
+SegmentRunner = Callable[[np.ndarray], np.ndarray]
+
+
+class SplitGraspNet:
+    """Raw GraspNet outputs for one cloud from native geometry + segment runners.
+
+    Args:
+        manifest: segment shapes and GraspNet constants (see ``runtime.manifest``).
+        runners: segment name -> callable taking the (1,C,H,W) float32 input, returning the output.
+
+    Examples:
+        >>> net = SplitGraspNet.from_directory("graspnet_split/", backend="onnxruntime")  # doctest: +SKIP
+        >>> raw = net(points)  # (N,3) float32 camera-frame metres  # doctest: +SKIP
+    """
+
+    def __init__(self, manifest: SplitManifest, runners: Mapping[str, SegmentRunner]):
+        missing = [name for name in manifest.segment_names if name not in runners]
+        if missing:
+            raise ValueError(f"no runner for segments {missing}")
+        self.manifest = manifest
+        self.runners = dict(runners)
+        self.template_views = generate_grasp_views(manifest.num_view)
+        self.last_timings_ms: dict[str, float] = {}
+
+    @classmethod
+    def from_directory(cls, directory, backend: str = "onnxruntime", **backend_options) -> "SplitGraspNet":
+        from graspnet_edge_ros.runtime.segment_runners import backend_runners
+
+        manifest = SplitManifest.load(directory)
+        return cls(manifest, backend_runners(manifest, backend, **backend_options))
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, head_chunk_seeds: int | None = None) -> "SplitGraspNet":
+        from graspnet_edge_ros.runtime.segment_runners import torch_runners
+
+        manifest, runners = torch_runners(checkpoint, head_chunk_seeds)
+        return cls(manifest, runners)
+
+    def _run(self, name: str, tensor: np.ndarray, timer: StageTimer) -> np.ndarray:
+        """Run one segment; returns its output without the batch and trailing unit axes when W == 1."""
+        with timer(f"segment_{name}"):
+            out = self.runners[name](np.ascontiguousarray(tensor, dtype=np.float32))
+        return out[0, :, :, 0]
+
+    def __call__(self, points: np.ndarray, skip_background_seeds: bool = True) -> dict[str, np.ndarray]:
+        """Run the network on one cloud.
+
+        Args:
+            points: (N, 3) float32 camera-frame xyz in metres (the model's sampled input).
+            skip_background_seeds: compute the grasp head only where objectness says "object".
+
+        Returns:
+            Official end_points names with a batch axis of 1 (see ``postprocess.decode``).
+        """
+        points = np.ascontiguousarray(points, dtype=np.float32)
+        if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
+            raise InputError(f"points must be (N, 3) with N > 0, got {points.shape}")
+        if not np.isfinite(points).all():
+            raise InputError("points contain NaN or inf")
+        m = self.manifest
+        timer = StageTimer()
+        (n1, r1, k1), (n2, r2, k2), (n3, r3, k3), (n4, r4, k4) = m.sa_layers
+        with timer("fps"):
+            fps_indices = native.furthest_point_sample(points, n1)
+            sa1_xyz = points[fps_indices]
+            # Prefix property of index-0 FPS: deeper SA centres are prefixes of SA1's order.
+            sa2_xyz, sa3_xyz, sa4_xyz = sa1_xyz[:n2], sa1_xyz[:n3], sa1_xyz[:n4]
+        with timer("ball_query"):
+            sa1_in = _group_xyz(points, sa1_xyz, native.ball_query(points, sa1_xyz, r1, k1), r1)[None]
+        sa1_features = self._run("sa1", sa1_in, timer)
+        with timer("ball_query"):
+            sa2_in = _group_with_features(sa1_xyz, sa1_features, sa2_xyz, r2, k2)
+        sa2_features = self._run("sa2", sa2_in, timer)
+        with timer("ball_query"):
+            sa3_in = _group_with_features(sa2_xyz, sa2_features, sa3_xyz, r3, k3)
+        sa3_features = self._run("sa3", sa3_in, timer)
+        with timer("ball_query"):
+            sa4_in = _group_with_features(sa3_xyz, sa3_features, sa4_xyz, r4, k4)
+        sa4_features = self._run("sa4", sa4_in, timer)
+        with timer("interpolate"):
+            fp1_in = np.concatenate([_interpolate(sa3_xyz, sa4_xyz, sa4_features), sa3_features], axis=0)
+        fp1_features = self._run("fp1", fp1_in[None, :, :, None], timer)
+        with timer("interpolate"):
+            fp2_in = np.concatenate([_interpolate(sa2_xyz, sa3_xyz, fp1_features), sa2_features], axis=0)
+        approach = self._run("fp2_approach", fp2_in[None, :, :, None], timer)
+
+        with timer("approach_decode"):
+            objectness = approach[0:2]
+            view_score = approach[2:].T                                    # (S, num_view)
+            top_view_inds = np.argmax(view_score, axis=1)
+            top_view_xyz = self.template_views[top_view_inds]
+            top_view_rot = viewpoint_params_to_matrix(-top_view_xyz, np.zeros(n2, np.float32))
+            selected = np.flatnonzero(objectness[1] > objectness[0]) if skip_background_seeds \
+                else np.arange(n2)
+        head = self._grasp_head(points, sa2_xyz, top_view_rot, selected, timer)
+        a = m.num_angle
+        outputs = {
+            "point_clouds": points[None],
+            "fp2_xyz": sa2_xyz[None],
+            "fp2_inds": fps_indices[None, :n2].astype(np.int32),
+            "objectness_score": objectness[None],
+            "view_score": view_score[None],
+            "grasp_top_view_inds": top_view_inds[None].astype(np.int64),
+            "grasp_top_view_score": view_score[np.arange(n2), top_view_inds][None],
+            "grasp_top_view_xyz": top_view_xyz[None],
+            "grasp_top_view_rot": top_view_rot[None],
+            "grasp_score_pred": head[None, 0:a],
+            "grasp_angle_cls_pred": head[None, a:2 * a],
+            "grasp_width_pred": head[None, 2 * a:3 * a],
+            "grasp_tolerance_pred": head[None, 3 * a:4 * a],
+        }
+        self.last_timings_ms = dict(timer.ms)
+        return outputs
+
+    def _grasp_head(self, points: np.ndarray, seed_xyz: np.ndarray, seed_rot: np.ndarray,
+                    selected: np.ndarray, timer: StageTimer) -> np.ndarray:
+        """(4*A, S, D) head outputs; rows of seeds not in ``selected`` are NaN (never computed)."""
+        m = self.manifest
+        channels = 4 * m.num_angle
+        head = np.full((channels, len(seed_xyz), m.num_depth), np.nan, np.float32)
+        if len(selected) == 0:
+            return head
+        with timer("cylinder_query"):
+            centers, rotations = seed_xyz[selected], seed_rot[selected]
+            idx = native.cylinder_query(points, centers, rotations, m.cylinder_radius, m.hmin,
+                                        np.asarray(m.hmax_list, np.float32), m.crop_nsample)  # (Ns,D,K)
+            ns, depths, nsample = idx.shape
+            diff = points[idx.reshape(ns, -1)] - centers[:, None, :]                          # (Ns,D*K,3)
+            local = np.matmul(diff, rotations)                                               # row vec x R
+            grouped = local.reshape(ns * depths, nsample, 3).transpose(2, 0, 1)              # (3,Ns*D,K)
+        rows_per_call = m.head_chunk_seeds * depths
+        total_rows = ns * depths
+        padded_rows = -(-total_rows // rows_per_call) * rows_per_call
+        batch = np.zeros((3, padded_rows, nsample), np.float32)
+        batch[:, :total_rows] = grouped
+        results = [self._run("grasp_head", batch[None, :, r:r + rows_per_call], timer)
+                   for r in range(0, padded_rows, rows_per_call)]
+        computed = np.concatenate(results, axis=1)[:, :total_rows].reshape(channels, ns, depths)
+        head[:, selected] = computed
+        return head
+
+
+def _group_xyz(xyz: np.ndarray, centers: np.ndarray, idx: np.ndarray, radius: float) -> np.ndarray:
+    """(3, S, K) of (xyz[idx] - centre) / radius: the official normalised SA grouping."""
+    grouped = (xyz[idx] - centers[:, None, :]) / np.float32(radius)
+    return np.ascontiguousarray(grouped.transpose(2, 0, 1))
+
+
+def _group_with_features(xyz: np.ndarray, features: np.ndarray, centers: np.ndarray,
+                         radius: float, nsample: int) -> np.ndarray:
+    """(1, 3 + C, S, K): [normalised xyz, features] gathered at the ball-query indices."""
+    idx = native.ball_query(xyz, centers, radius, nsample)
+    grouped_features = features[:, idx]                                    # (C, S, K)
+    return np.concatenate([_group_xyz(xyz, centers, idx, radius), grouped_features], axis=0)[None]
+
+
+def _interpolate(unknown: np.ndarray, known: np.ndarray, known_features: np.ndarray) -> np.ndarray:
+    """(C, n) official three-NN inverse-distance interpolation of known features."""
+    dist, idx = native.three_nn(unknown, known)
+    return native.three_interpolate(known_features, idx, native.interpolation_weights(dist))

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Set up everything from nothing, idempotently: the venv, the pinned requirements (only when
+# requirements.txt changed), the include-path fix of the ROS 2 PyPI wheels, and a colcon build of
+# this package. Each step prints one banner line; a failing step names itself and shows the tail
+# of its log instead of a full traceback.
+#
+# Environment: PYTHON (interpreter for a new venv, default python3), GRASPNET_EDGE_VENV (default
+# <repo>/.venv).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${GRASPNET_EDGE_VENV:-$repo/.venv}
+python_for_venv=${PYTHON:-python3}
+log_dir=$repo/build/setup-logs
+requirements=$repo/requirements.txt
+requirements_stamp=$venv/.requirements.sha256
+
+mkdir -p "$log_dir"
+# Two set-ups at once (parallel `make` targets, several shells) would share one venv and build dir.
+if command -v flock >/dev/null; then
+  exec 9>"$log_dir/.lock"
+  flock 9
+fi
+
+banner() { printf '==> setup: %s\n' "$*"; }
+
+# run_step <name> <command...>: output goes to <log_dir>/<name>.log.
+run_step() {
+  local name=$1 log=$log_dir/$1.log
+  shift
+  if ! "$@" >"$log" 2>&1; then
+    printf 'setup failed at step: %s (see %s)\n' "$name" "$log"
+    tail -n 15 "$log" | sed 's/^/    /'
+    exit 1
+  fi
+}
+
+# 1. venv
+if [ -x "$venv/bin/python" ]; then
+  banner "venv: $venv exists"
+else
+  banner "venv: creating $venv with $python_for_venv"
+  run_step venv "$python_for_venv" -m venv "$venv"
+fi
+
+# 2. requirements, only when requirements.txt changed since the last successful install
+requirements_hash=$(sha256sum "$requirements" | cut -d' ' -f1)
+fresh_install=0
+if [ -f "$requirements_stamp" ] && [ "$(cat "$requirements_stamp")" = "$requirements_hash" ]; then
+  banner "requirements: unchanged since last install, skipped"
+else
+  banner "requirements: pip install -r requirements.txt (a cold install takes 2-3 min)"
+  run_step requirements "$venv/bin/python" -m pip install --disable-pip-version-check \
+    -r "$requirements"
+  echo "$requirements_hash" >"$requirements_stamp"
+  fresh_install=1
+fi
+
+# 3. The wheels' CMake exports name /opt/python/cp3XX-cp3XX/... include dirs that do not exist
+# here; rewrite them to this venv's Python and NumPy include dirs (idempotent: no match next time).
+fix_wheel_include_dirs() {
+  local python_include numpy_include
+  # errexit is off inside run_step's `if`, hence the explicit returns
+  python_include=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['include'])") \
+    || return 1
+  numpy_include=$("$venv/bin/python" -c "import numpy; print(numpy.get_include())") || return 1
+  { grep -rlE --include='*.cmake' '/opt/python/cp[0-9]+-cp[0-9]+' "$venv/share" || true; } \
+    | xargs -r sed -i -E \
+      -e "s#/opt/python/cp[0-9]+-cp[0-9]+/include/python3\.[0-9]+#$python_include#g" \
+      -e "s#/opt/python/cp[0-9]+-cp[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$numpy_include#g"
+}
+banner "include-path fix: rewriting /opt/python include dirs in the wheels' CMake files"
+run_step include-path-fix fix_wheel_include_dirs
+
+# 4. colcon build. The generated C extensions are compiled against the venv's numpy, so a fresh
+# install starts from a clean build directory.
+if [ "$fresh_install" = 1 ]; then
+  rm -rf "$repo/build/graspnet_edge_ros" "$repo/install"
+fi
+colcon_build() {
+  cd "$repo" || return 1
+  env AMENT_PREFIX_PATH="$venv" PATH="$venv/bin:$PATH" \
+    "$venv/bin/colcon" build --base-paths . --build-base build --install-base install \
+    --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$venv/bin/python"
+}
+banner "colcon build: graspnet_edge_ros (messages, launchers) into install/"
+run_step colcon-build colcon_build
+banner "done; source scripts/env.sh to use the install space"

@@ -1,0 +1,45 @@
+"""pip packaging of the ROS-free core and the `graspnet-edge` CLI, for use without ROS.
+
+    pip install .            # core (numpy, scipy, pillow) + graspnet-edge
+    pip install .[onnx]      # + ONNX Runtime backend and ONNX export checks
+    pip install .[torch]     # + PyTorch backend
+    pip install .[train]     # + what training needs
+
+ROS users build with colcon instead: package.xml declares build_type ament_cmake, so colcon
+ignores this file. Do not pip-install it into the colcon venv: it would shadow the installed
+package that carries the generated messages.
+"""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).resolve().parent
+# One version, kept in the package itself.
+version = re.search(r'^__version__ = "([^"]+)"',
+                    (here / "graspnet_edge_ros" / "__init__.py").read_text(), re.M).group(1)
+
+setup(
+    name="graspnet-edge-ros",
+    version=version,
+    description="Ranked 6-DoF grasps from RGB-D frames with GraspNet, CUDA-free, for CPUs and edge boards",
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    # The ROS layer needs rclpy and the colcon-generated messages; it is not part of the pip package.
+    packages=find_packages(include=["graspnet_edge_ros", "graspnet_edge_ros.*"],
+                           exclude=["graspnet_edge_ros.ros", "graspnet_edge_ros.ros.*"]),
+    install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9"],
+    extras_require={
+        "onnx": ["onnxruntime>=1.16", "onnx>=1.15"],
+        "torch": ["torch>=2.1"],
+        "train": ["torch>=2.1", "pyyaml>=6"],
+    },
+    entry_points={"console_scripts": ["graspnet-edge = graspnet_edge_ros.cli:main"]},
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

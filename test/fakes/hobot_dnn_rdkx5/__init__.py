@@ -1,0 +1,1 @@
+"""Fake of the PyPI ``hobot-dnn-rdkx5`` package (tests only; see test/fakes/README.md)."""
