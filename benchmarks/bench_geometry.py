@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = sa_xyz[:1024]
     frames = approach_frames(-np.random.default_rng(0).normal(size=(len(seeds), 3)))
 
-    # (name, native call, torch call); SA-k queries the previous level's points (FPS prefixes).
+    # (name, native call, (torch op, arrays, kwargs) or None).
+    # SA-k queries the previous level's points; its centres are FPS prefixes.
     level_points = [cloud, sa_xyz, sa_xyz[:1024], sa_xyz[:512]]
     cases = [(f"FPS {len(cloud)} -> {SA_LEVELS[0][0]}", lambda: native.furthest_point_sample(cloud, 2048),
               ("furthest_point_sample", (cloud,), {"npoint": 2048}))]
@@ -86,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         cases.append((f"SA{level} ball query {npoint}x{nsample} r={radius} over {len(points)}",
                       lambda p=points, c=centers, r=radius, k=nsample: native.ball_query(p, c, r, k),
                       ("ball_query", (points, centers), {"radius": radius, "nsample": nsample})))
+        if len(points) >= native.GRID_MIN_POINTS:  # show what the grid buys over the plain scan
+            cases.append(("  same, native method='scan'",
+                          lambda p=points, c=centers, r=radius, k=nsample:
+                          native.ball_query(p, c, r, k, method="scan"), None))
     for name, n, m in (("FP1", 512, 256), ("FP2", 1024, 512)):
         cases.append((f"{name} three_nn {n} <- {m}", lambda n=n, m=m: native.three_nn(sa_xyz[:n], sa_xyz[:m]),
                       ("three_nn", (sa_xyz[:n], sa_xyz[:m]), {})))
@@ -94,8 +99,12 @@ def main(argv: list[str] | None = None) -> int:
                                                 CROP_NSAMPLE),
                   ("cylinder_query", (cloud, seeds, frames),
                    {"radius": CROP_RADIUS, "hmin": CROP_HMIN, "hmax": CROP_HMAX, "nsample": CROP_NSAMPLE})))
+    cases.append(("  same, native method='scan'",
+                  lambda: native.cylinder_query(cloud, seeds, frames, CROP_RADIUS, CROP_HMIN, CROP_HMAX,
+                                                CROP_NSAMPLE, method="scan"), None))
     crop_idx = native.cylinder_query(cloud, seeds, frames, CROP_RADIUS, CROP_HMIN, CROP_HMAX, CROP_NSAMPLE)
-    cases.append(("cylinder group (local coords)", lambda: native.cylinder_group(cloud, seeds, frames, crop_idx),
+    cases.append(("cylinder group (local coords)",
+                  lambda: native.cylinder_group(cloud, seeds, frames, crop_idx),
                   ("cylinder_group", (cloud, seeds, frames, crop_idx), {})))
 
     torch_ops = None
@@ -106,11 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"geometry operators, example scene, N = {len(cloud)}, {os.cpu_count()} CPUs, "
           f"median of {args.repeats} after warm-up")
     print(f"{'operator':<52} {'native ms':>10} {'torch ms':>10} {'torch/native':>13}")
-    for name, native_call, (torch_name, arrays, kwargs) in cases:
+    for name, native_call, torch_case in cases:
         native_ms = median_ms(native_call, args.repeats)
-        if torch_ops is None:
+        if torch_ops is None or torch_case is None:
             print(f"{name:<52} {native_ms:10.2f}")
             continue
+        torch_name, arrays, kwargs = torch_case
         tensors = [torch.from_numpy(np.ascontiguousarray(a))[None] for a in arrays]
         torch_fn = getattr(torch_ops, torch_name)
         # torch FPS is a 2048-round Python loop; fewer runs keep the benchmark short

@@ -60,7 +60,7 @@ class DetectorConfig:
     width_margin_m: float = _f(0.0, "safety margin subtracted from gripper_max_width_m")
     approach_direction: tuple = _f((0.0, 0.0, 1.0), "cone axis for the approach filter (camera frame)")
     approach_max_angle_deg: float = _f(180.0, "max angle between approach and approach_direction (180 = off)")
-    table_plane_mode: str = _f("none", "none | fit (RANSAC on the workspace cloud) | given")
+    table_plane_mode: str = _f("fit", "none | fit (RANSAC on the sampled workspace points) | given")
     table_plane: tuple = _f((0.0, 0.0, -1.0, 1.0), "given plane [nx, ny, nz, d] with n.p + d = height")
     min_table_height_m: float = _f(0.0, "fingertips must stay at least this high above the table")
     # --- poses ---------------------------------------------------------------------------------

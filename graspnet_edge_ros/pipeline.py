@@ -162,7 +162,8 @@ class GraspDetector:
                                                         np.radians(cfg.approach_max_angle_deg)))
         if cfg.table_plane_mode != "none":
             if cfg.table_plane_mode == "fit":
-                normal, offset = filters.fit_table_plane(cloud.cloud)
+                # The sampled points are a uniform sample of the workspace: same plane, ~20x cheaper.
+                normal, offset = filters.fit_table_plane(cloud.sampled, max_points=5000)
             else:
                 normal, offset = np.asarray(cfg.table_plane[:3]), cfg.table_plane[3]
             results.append(filters.table_height_filter(grasps, normal, offset, cfg.min_table_height_m))

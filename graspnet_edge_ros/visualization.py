@@ -334,8 +334,10 @@ def _round_capped_line(draw: ImageDraw.ImageDraw, ends: np.ndarray, stroke_width
 def _draw_rank_labels(canvas, shown, intrinsics, pixels, drawable, fonts, near_plane, line_width) -> None:
     """Rank numbers (1 = best) just beyond each visible gripper's fingertips, worst first."""
     draw = ImageDraw.Draw(canvas)
-    tip_centres = shown.translations.astype(np.float64) + shown.depths[:, None] * shown.approaches
-    palm_centres = shown.translations.astype(np.float64) - DEFAULT_FINGER_BASE_OFFSET * shown.approaches.astype(np.float64)
+    centres = shown.translations.astype(np.float64)
+    approaches = shown.approaches.astype(np.float64)
+    tip_centres = centres + shown.depths[:, None].astype(np.float64) * approaches
+    palm_centres = centres - DEFAULT_FINGER_BASE_OFFSET * approaches
     centre_segments = np.stack([palm_centres, tip_centres], axis=1)  # palm → tips, (N, 2, 3)
     centre_pixels, centre_ok = project_segments(centre_segments, intrinsics, near_plane)
     for rank in range(len(shown) - 1, -1, -1):
@@ -439,6 +441,7 @@ def _clip_to_rectangle(pixels, u_min, u_max, v_min, v_max) -> tuple[np.ndarray, 
 
 __all__ = [
     "LEFT_FINGER", "RIGHT_FINGER", "PALM", "STEM", "SEGMENTS_PER_GRIPPER", "SEGMENT_NAMES",
-    "SCORE_COLORMAP_RGB", "DEFAULT_FINGER_BASE_OFFSET", "DEFAULT_STEM_LENGTH", "gripper_line_segments", "score_colors", "project_segments",
+    "SCORE_COLORMAP_RGB", "DEFAULT_FINGER_BASE_OFFSET", "DEFAULT_STEM_LENGTH",
+    "gripper_line_segments", "score_colors", "project_segments",
     "draw_overlay", "save_overlay",
 ]

@@ -27,4 +27,3 @@ python -m graspnet_edge_ros.cli detect --model "$model" \
   --color "$data/color.png" --depth "$data/depth.png" --camera-info "$data/meta.mat" \
   --workspace-mask "$data/workspace_mask.png" --seed 0 \
   --output "$out/grasps.json" --overlay "$out/overlay.png"
-echo "demo: wrote $out/grasps.json and $out/overlay.png"

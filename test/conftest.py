@@ -93,3 +93,33 @@ def ros_context(ros_interfaces):
         yield context
     finally:
         context.try_shutdown()
+
+
+# -- GraspNet artefacts shared by every test module (loading and exporting cost seconds) -----------
+
+@pytest.fixture(scope="session")
+def graspnet_checkpoint(shared_dir) -> Path:
+    """The shared trained GraspNet state dict (bare, Conv1d-shaped heads)."""
+    return shared_dir / "models" / "graspnet_edge_grasp.pth"
+
+
+@pytest.fixture(scope="session")
+def example_cloud(example_scene):
+    """PreparedCloud of the example scene: workspace mask, 20000 points sampled with seed 0."""
+    from graspnet_edge_ros.camera import CameraIntrinsics, Workspace, decode_depth, prepare_points
+
+    depth = example_scene["depth"]
+    intrinsics = CameraIntrinsics.from_matrix(example_scene["K"], depth.shape[1], depth.shape[0])
+    return prepare_points(decode_depth(depth, "16UC1", 1.0 / example_scene["factor_depth"]), intrinsics,
+                          workspace=Workspace(mask=example_scene["workspace_mask"]), num_points=20000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def split_model_dir(graspnet_checkpoint, tmp_path_factory) -> Path:
+    """The shared checkpoint exported as split ONNX segments + manifest.json (the runtime model)."""
+    from graspnet_edge_ros.export.onnx_export import export_split
+    from graspnet_edge_ros.model.checkpoint import load_graspnet
+
+    directory = tmp_path_factory.mktemp("graspnet_split")
+    export_split(load_graspnet(graspnet_checkpoint), directory)
+    return directory

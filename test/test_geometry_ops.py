@@ -165,7 +165,9 @@ def test_ball_query_matches_reference_on_random_clouds(seed, n, s, radius, nsamp
     # half the centres are cloud points, half free positions (some with empty balls)
     centers = np.concatenate([cloud[rng.choice(n, s // 2)], random_cloud(seed + 200, s - s // 2) * 1.5])
     expected = ref.ball_query(cloud, centers, radius, nsample)
-    np.testing.assert_array_equal(native.ball_query(cloud, centers, radius, nsample), expected)
+    for method in native.QUERY_METHODS:
+        np.testing.assert_array_equal(native.ball_query(cloud, centers, radius, nsample, method=method),
+                                      expected)
     for chunk in (None, 7):
         np.testing.assert_array_equal(torch_single(torch_ops.ball_query, cloud, centers, radius=radius,
                                                    nsample=nsample, chunk_size=chunk), expected)
@@ -179,6 +181,8 @@ def test_ball_query_on_example_scene_sa_levels(example_cloud, example_fps):
         centers = sa_xyz[:npoint]
         idx = native.ball_query(points, centers, radius, nsample)
         np.testing.assert_array_equal(idx, ref.ball_query(points, centers, radius, nsample))
+        other = "scan" if len(points) >= native.GRID_MIN_POINTS else "grid"
+        np.testing.assert_array_equal(native.ball_query(points, centers, radius, nsample, method=other), idx)
         np.testing.assert_array_equal(
             torch_single(torch_ops.ball_query, points, centers, radius=radius, nsample=nsample), idx)
         assert (np.linalg.norm(points[idx] - centers[:, None], axis=2) < radius + 1e-6).all()
@@ -191,7 +195,8 @@ def test_ball_query_empty_balls_are_zero_and_boundary_is_strict():
                       [just_inside, 1.0, 1.0], [1.2, 1.1, 0.9]], np.float32)
     centers = np.stack([centre, [9.0, 9.0, -9.0]]).astype(np.float32)
     # |d|² == 0.25 == r² exactly for points 1..3: outside; 4 and 5 inside, padded with 4
-    for idx in (native.ball_query(cloud, centers, 0.5, 4),
+    for idx in (native.ball_query(cloud, centers, 0.5, 4, method="scan"),
+                native.ball_query(cloud, centers, 0.5, 4, method="grid"),
                 torch_single(torch_ops.ball_query, cloud, centers, radius=0.5, nsample=4),
                 ref.ball_query(cloud, centers, 0.5, 4)):
         np.testing.assert_array_equal(idx[0], [4, 5, 4, 4])
@@ -217,8 +222,9 @@ def test_cylinder_query_matches_reference_on_random_clouds(seed, n, s, nsample):
     frames = random_frames(seed, s)
     expected = ref.cylinder_query(cloud, centers, frames, 0.05, -0.02, HMAX, nsample)
     assert (expected[-5:] == 0).all()
-    np.testing.assert_array_equal(native.cylinder_query(cloud, centers, frames, 0.05, -0.02, HMAX,
-                                                        nsample), expected)
+    for method in native.QUERY_METHODS:
+        np.testing.assert_array_equal(native.cylinder_query(cloud, centers, frames, 0.05, -0.02, HMAX,
+                                                            nsample, method=method), expected)
     for chunk in (None, 16):
         got = torch_single(torch_ops.cylinder_query, cloud, centers, frames, radius=0.05, hmin=-0.02,
                            hmax=HMAX, nsample=nsample, chunk_size=chunk)
@@ -231,6 +237,8 @@ def test_cylinder_query_and_group_on_example_scene(example_cloud, example_fps):
     idx = native.cylinder_query(example_cloud, seeds, frames, 0.05, -0.02, HMAX, 64)
     np.testing.assert_array_equal(idx, ref.cylinder_query(example_cloud, seeds, frames, 0.05, -0.02,
                                                           HMAX, 64))
+    np.testing.assert_array_equal(
+        native.cylinder_query(example_cloud, seeds, frames, 0.05, -0.02, HMAX, 64, method="scan"), idx)
     np.testing.assert_array_equal(
         torch_single(torch_ops.cylinder_query, example_cloud, seeds, frames, radius=0.05, hmin=-0.02,
                      hmax=HMAX, nsample=64), idx)
@@ -261,12 +269,46 @@ def test_cylinder_query_boundaries_are_strict():
     far = np.float32([[1.0, 9.0, 1.0]])
     centers = np.concatenate([c[None], far])
     args = (-0.25, [0.25, 0.5], 3)
-    for idx in (native.cylinder_query(cloud, centers, np.repeat(frames, 2, 0), 0.5, *args),
+    for idx in (native.cylinder_query(cloud, centers, np.repeat(frames, 2, 0), 0.5, *args, method="scan"),
+                native.cylinder_query(cloud, centers, np.repeat(frames, 2, 0), 0.5, *args, method="grid"),
                 torch_single(torch_ops.cylinder_query, cloud, centers, np.repeat(frames, 2, 0),
                              radius=0.5, hmin=-0.25, hmax=[0.25, 0.5], nsample=3),
                 ref.cylinder_query(cloud, centers, np.repeat(frames, 2, 0), 0.5, *args)):
         np.testing.assert_array_equal(idx[0], [[4, 4, 4], [1, 4, 1]])
         np.testing.assert_array_equal(idx[1], np.zeros((2, 3)))
+
+
+def test_grid_queries_with_outlier_and_coincident_points():
+    # a far outlier forces coarse cells; a block of identical points has zero extent
+    cloud = random_cloud(18, 6000) * np.float32(0.3)
+    cloud[123] = [4000.0, -3000.0, 9000.0]
+    cloud[4000:4100] = cloud[7]
+    centers = np.concatenate([cloud[::60], cloud[[123, 7]]])
+    frames = random_frames(18, len(centers))
+    expected_ball = ref.ball_query(cloud, centers, 0.03, 32)
+    expected_crop = ref.cylinder_query(cloud, centers, frames, 0.05, -0.02, HMAX, 32)
+    for method in ("grid", "scan"):
+        np.testing.assert_array_equal(native.ball_query(cloud, centers, 0.03, 32, method=method),
+                                      expected_ball)
+        np.testing.assert_array_equal(native.cylinder_query(cloud, centers, frames, 0.05, -0.02, HMAX,
+                                                            32, method=method), expected_crop)
+    same = np.repeat(cloud[7:8], 50, axis=0)
+    np.testing.assert_array_equal(native.ball_query(same, same[:2], 0.01, 8, method="grid"),
+                                  np.tile(np.arange(8), (2, 1)))
+
+
+def test_cylinder_query_non_orthonormal_frames_fall_back_to_the_scan():
+    cloud = random_cloud(19, 5000) * np.float32(0.3)
+    centers = cloud[:40]
+    frames = random_frames(19, 40) * np.float32(1.5)  # scaled: the grid's distance bound fails
+    expected = ref.cylinder_query(cloud, centers, frames, 0.05, -0.02, HMAX, 16)
+    np.testing.assert_array_equal(native.cylinder_query(cloud, centers, frames, 0.05, -0.02, HMAX, 16),
+                                  expected)
+    np.testing.assert_array_equal(
+        torch_single(torch_ops.cylinder_query, cloud, centers, frames, radius=0.05, hmin=-0.02, hmax=HMAX,
+                     nsample=16), expected)
+    with pytest.raises(InputError):
+        native.cylinder_query(cloud, centers, frames, 0.05, -0.02, HMAX, 16, method="grid")
 
 
 # -- three-NN and interpolation -------------------------------------------------------------------
@@ -320,6 +362,26 @@ def test_group_and_gather_points():
     np.testing.assert_array_equal(torch_single(torch_ops.gather_points, features, idx[0]), expected[:, 0])
 
 
+def test_torch_ops_handle_each_batch_row_independently():
+    clouds = [random_cloud(20, 3000), random_cloud(21, 3000, near_origin_fraction=0.2)]
+    frames = [random_frames(20, 100), random_frames(21, 100)]
+    xyz = torch.from_numpy(np.stack(clouds))
+    centers = xyz[:, :100]
+    fps = torch_ops.furthest_point_sample(xyz, 200).numpy()
+    ball = torch_ops.ball_query(xyz, centers, 0.05, 16, chunk_size=33).numpy()
+    crop = torch_ops.cylinder_query(xyz, centers, torch.from_numpy(np.stack(frames)), 0.05, -0.02, HMAX, 16,
+                                    chunk_size=33).numpy()
+    dist, idx = (t.numpy() for t in torch_ops.three_nn(xyz[:, :500], centers))
+    for b, cloud in enumerate(clouds):
+        np.testing.assert_array_equal(fps[b], native.furthest_point_sample(cloud, 200))
+        np.testing.assert_array_equal(ball[b], native.ball_query(cloud, cloud[:100], 0.05, 16))
+        np.testing.assert_array_equal(crop[b], native.cylinder_query(cloud, cloud[:100], frames[b], 0.05,
+                                                                     -0.02, HMAX, 16))
+        expected_dist, expected_idx = native.three_nn(cloud[:500], cloud[:100])
+        np.testing.assert_array_equal(idx[b], expected_idx)
+        np.testing.assert_array_equal(dist[b], expected_dist)
+
+
 # -- interface ------------------------------------------------------------------------------------
 
 def test_native_module_does_not_import_torch():
@@ -336,6 +398,8 @@ def test_invalid_inputs_raise_typed_errors():
         native.furthest_point_sample(np.full((4, 3), np.nan, np.float32), 2)
     with pytest.raises(ConfigError):
         native.ball_query(cloud, cloud, 0.1, 0)
+    with pytest.raises(ConfigError):
+        native.ball_query(cloud, cloud, 0.1, 4, method="kdtree")
     with pytest.raises(InputError):
         native.three_nn(cloud, cloud[:2])
     with pytest.raises(InputError):
@@ -344,6 +408,8 @@ def test_invalid_inputs_raise_typed_errors():
         native.cylinder_query(cloud, cloud[:3], np.eye(3, dtype=np.float32)[None], 0.05, -0.02, HMAX, 4)
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torch_queries_export_to_onnx_and_match_native():
     ort = pytest.importorskip("onnxruntime")
     cloud = random_cloud(17, 1500) * np.float32(0.3)

@@ -6,8 +6,13 @@ exactly what :mod:`graspnet_edge_ros.geometry.torch_ops` returns for the same in
 float formulas are spelled out term by term, in the same order, in both modules so the
 float32 roundings agree bit for bit (no FMA contraction: numba's default ``fastmath=False``).
 
-Kernels compile on first use and are cached on disk (``cache=True``); call :func:`warmup`
-at start-up to pay that cost early. This module must not import torch.
+Ball and cylinder queries run either as a plain early-exit scan or on a uniform grid
+(:mod:`graspnet_edge_ros.geometry.native_grid`); both give the identical result, "auto"
+picks the grid for large clouds. Kernels compile on first use and are cached on disk
+(``cache=True``); call :func:`warmup` at start-up to pay that cost early. Parallel kernels
+use numba's threading layer: with "omp"/"tbb" concurrent calls from several threads are
+safe ("workqueue" is not), and GNU OpenMP does not survive fork() after first use.
+This module must not import torch.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import numpy as np
 from numba import njit, prange
 
 from graspnet_edge_ros.errors import ConfigError, InputError
+from graspnet_edge_ros.geometry import native_grid
 
 # CUDA compares the float32 |p|^2 with the double literal 1e-3. float32(1e-3) is slightly
 # above 1e-3, so the equivalent float32 test is `mag <= largest float32 <= 1e-3`.
@@ -112,11 +118,12 @@ def furthest_point_sample(xyz, npoint: int) -> np.ndarray:
     Semantics (spec §4.1): pick 0 first; distance buffer starts at 1e10; points with
     float32 x²+y²+z² <= 1e-3 are never picked (except index 0 as the start) and never
     updated; squared distances in float32; next pick = argmax of the buffer over pickable
-    points. Exact ties go to the lowest index (CUDA: lowest ``index mod threads`` first;
-    the two differ only for exact ties between distinct points in different thread lanes).
-    Once every pickable point is taken (npoint > pickable count) all buffers are 0 and the
-    lowest-index pickable point is returned for every further pick; if no point is
-    pickable, every pick is 0. Both mirror the kernel's argmax on such inputs.
+    points, exact ties to the lowest index. CUDA instead prefers the lowest lane
+    ``k mod T`` (T = min(512, 2^⌊log2 N⌋)), so the two can differ only on exact ties
+    between distinct points. One such tie is exhaustion (npoint > pickable count): every
+    buffer is 0 and each further pick is the lowest-index pickable point, which is 0 (as
+    in CUDA) whenever point 0 is pickable. If no point is pickable every pick is 0, as in
+    CUDA (every lane keeps best = −1, index 0).
     """
     points = _points(xyz, "xyz")
     npoint = _positive_int(npoint, "npoint", minimum=0)
@@ -128,37 +135,32 @@ def furthest_point_sample(xyz, npoint: int) -> np.ndarray:
                        distance, distance.view(np.int32), temp.view(np.int32))
 
 
-# -- ball query -----------------------------------------------------------------------------------
+# -- ball and cylinder queries --------------------------------------------------------------------
 
-@njit(cache=True, parallel=True)
-def _ball_query_kernel(x, y, z, centers, radius2, nsample):
-    n = x.shape[0]
-    idx = np.zeros((centers.shape[0], nsample), np.int32)
-    for s in prange(centers.shape[0]):
-        cx = centers[s, 0]
-        cy = centers[s, 1]
-        cz = centers[s, 2]
-        count = 0
-        for k in range(n):
-            dx = x[k] - cx
-            dy = y[k] - cy
-            dz = z[k] - cz
-            if dx * dx + dy * dy + dz * dz < radius2:
-                if count == 0:
-                    idx[s, :] = k  # pad with the first hit
-                idx[s, count] = k
-                count += 1
-                if count == nsample:
-                    break
-    return idx
+QUERY_METHODS = ("auto", "grid", "scan")
+GRID_MIN_POINTS = 4096        # measured: below this the early-exit scan is as fast or faster
+ROTATION_TOLERANCE = 1e-3     # grid bound assumes near-orthonormal frames (max |RᵀR − I|)
 
 
-def ball_query(xyz, centers, radius: float, nsample: int) -> np.ndarray:
+def _use_grid(method: str, num_points: int) -> bool:
+    if method not in QUERY_METHODS:
+        raise ConfigError(f"method must be one of {QUERY_METHODS}, got {method!r}")
+    return method == "grid" or (method == "auto" and num_points >= GRID_MIN_POINTS)
+
+
+def _conservative_reach(distance: float) -> float:
+    """A radius no float32 hit can lie beyond: float32 rounding is ~1e-7 relative."""
+    return distance * 1.001 + 1e-6
+
+
+def ball_query(xyz, centers, radius: float, nsample: int, method: str = "auto") -> np.ndarray:
     """Official ball query: first ``nsample`` points with |p - c|² < r² in ascending index order.
 
     Args:
         xyz: (N, 3) float32 points; centers: (S, 3) float32 query centres (same frame).
         radius: metres; r² is computed in float32. nsample: slots per centre.
+        method: "scan" (every point in index order), "grid" (uniform grid, same result), or
+            "auto" (grid from GRID_MIN_POINTS points on).
 
     Returns:
         (S, nsample) int32. Unfilled slots repeat the first hit; a centre without hits is all 0.
@@ -168,59 +170,25 @@ def ball_query(xyz, centers, radius: float, nsample: int) -> np.ndarray:
     radius = _finite_float32(radius, "radius")
     nsample = _positive_int(nsample, "nsample")
     x, y, z = _components(points)
-    return _ball_query_kernel(x, y, z, query, radius * radius, nsample)
-
-
-# -- cylinder query -------------------------------------------------------------------------------
-
-@njit(cache=True, parallel=True)
-def _cylinder_query_kernel(x, y, z, centers, rotations, radius2, hmin, hmax, nsample):
-    n = x.shape[0]
-    depths = hmax.shape[0]
-    idx = np.zeros((centers.shape[0], depths, nsample), np.int32)
-    hmax_any = hmax.max()
-    for s in prange(centers.shape[0]):
-        counts = np.zeros(depths, np.int64)
-        cx = centers[s, 0]
-        cy = centers[s, 1]
-        cz = centers[s, 2]
-        r = rotations[s]
-        full = 0
-        for k in range(n):
-            dx = x[k] - cx
-            dy = y[k] - cy
-            dz = z[k] - cz
-            # local = R^T d, one column of R per coordinate (CUDA r0*dx + r3*dy + r6*dz, ...)
-            along = r[0, 0] * dx + r[1, 0] * dy + r[2, 0] * dz
-            if not (along > hmin and along < hmax_any):
-                continue
-            side = r[0, 1] * dx + r[1, 1] * dy + r[2, 1] * dz
-            up = r[0, 2] * dx + r[1, 2] * dy + r[2, 2] * dz
-            if not (side * side + up * up < radius2):
-                continue
-            for d in range(depths):
-                count = counts[d]
-                if count < nsample and along < hmax[d]:
-                    if count == 0:
-                        idx[s, d, :] = k
-                    idx[s, d, count] = k
-                    counts[d] = count + 1
-                    if count + 1 == nsample:
-                        full += 1
-            if full == depths:
-                break
-    return idx
+    radius2 = radius * radius
+    if not _use_grid(method, len(points)):
+        return native_grid.ball_query_scan(x, y, z, query, radius2, nsample)
+    reach = _conservative_reach(abs(float(radius)))
+    grid = native_grid.build_grid(x, y, z, reach)
+    return native_grid.ball_query_grid(x, y, z, query, radius2, nsample, reach, *grid)
 
 
 def cylinder_query(xyz, centers, rotations, radius: float, hmin: float, hmax: Sequence[float],
-                   nsample: int) -> np.ndarray:
-    """Official cylinder query for D depth classes at once (one scan per centre).
+                   nsample: int, method: str = "auto") -> np.ndarray:
+    """Official cylinder query for D depth classes at once (one pass per centre).
 
     Args:
         xyz: (N, 3) float32 points. centers: (S, 3) float32. rotations: (S, 3, 3) float32 whose
             columns are the gripper axes in the points' frame (local = Rᵀ(p − c); local x runs
             along the approach). radius, hmin: metres. hmax: (D,) metres, one query per value.
         nsample: slots per centre and depth.
+        method: as for :func:`ball_query`; "auto" also falls back to the scan when a frame is
+            not orthonormal (the grid's distance bound needs it).
 
     Returns:
         (S, D, nsample) int32; [s, d] is the independent query with upper bound hmax[d]:
@@ -232,14 +200,48 @@ def cylinder_query(xyz, centers, rotations, radius: float, hmin: float, hmax: Se
     frames = np.ascontiguousarray(rotations, dtype=np.float32)
     if frames.shape != (query.shape[0], 3, 3):
         raise InputError(f"rotations must have shape ({query.shape[0]}, 3, 3), got {frames.shape}")
+    if not np.isfinite(frames).all():
+        raise InputError("rotations contain NaN or infinite values")
     radius = _finite_float32(radius, "radius")
+    lower = _finite_float32(hmin, "hmin")
     bounds = np.ascontiguousarray(hmax, dtype=np.float32).reshape(-1)
     if bounds.size == 0 or not np.isfinite(bounds).all():
         raise ConfigError(f"hmax must be a non-empty sequence of finite values, got {hmax!r}")
     nsample = _positive_int(nsample, "nsample")
     x, y, z = _components(points)
-    return _cylinder_query_kernel(x, y, z, query, frames, radius * radius,
-                                  _finite_float32(hmin, "hmin"), bounds, nsample)
+    args = (x, y, z, query, frames, radius * radius, lower, bounds, nsample)
+
+    use_grid = _use_grid(method, len(points))
+    gram = np.einsum("sji,sjk->sik", frames.astype(np.float64), frames.astype(np.float64))
+    deviation = float(np.abs(gram - np.eye(3)).max()) if len(frames) else 0.0
+    if use_grid and deviation > ROTATION_TOLERANCE:
+        if method == "grid":
+            raise InputError("method='grid' needs orthonormal rotations "
+                             f"(max |RᵀR − I| = {deviation:.2g})")
+        use_grid = False
+    if not use_grid:
+        return native_grid.cylinder_query_scan(*args)
+    # |p − c| = |Rᵀ(p − c)| / σ(R) and σ_min >= sqrt(1 − 3·deviation) (Gershgorin on RᵀR)
+    height = max(abs(float(lower)), abs(float(bounds.max())))
+    bound = np.sqrt(float(radius) ** 2 + height ** 2) / np.sqrt(1.0 - 3.0 * deviation)
+    reach = _conservative_reach(bound)
+    grid = native_grid.build_grid(x, y, z, reach)
+    return native_grid.cylinder_query_grid(*args, reach, *grid)
+
+
+@njit(cache=True, parallel=True)
+def _cylinder_group_kernel(points, centers, rotations, idx):
+    local = np.empty((idx.shape[0], idx.shape[1], 3), np.float32)
+    for s in prange(idx.shape[0]):
+        r = rotations[s]
+        for m in range(idx.shape[1]):
+            k = idx[s, m]
+            dx = points[k, 0] - centers[s, 0]
+            dy = points[k, 1] - centers[s, 1]
+            dz = points[k, 2] - centers[s, 2]
+            for j in range(3):
+                local[s, m, j] = dx * r[0, j] + dy * r[1, j] + dz * r[2, j]
+    return local
 
 
 def cylinder_group(xyz, centers, rotations, idx) -> np.ndarray:
@@ -255,17 +257,15 @@ def cylinder_group(xyz, centers, rotations, idx) -> np.ndarray:
     """
     points = _points(xyz, "xyz")
     query = _points(centers, "centers", allow_empty=True)
-    frames = np.asarray(rotations, dtype=np.float32)
+    frames = np.ascontiguousarray(rotations, dtype=np.float32)
     indices = np.asarray(idx)
     if indices.shape[:1] != query.shape[:1] or frames.shape != (query.shape[0], 3, 3):
         raise InputError(f"idx {indices.shape} and rotations {frames.shape} must lead with "
                          f"S = {query.shape[0]}")
-    extra = (1,) * (indices.ndim - 1)
-    offsets = points[indices] - query.reshape(query.shape[0], *extra, 3)
-    frames = frames.reshape(frames.shape[0], *extra, 3, 3)
-    dx, dy, dz = offsets[..., 0], offsets[..., 1], offsets[..., 2]
-    return np.stack([dx * frames[..., 0, j] + dy * frames[..., 1, j] + dz * frames[..., 2, j]
-                     for j in range(3)], axis=-1)
+    if indices.size and (indices.min() < 0 or indices.max() >= len(points)):
+        raise InputError(f"idx out of range for {len(points)} points")
+    flat = np.ascontiguousarray(indices.reshape(len(query), -1), dtype=np.int64)
+    return _cylinder_group_kernel(points, query, frames, flat).reshape(*indices.shape, 3)
 
 
 # -- feature propagation --------------------------------------------------------------------------
@@ -369,7 +369,9 @@ def warmup() -> None:
     rng = np.random.default_rng(0)
     points = rng.uniform(-1.0, 1.0, size=(16, 3)).astype(np.float32)
     furthest_point_sample(points, 4)
-    ball_query(points, points[:4], 0.5, 4)
-    cylinder_query(points, points[:4], np.tile(np.eye(3, dtype=np.float32), (4, 1, 1)), 0.5,
-                   -0.1, [0.1, 0.2], 4)
+    frames = np.tile(np.eye(3, dtype=np.float32), (4, 1, 1))
+    for method in ("grid", "scan"):
+        ball_query(points, points[:4], 0.5, 4, method=method)
+        cylinder_query(points, points[:4], frames, 0.5, -0.1, [0.1, 0.2], 4, method=method)
     three_nn(points[:4], points)
+    cylinder_group(points, points[:4], frames, np.zeros((4, 2, 3), np.int32))

@@ -71,9 +71,28 @@ def _chunks(total: int, chunk_size: int | None):
 
 # -- sampling and gathering -----------------------------------------------------------------------
 
-@torch.no_grad()
+@torch.jit.script
+def _fps_loop(xyz: torch.Tensor, npoint: int, skip_mag2: float, temp_init: float) -> torch.Tensor:
+    """The FPS rounds as TorchScript: exports as one ONNX ``Loop`` node instead of npoint copies."""
+    batch, n = xyz.shape[0], xyz.shape[1]
+    x, y, z = xyz[:, :, 0], xyz[:, :, 1], xyz[:, :, 2]
+    skipped = x * x + y * y + z * z <= skip_mag2
+    temp = torch.where(skipped, torch.full_like(x, -1.0), torch.full_like(x, temp_init))
+    picks = torch.zeros(batch, npoint, dtype=torch.long, device=xyz.device)
+    last = torch.zeros(batch, 1, dtype=torch.long, device=xyz.device)
+    for j in range(1, npoint):
+        old = torch.gather(xyz, 1, last.unsqueeze(2).expand(batch, 1, 3))      # (B, 1, 3)
+        dx = x - old[:, :, 0]
+        dy = y - old[:, :, 1]
+        dz = z - old[:, :, 2]
+        temp = torch.minimum(temp, dx * dx + dy * dy + dz * dz)               # skipped stay at -1
+        last = torch.argmax(temp, dim=1, keepdim=True)
+        picks[:, j:j + 1] = last
+    return picks.to(torch.int32)
+
+
 def furthest_point_sample(xyz: torch.Tensor, npoint: int) -> torch.Tensor:
-    """Official FPS (spec §4.1) as a plain torch loop; same picks as the native kernel.
+    """Official FPS (spec §4.1); same picks as the native kernel.
 
     Args:
         xyz: (B, N, 3) float32 points.
@@ -83,24 +102,14 @@ def furthest_point_sample(xyz: torch.Tensor, npoint: int) -> torch.Tensor:
         (B, npoint) int32. Starts at index 0; points with float32 |p|² <= 1e-3 keep a
         distance of −1 so they are never picked; argmax takes the first index on ties
         (torch.argmax is documented first-occurrence), so exhausted or all-skipped clouds
-        repeat the lowest-index pickable point, or 0.
+        repeat the lowest-index pickable point, or 0. Scripted, so ``torch.onnx.export``
+        (dynamo=False) records one ``Loop`` node.
     """
     _check_points(xyz, "xyz")
-    batch, n, _ = xyz.shape
-    x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
-    skipped = x * x + y * y + z * z <= FPS_SKIP_MAG2
-    temp = torch.where(skipped, torch.full_like(x, -1.0), torch.full_like(x, FPS_TEMP_INIT))
-    picks = [torch.zeros(batch, dtype=torch.long, device=xyz.device)]
-    rows = torch.arange(batch, device=xyz.device)
-    for _ in range(1, npoint):
-        old = xyz[rows, picks[-1]]                                    # (B, 3)
-        dx = x - old[:, 0:1]
-        dy = y - old[:, 1:2]
-        dz = z - old[:, 2:3]
-        temp = torch.minimum(temp, dx * dx + dy * dy + dz * dz)      # skipped stay at −1
-        picks.append(torch.argmax(temp, dim=1))
-    return torch.stack(picks[:npoint], dim=1).to(torch.int32) if npoint > 0 else \
-        torch.zeros(batch, 0, dtype=torch.int32, device=xyz.device)
+    if npoint <= 0:
+        return torch.zeros(xyz.shape[0], 0, dtype=torch.int32, device=xyz.device)
+    with torch.no_grad():
+        return _fps_loop(xyz, int(npoint), FPS_SKIP_MAG2, FPS_TEMP_INIT)
 
 
 def gather_points(features: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

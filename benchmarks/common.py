@@ -1,0 +1,71 @@
+"""Shared helpers of the benchmark scripts: locating ../shared, the example scene, timing."""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_dir() -> Path:
+    path = Path(os.environ.get("GRASPNET_EDGE_SHARED", REPO.parent / "shared"))
+    if not (path / "models").is_dir():
+        raise SystemExit(f"benchmarks need the shared material at {path} (set GRASPNET_EDGE_SHARED)")
+    return path
+
+
+def example_frame():
+    """(color RGB uint8, depth uint16 mm, workspace mask bool, CameraIntrinsics, depth scale)."""
+    import scipy.io
+    from PIL import Image
+
+    from graspnet_edge_ros.camera import CameraIntrinsics
+
+    data = shared_dir() / "data" / "graspnet_example"
+    color = np.asarray(Image.open(data / "color.png").convert("RGB"))
+    depth = np.asarray(Image.open(data / "depth.png"))
+    mask = np.asarray(Image.open(data / "workspace_mask.png")) != 0
+    meta = scipy.io.loadmat(data / "meta.mat")
+    height, width = depth.shape
+    intrinsics = CameraIntrinsics.from_matrix(meta["intrinsic_matrix"], width, height)
+    return color, depth, mask, intrinsics, 1.0 / float(meta["factor_depth"].ravel()[0])
+
+
+def example_points(num_points: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(sampled model input (num_points, 3), full workspace cloud) of the example scene."""
+    from graspnet_edge_ros.camera import Workspace, decode_depth, prepare_points
+
+    _, depth, mask, intrinsics, scale = example_frame()
+    cloud = prepare_points(decode_depth(depth, "16UC1", scale), intrinsics, workspace=Workspace(mask=mask),
+                           num_points=num_points, seed=seed)
+    return cloud.sampled, cloud.cloud
+
+
+def median_ms(fn, repeat: int = 5, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
+def machine_line() -> str:
+    return (f"{time.strftime('%Y-%m-%d')} | {platform.processor() or platform.machine()} | "
+            f"{os.cpu_count()} cores | Python {platform.python_version()}")
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    widths = [max(len(str(x)) for x in [h] + [r[i] for r in rows]) for i, h in enumerate(header)]
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(x).ljust(w) for x, w in zip(row, widths)) + " |")

@@ -1,0 +1,208 @@
+"""ROS messages <-> the core's arrays: Image, CameraInfo, TF transforms in; GraspArray out.
+
+No node, no graph: every function takes and returns plain messages or numpy arrays, so all of
+it is tested without a running ROS graph. Bad input raises ``InputError`` with the reason; the
+node turns that into a STATUS_NO_VALID_INPUT result.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graspnet_edge_ros.camera import CameraIntrinsics, decode_color
+from graspnet_edge_ros.errors import InputError
+from graspnet_edge_ros.pipeline import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK
+
+# encoding -> (element dtype, channels), for the encodings the detector accepts.
+IMAGE_LAYOUTS = {
+    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
+    "mono8": (np.uint8, 1), "16UC1": (np.uint16, 1), "mono16": (np.uint16, 1), "32FC1": (np.float32, 1),
+}
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+TOTAL_STAGE = "total"
+
+
+def image_to_array(msg) -> np.ndarray:
+    """Pixels of a sensor_msgs/Image as a new, native-endian numpy array.
+
+    Honours ``step`` (row padding is dropped) and ``is_bigendian``.
+
+    Returns:
+        (H, W) for single-channel encodings, (H, W, C) otherwise; dtype uint8, uint16 or float32.
+
+    Raises:
+        InputError: unsupported encoding, zero size, or ``step``/``data`` not matching the size.
+    """
+    layout = IMAGE_LAYOUTS.get(msg.encoding)
+    if layout is None:
+        raise InputError(f"unsupported image encoding {msg.encoding!r} (supported: {', '.join(IMAGE_LAYOUTS)})")
+    dtype, channels = np.dtype(layout[0]), layout[1]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise InputError(f"{msg.encoding} image has no pixels ({width}x{height})")
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise InputError(f"{msg.encoding} image {width}x{height}: step {step} is smaller than a row "
+                         f"({row_bytes} bytes)")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size != step * height:
+        raise InputError(f"{msg.encoding} image {width}x{height}: {data.size} data bytes, expected "
+                         f"step x height = {step * height}")
+    rows = data.reshape(height, step)[:, :row_bytes]
+    pixels = np.ascontiguousarray(rows).view(dtype.newbyteorder(">" if msg.is_bigendian else "<"))
+    pixels = pixels.astype(dtype.newbyteorder("="), copy=True)
+    return pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
+
+
+def color_from_image(msg) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from a colour Image (rgb8, bgr8, rgba8, bgra8 or mono8)."""
+    if msg.encoding in DEPTH_ENCODINGS:
+        raise InputError(f"colour image has depth encoding {msg.encoding!r}: are the colour and depth topics swapped?")
+    return decode_color(image_to_array(msg), msg.encoding)
+
+
+def depth_from_image(msg) -> tuple[np.ndarray, str]:
+    """(raw (H, W) depth array, encoding) from a depth Image, for ``GraspDetector.detect``.
+
+    16UC1/mono16 stay uint16 (scaled by the depth_scale parameter); 32FC1 is float32 metres.
+    """
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise InputError(f"unsupported depth encoding {msg.encoding!r} (supported: {', '.join(DEPTH_ENCODINGS)})")
+    return image_to_array(msg), msg.encoding
+
+
+def image_from_array(array: np.ndarray, encoding: str, stamp=None, frame_id: str = ""):
+    """A sensor_msgs/Image (little-endian, unpadded rows) holding ``array`` (for tools and tests)."""
+    from sensor_msgs.msg import Image
+
+    if encoding not in IMAGE_LAYOUTS:
+        raise InputError(f"unsupported image encoding {encoding!r}")
+    dtype, channels = IMAGE_LAYOUTS[encoding]
+    pixels = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
+    if channels == 1 and pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim != (2 if channels == 1 else 3) or (channels > 1 and pixels.shape[2] != channels):
+        expected = "(H, W)" if channels == 1 else f"(H, W, {channels})"
+        raise InputError(f"{encoding} needs an {expected} array, got {pixels.shape}")
+    msg = Image()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * channels * pixels.dtype.itemsize
+    msg.data = pixels.tobytes()
+    return msg
+
+
+def intrinsics_from_camera_info(msg) -> CameraIntrinsics:
+    """Pinhole intrinsics from a sensor_msgs/CameraInfo (K, width, height); InputError for a bad K."""
+    return CameraIntrinsics.from_camera_info(msg)
+
+
+def stamp_nanoseconds(stamp) -> int:
+    """Integer nanoseconds of a builtin_interfaces/Time."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def transform_to_matrix(transform) -> np.ndarray:
+    """(4, 4) float64 homogeneous matrix of a geometry_msgs/Transform (target <- source).
+
+    Raises:
+        InputError: a zero or non-finite quaternion or translation.
+    """
+    from scipy.spatial.transform import Rotation
+
+    t, q = transform.translation, transform.rotation
+    quaternion = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+    translation = np.array([t.x, t.y, t.z], dtype=np.float64)
+    norm = float(np.linalg.norm(quaternion))
+    if not (np.isfinite(quaternion).all() and np.isfinite(translation).all()) or norm < 1e-9:
+        raise InputError(f"invalid transform: translation {translation.tolist()}, quaternion {quaternion.tolist()}")
+    matrix = np.eye(4)
+    matrix[:3, :3] = Rotation.from_quat(quaternion / norm).as_matrix()
+    matrix[:3, 3] = translation
+    return matrix
+
+
+def status_code(status: str) -> int:
+    """GraspArray.STATUS_* constant of a DetectionResult status string."""
+    from graspnet_edge_ros.msg import GraspArray
+
+    codes = {STATUS_OK: GraspArray.STATUS_OK, STATUS_NO_VALID_INPUT: GraspArray.STATUS_NO_VALID_INPUT,
+             STATUS_NO_GRASP: GraspArray.STATUS_NO_GRASP, STATUS_ERROR: GraspArray.STATUS_ERROR}
+    try:
+        return codes[status]
+    except KeyError:
+        raise ValueError(f"unknown detection status {status!r}") from None
+
+
+def stage_latencies(timings_ms: dict, total_ms: float | None = None) -> tuple[list[str], list[float]]:
+    """(stage_names, stage_latencies_ms) from a {stage: ms} mapping, in its order, plus "total"."""
+    names = [str(name) for name in timings_ms if name != TOTAL_STAGE]
+    values = [float(timings_ms[name]) for name in names]
+    if total_ms is not None:
+        names.append(TOTAL_STAGE)
+        values.append(float(total_ms))
+    return names, values
+
+
+def grasp_array(stamp, frame_id: str, status: str, reason: str = "", *, model_id: str = "",
+                pose_convention: str = "", pre_grasp_distance: float = 0.0, grasps=None, poses=None,
+                timings_ms: dict | None = None, total_ms: float | None = None):
+    """Build a graspnet_edge_ros/GraspArray.
+
+    Args:
+        stamp: builtin_interfaces/Time of the input image.
+        frame_id: frame of every pose (the image frame or the target frame).
+        status: "ok" | "no_valid_input" | "no_grasp" | "error" (pipeline constants).
+        grasps: GraspGroup sorted best first (score, width, height, depth, object id), or None.
+        poses: TcpPoses of those grasps in ``frame_id`` (required when grasps is non-empty).
+        timings_ms: {stage: ms}; total_ms is appended as the "total" stage.
+    """
+    from graspnet_edge_ros.msg import GraspArray
+
+    msg = GraspArray()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.status = status_code(status)
+    msg.status_reason = reason
+    msg.model_id = model_id
+    msg.pose_convention = pose_convention
+    msg.pre_grasp_distance = float(pre_grasp_distance)
+    msg.stage_names, latencies = stage_latencies(timings_ms or {}, total_ms)
+    msg.stage_latencies_ms = latencies
+    if grasps is not None and len(grasps):
+        if poses is None or len(poses) != len(grasps):
+            raise ValueError("grasp_array needs one TCP pose per grasp")
+        msg.grasps = _grasp_messages(grasps, poses)
+    return msg
+
+
+def _grasp_messages(grasps, poses) -> list:
+    from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+    from graspnet_edge_ros.msg import Grasp
+
+    messages = []
+    columns = zip(grasps.scores.tolist(), grasps.widths.tolist(), grasps.heights.tolist(),
+                  grasps.depths.tolist(), grasps.object_ids.tolist(), poses.positions.tolist(),
+                  poses.pre_grasp_positions.tolist(), poses.quaternions.tolist(), poses.approach.tolist())
+    for rank, (score, width, height, depth, object_id, position, pre_grasp, quat, approach) in enumerate(columns):
+        orientation = Quaternion(x=quat[0], y=quat[1], z=quat[2], w=quat[3])
+        messages.append(Grasp(
+            pose=Pose(position=Point(x=position[0], y=position[1], z=position[2]), orientation=orientation),
+            pre_grasp_pose=Pose(position=Point(x=pre_grasp[0], y=pre_grasp[1], z=pre_grasp[2]),
+                                orientation=Quaternion(x=quat[0], y=quat[1], z=quat[2], w=quat[3])),
+            approach=Vector3(x=approach[0], y=approach[1], z=approach[2]),
+            score=float(score), width=float(width), height=float(height), depth=float(depth),
+            object_id=int(round(object_id)), rank=rank))
+    return messages
+
+
+def truncated(msg, max_grasps: int):
+    """A new GraspArray equal to ``msg`` but keeping only its best ``max_grasps`` grasps (ranks unchanged)."""
+    result = type(msg)()
+    for name in msg.get_fields_and_field_types():
+        setattr(result, name, getattr(msg, name))
+    result.grasps = list(msg.grasps[:max(0, int(max_grasps))])
+    return result

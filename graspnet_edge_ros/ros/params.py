@@ -1,0 +1,218 @@
+"""The node's ROS parameters: every ``DetectorConfig`` field plus the node's own ``NodeSettings``.
+
+Both are declared from their dataclasses (name, default and description in one place) and every
+change goes through the same validation (``config.from_mapping`` / ``settings_from_mapping``),
+so a YAML file, ``-p name:=value`` and ``ros2 param set`` are checked alike.
+
+Typing: bool, int and str parameters are statically typed. Float and float-array parameters are
+declared with dynamic typing because rclpy refuses an integer for a double (``-p tcp_offset_m:=0``
+or ``[0, 0, 1]`` would stop the node at start-up) and cannot give an empty array a type; their
+values are checked here instead (numbers only, never bool or str).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+
+from graspnet_edge_ros.config import RESTART_FIELDS, DetectorConfig, from_mapping
+from graspnet_edge_ros.errors import ConfigError
+
+MODES = ("continuous", "on_demand")
+QOS_RELIABILITIES = ("best_effort", "reliable")
+
+
+def _f(default, description: str):
+    return field(default=default, metadata={"description": description})
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Parameters of the ROS node itself (the detector's are DetectorConfig)."""
+
+    # --- inputs (restart required) -----------------------------------------------------------
+    color_topic: str = _f("/camera/color/image_raw", "colour image topic (rgb8/bgr8/rgba8/bgra8/mono8)")
+    depth_topic: str = _f("/camera/aligned_depth_to_color/image_raw",
+                          "depth image aligned to the colour image (16UC1/mono16 or 32FC1)")
+    camera_info_topic: str = _f("/camera/color/camera_info", "CameraInfo of the colour (= aligned depth) image")
+    qos_reliability: str = _f("best_effort", "input QoS: best_effort (receives from reliable and "
+                                             "best-effort publishers) | reliable")
+    qos_depth: int = _f(5, "input subscription queue depth")
+    slop: float = _f(0.05, "approximate-time sync: max stamp spread of colour, depth and info, s")
+    queue_size: int = _f(10, "approximate-time sync: messages kept per input while waiting for partners")
+    exact_sync: bool = _f(False, "require identical stamps instead of approximate-time matching")
+    warmup: bool = _f(True, "run one synthetic frame at start so the first real frame is not slow")
+    diagnostics_period_s: float = _f(1.0, "period of the /diagnostics status, s")
+    # --- behaviour (changeable at runtime) ---------------------------------------------------
+    mode: str = _f("continuous", "continuous: detect on every frame | on_demand: only for ~/detect_grasps calls")
+    service_timeout_s: float = _f(10.0, "~/detect_grasps wait for the next frame and its result when "
+                                        "the request's timeout_s is 0, s")
+    target_frame: str = _f("", "publish poses in this TF frame (looked up at the image stamp); "
+                               "empty = the image frame")
+    tf_timeout_s: float = _f(0.2, "how long to wait for the target_frame transform, s")
+    max_markers: int = _f(20, "grippers drawn on ~/markers (best first)")
+    input_timeout_s: float = _f(5.0, "diagnostics turn WARN when no synchronised frame arrived for this long, s")
+
+
+# Node settings fixed at start: the subscriptions, synchroniser and timer are built from them.
+NODE_RESTART_FIELDS = frozenset({
+    "color_topic", "depth_topic", "camera_info_topic", "qos_reliability", "qos_depth", "slop",
+    "queue_size", "exact_sync", "warmup", "diagnostics_period_s",
+})
+RESTART_REQUIRED = RESTART_FIELDS | NODE_RESTART_FIELDS
+
+# Parameters rclpy declares on every node; config files may set them too.
+ROS_BUILTIN_PARAMETERS = frozenset({"use_sim_time"})
+
+
+def _kind(default) -> str:
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "float"
+    if isinstance(default, tuple):
+        return "float_array"
+    return "str"
+
+
+def parameter_table() -> dict[str, tuple[object, str, str]]:
+    """{name: (default, kind, description)} of every parameter the node declares (ROS built-ins aside).
+
+    kind is one of bool, int, float, float_array, str.
+    """
+    table = {}
+    for cls in (DetectorConfig, NodeSettings):
+        defaults = cls()
+        for f in fields(cls):
+            default = getattr(defaults, f.name)
+            table[f.name] = (default, _kind(default), f.metadata["description"])
+    return table
+
+
+_TABLE = parameter_table()
+DETECTOR_FIELDS = frozenset(f.name for f in fields(DetectorConfig))
+
+
+def declared_parameter_names() -> frozenset[str]:
+    """Names a config file or launch file may set on the node."""
+    return frozenset(_TABLE) | ROS_BUILTIN_PARAMETERS
+
+
+def checked_value(name: str, value):
+    """``value`` of parameter ``name`` in its Python type, or ConfigError naming the expected type.
+
+    None (an unset/empty ROS array) means an empty tuple for float arrays.
+    """
+    default, kind, _ = _TABLE[name]
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "float" and is_number:
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        return float(value)
+    if kind == "float_array":
+        if value is None:
+            return ()
+        if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
+            items = list(value)
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+                return tuple(float(v) for v in items)
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind == "str" and isinstance(value, str):
+        return value
+    expected = {"float": "a number", "float_array": "an array of numbers", "int": "an integer",
+                "bool": "true or false", "str": "a string"}[kind]
+    raise ConfigError(f"{name} must be {expected}, got {value!r}")
+
+
+def validate_settings(settings: NodeSettings) -> None:
+    """Raise ConfigError naming the first invalid node setting."""
+    for name in ("color_topic", "depth_topic", "camera_info_topic"):
+        if not getattr(settings, name).strip():
+            raise ConfigError(f"{name} must not be empty")
+    checks = [
+        (settings.qos_reliability in QOS_RELIABILITIES,
+         f"qos_reliability must be one of {QOS_RELIABILITIES}, got {settings.qos_reliability!r}"),
+        (settings.mode in MODES, f"mode must be one of {MODES}, got {settings.mode!r}"),
+        (settings.qos_depth >= 1, f"qos_depth must be >= 1, got {settings.qos_depth}"),
+        (settings.queue_size >= 1, f"queue_size must be >= 1, got {settings.queue_size}"),
+        (math.isfinite(settings.slop) and settings.slop >= 0, f"slop must be >= 0 s, got {settings.slop}"),
+        (settings.service_timeout_s > 0, f"service_timeout_s must be > 0, got {settings.service_timeout_s}"),
+        (settings.tf_timeout_s >= 0, f"tf_timeout_s must be >= 0, got {settings.tf_timeout_s}"),
+        (settings.max_markers >= 0, f"max_markers must be >= 0, got {settings.max_markers}"),
+        (settings.diagnostics_period_s > 0,
+         f"diagnostics_period_s must be > 0, got {settings.diagnostics_period_s}"),
+        (settings.input_timeout_s > 0, f"input_timeout_s must be > 0, got {settings.input_timeout_s}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    if settings.target_frame != settings.target_frame.strip() or settings.target_frame.startswith("/"):
+        raise ConfigError(f"target_frame must be a TF frame id without spaces or a leading '/', "
+                          f"got {settings.target_frame!r}")
+
+
+def settings_from_mapping(values: dict, base: NodeSettings | None = None) -> NodeSettings:
+    """Merge ``values`` into ``base`` (default NodeSettings) and validate; unknown keys are errors."""
+    known = {f.name for f in fields(NodeSettings)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown node parameter(s) {unknown}")
+    settings = dataclasses.replace(base or NodeSettings(), **{k: checked_value(k, v) for k, v in values.items()})
+    validate_settings(settings)
+    return settings
+
+
+def split_values(values: dict) -> tuple[dict, dict]:
+    """({DetectorConfig fields}, {NodeSettings fields}) of a flat parameter mapping; others are dropped."""
+    detector = {k: checked_value(k, v) for k, v in values.items() if k in DETECTOR_FIELDS}
+    node = {k: v for k, v in values.items() if k in _TABLE and k not in DETECTOR_FIELDS}
+    return detector, node
+
+
+def apply_changes(changes: dict, config: DetectorConfig,
+                  settings: NodeSettings) -> tuple[DetectorConfig, NodeSettings]:
+    """The configuration after a runtime parameter change, or ConfigError saying why it is refused.
+
+    Parameters that are not the node's (use_sim_time, QoS overrides) pass untouched. Changing a
+    model/backend/thread or subscription setting is refused with "restart required"; setting it
+    to its current value is accepted.
+    """
+    for name, value in changes.items():
+        if name in RESTART_REQUIRED:
+            current = getattr(config, name) if name in DETECTOR_FIELDS else getattr(settings, name)
+            if checked_value(name, value) != current:
+                raise ConfigError(f"{name} cannot change while the node runs: restart required "
+                                  f"(current value {current!r})")
+    detector_changes, node_changes = split_values(changes)
+    return from_mapping(detector_changes, config), settings_from_mapping(node_changes, settings)
+
+
+def declare_parameters(node) -> tuple[DetectorConfig, NodeSettings]:
+    """Declare every parameter on an rclpy ``node`` (overrides from the command line or a YAML
+    file apply) and return the validated configuration they describe.
+
+    Raises:
+        ConfigError: a value has the wrong type or is out of range.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    constraints = {"float": "double", "float_array": "array of doubles ([] = unset)"}
+    for name, (default, kind, description) in _TABLE.items():
+        dynamic = kind in constraints
+        if name in RESTART_REQUIRED:
+            description += " (fixed at start: restart required to change)"
+        descriptor = ParameterDescriptor(
+            name=name, description=description, dynamic_typing=dynamic,
+            additional_constraints=constraints.get(kind, ""),
+            read_only=False)
+        # An empty array has no ROS type: declared unset (None), read back as ().
+        initial = list(default) if kind == "float_array" and default else None if kind == "float_array" else default
+        node.declare_parameter(name, initial, descriptor)
+    values = {name: node.get_parameter(name).value for name in _TABLE}
+    detector_values, node_values = split_values(values)
+    return from_mapping(detector_values), settings_from_mapping(node_values)
