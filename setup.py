@@ -1,6 +1,6 @@
 """pip packaging of the ROS-free core and the `graspnet-edge` CLI, for use without ROS.
 
-    pip install .            # core (numpy, scipy, pillow) + graspnet-edge
+    pip install .            # core (numpy, scipy, pillow, numba, pyyaml) + graspnet-edge
     pip install .[onnx]      # + ONNX Runtime backend and ONNX export checks
     pip install .[torch]     # + PyTorch backend
     pip install .[train]     # + what training needs
@@ -30,7 +30,7 @@ setup(
     # The ROS layer needs rclpy and the colcon-generated messages; it is not part of the pip package.
     packages=find_packages(include=["graspnet_edge_ros", "graspnet_edge_ros.*"],
                            exclude=["graspnet_edge_ros.ros", "graspnet_edge_ros.ros.*"]),
-    install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9"],
+    install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9", "numba>=0.59", "pyyaml>=6"],
     extras_require={
         "onnx": ["onnxruntime>=1.16", "onnx>=1.15"],
         "torch": ["torch>=2.1"],

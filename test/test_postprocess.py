@@ -295,3 +295,17 @@ def test_table_filter_rejects_grasps_below_the_table(scene_points, table_plane):
     # The centre 1 cm above the table passes, but the tips 3 cm deeper would not.
     center = table_height_filter(grasps, normal, offset, min_height=0.005, point="center")
     assert center.keep.tolist() == [False] * 20 + [True] * 40
+
+
+def test_nms_equals_the_official_compiled_grasp_nms_on_real_grasps(split_model_dir, example_cloud):
+    """Against graspnetAPI's own NMS (grasp_nms, the compiled package GraspGroup.nms() calls)."""
+    import grasp_nms as grasp_nms_official
+    from graspnet_edge_ros.postprocess.decode import decode_grasps
+    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
+
+    grasps = decode_grasps(load_graspnet_runner(split_model_dir)(example_cloud.sampled))
+    assert len(grasps) > 100 and len(np.unique(grasps.scores)) == len(grasps)   # no ties to order
+    ours = grasp_nms(grasps, 0.03, np.pi / 6)
+    official = grasp_nms_official.nms_grasp(grasps.array.astype(np.float64), 0.03, 30.0 / 180.0 * np.pi)
+    assert 0 < len(ours) < len(grasps)
+    np.testing.assert_array_equal(ours.array, official.astype(np.float32))

@@ -49,6 +49,9 @@ class OnnxRuntimeBackend(InferenceBackend):
             warning; CPU is always appended last; "tensorrt" also brings in CUDA for the nodes TRT rejects.
         expected_inputs / expected_outputs: optional {name: shape} (None = any size) the model must
             match; a mismatch raises ModelFormatError at load.
+        allow_spinning: let idle intra-op threads busy-wait for the next run (ORT's default). Turn
+            it off when other CPU work runs between calls (the split runtime's geometry kernels):
+            spinning threads would steal the cores that work needs.
 
     Examples:
         >>> OnnxRuntimeBackend("graspnet.onnx", intra_op_threads=2).run({"point_clouds": pts})  # doctest: +SKIP
@@ -65,11 +68,15 @@ class OnnxRuntimeBackend(InferenceBackend):
         providers: Sequence[str] | str | None = None,
         expected_inputs: ExpectedShapes | None = None,
         expected_outputs: ExpectedShapes | None = None,
+        allow_spinning: bool = True,
     ) -> None:
         super().__init__(model_path)
         ort = self.import_runtime()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not allow_spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         if intra_op_threads is not None:
             options.intra_op_num_threads = _thread_count("intra_op_threads", intra_op_threads)
         if inter_op_threads is not None:

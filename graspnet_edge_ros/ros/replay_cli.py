@@ -73,10 +73,15 @@ def node_command(model, *, backend=None, params_file=None, params=None, node_nam
 
 def node_environment() -> dict[str, str]:
     """This process's environment, with the directory this package was imported from first on
-    PYTHONPATH, so the node runs the same code (e.g. the source tree under pytest)."""
+    PYTHONPATH, so the node runs the same code (e.g. the source tree under pytest), and without
+    the replay's Fast DDS profile (the node runs with the user's DDS settings)."""
     import graspnet_edge_ros
 
+    from graspnet_edge_ros.ros.replay import FASTDDS_PROFILE_ENV, large_data_profile_path
+
     env = dict(os.environ)
+    if env.get(FASTDDS_PROFILE_ENV) == str(large_data_profile_path()):
+        del env[FASTDDS_PROFILE_ENV]  # the replay's own transport tuning, not the node's
     root = str(Path(graspnet_edge_ros.__file__).resolve().parents[1])
     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in parts if p != root])

@@ -13,6 +13,9 @@ def backend_runners(manifest: SplitManifest, backend: str, **backend_options) ->
     """Load every segment file of ``manifest`` with ``backend`` (onnxruntime, hobot_dnn)."""
     from graspnet_edge_ros.backends.registry import select_backend
 
+    if backend == "onnxruntime":
+        # Geometry kernels run between segment calls: idle ORT threads must not spin on the cores.
+        backend_options = {"allow_spinning": False, **backend_options}
     runners = {}
     for entry in manifest.segments:
         engine = select_backend(manifest.segment_path(entry.name, backend), prefer=backend, **backend_options)

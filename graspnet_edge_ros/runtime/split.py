@@ -159,18 +159,25 @@ class SplitGraspNet:
         return head
 
 
-def _group_xyz(xyz: np.ndarray, centers: np.ndarray, idx: np.ndarray, radius: float) -> np.ndarray:
+def _group_xyz(xyz: np.ndarray, centers: np.ndarray, idx: np.ndarray, radius: float,
+               out: np.ndarray | None = None) -> np.ndarray:
     """(3, S, K) of (xyz[idx] - centre) / radius: the official normalised SA grouping."""
-    grouped = (xyz[idx] - centers[:, None, :]) / np.float32(radius)
-    return np.ascontiguousarray(grouped.transpose(2, 0, 1))
+    out = np.empty((3,) + idx.shape, np.float32) if out is None else out
+    for axis in range(3):
+        # np.take is several times faster than fancy indexing for these gathers.
+        np.subtract(np.take(xyz[:, axis], idx), centers[:, axis, None], out=out[axis])
+    out /= np.float32(radius)
+    return out
 
 
 def _group_with_features(xyz: np.ndarray, features: np.ndarray, centers: np.ndarray,
                          radius: float, nsample: int) -> np.ndarray:
     """(1, 3 + C, S, K): [normalised xyz, features] gathered at the ball-query indices."""
     idx = native.ball_query(xyz, centers, radius, nsample)
-    grouped_features = features[:, idx]                                    # (C, S, K)
-    return np.concatenate([_group_xyz(xyz, centers, idx, radius), grouped_features], axis=0)[None]
+    grouped = np.empty((1, 3 + features.shape[0]) + idx.shape, np.float32)
+    _group_xyz(xyz, centers, idx, radius, out=grouped[0, :3])
+    np.take(features, idx, axis=1, out=grouped[0, 3:])
+    return grouped
 
 
 def _interpolate(unknown: np.ndarray, known: np.ndarray, known_features: np.ndarray) -> np.ndarray:

@@ -1,0 +1,25 @@
+"""Run every benchmark in turn (``make bench``); each prints its own table."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# bench_soak.py replays >= 1000 frames into the node; run it on its own (see README).
+BENCHMARKS = ("bench_geometry.py", "bench_postprocess.py", "bench_graspnet.py", "bench_pipeline.py")
+
+
+def main() -> int:
+    failed = []
+    for name in BENCHMARKS:
+        print(f"\n===== {name} =====", flush=True)
+        if subprocess.run([sys.executable, str(HERE / name)]).returncode != 0:
+            failed.append(name)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Bag replay end to end: bags built from the real example capture, played into the real node.
+
+The node runs as a child process started by ``graspnet-edge replay`` (the CLI the user runs),
+with the trained model exported to a split directory, ``sampling_seed=0`` and the workspace
+mask; its output is recorded to MCAP and read back here. Frames are played slowly enough
+(REPLAY_RATE) that the node never has two frames waiting, so every frame gets a result.
+The example capture is graspnet-baseline's doc/example_data (licence beside it in ../shared).
+"""
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REPLAY_RATE = 0.4  # 1 Hz bags -> one frame every 2.5 s; a frame takes ~0.7-1.5 s on 2 cores
+NUM_FRAMES = 3
+CLI_TIMEOUT_S = 300
+GRASPS_TOPIC = "/graspnet_edge_node/grasps"
+MARKERS_TOPIC = "/graspnet_edge_node/markers"
+STATUS_OK, STATUS_NO_VALID_INPUT = 0, 1
+TOLERANCE = 1e-4
+
+
+# ------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def capture(shared_dir):
+    from graspnet_edge_ros.ros.bags import RgbdCapture
+
+    return RgbdCapture.from_directory(shared_dir / "data" / "graspnet_example")
+
+
+@pytest.fixture(scope="module")
+def mask_path(shared_dir) -> Path:
+    return shared_dir / "data" / "graspnet_example" / "workspace_mask.png"
+
+
+@pytest.fixture(scope="module")
+def split_model(shared_dir, tmp_path_factory) -> Path:
+    from graspnet_edge_ros.export.onnx_export import export_split
+    from graspnet_edge_ros.model.checkpoint import load_graspnet
+
+    directory = tmp_path_factory.mktemp("model") / "graspnet_split"
+    export_split(load_graspnet(shared_dir / "models" / "graspnet_edge_grasp.pth"), directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def offline_result(capture, split_model, mask_path):
+    """The offline pipeline on the same frame with the node's settings (same seed, same mask)."""
+    from graspnet_edge_ros.camera import CameraIntrinsics
+    from graspnet_edge_ros.config import DetectorConfig
+    from graspnet_edge_ros.pipeline import GraspDetector
+
+    config = DetectorConfig(model_path=str(split_model), sampling_seed=0, workspace_mask_path=str(mask_path),
+                            depth_scale=capture.depth_scale)
+    intrinsics = CameraIntrinsics.from_matrix(capture.K, capture.width, capture.height)
+    result = GraspDetector(config).detect(capture.color, capture.depth, "16UC1", intrinsics)
+    assert result.status == "ok" and len(result.grasps) > 5, result.reason
+    return result
+
+
+def run_replay(bag: Path, record: Path, model: Path, mask: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``python -m graspnet_edge_ros.cli replay`` as a user runs it (source tree first on the path)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    command = [sys.executable, "-m", "graspnet_edge_ros.cli", "replay", str(bag), "--model", str(model),
+               "--rate", str(REPLAY_RATE), "--record", str(record), "--param", "sampling_seed=0",
+               "--param", f"workspace_mask_path={mask}", "--node-log", str(record.with_suffix(".node.log")),
+               *extra]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+
+
+def recorded_messages(path: Path) -> dict[str, list]:
+    from graspnet_edge_ros.ros.replay import read_recording
+
+    by_topic = defaultdict(list)
+    for topic, _, msg in read_recording(path):
+        by_topic[topic].append(msg)
+    return by_topic
+
+
+def stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+def explain(process: subprocess.CompletedProcess, record: Path) -> str:
+    log = record.with_suffix(".node.log")
+    node_log = log.read_text()[-3000:] if log.is_file() else "(no node log)"
+    return f"exit {process.returncode}\nstdout:\n{process.stdout[-4000:]}\nstderr:\n{process.stderr[-3000:]}\n" \
+           f"node log:\n{node_log}"
+
+
+# ------------------------------------------------------------------- bags (no ROS needed)
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_capture_bag_holds_the_capture_with_advancing_stamps(capture, tmp_path, storage):
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    from graspnet_edge_ros.ros import bags
+
+    info = bags.write_capture_bag(tmp_path / "bag", capture, num_frames=3, rate_hz=2.0, storage=storage)
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    seen = defaultdict(list)
+    with Reader(tmp_path / "bag") as reader:
+        assert {c.topic for c in reader.connections} == {bags.COLOR_TOPIC, bags.DEPTH_TOPIC, bags.INFO_TOPIC}
+        assert (tmp_path / "bag" / f"bag.{'mcap' if storage == 'mcap' else 'db3'}").is_file()
+        for conn, t_ns, raw in reader.messages():
+            msg = typestore.deserialize_cdr(raw, conn.msgtype)
+            seen[conn.topic].append((t_ns, msg))
+    stamps = [stamp_ns(msg) for _, msg in seen[bags.COLOR_TOPIC]]
+    assert stamps == info.stamps_ns == [bags.DEFAULT_START_NS + i * 500_000_000 for i in range(3)]
+    for topic in (bags.DEPTH_TOPIC, bags.INFO_TOPIC):
+        assert [stamp_ns(msg) for _, msg in seen[topic]] == stamps
+    _, color = seen[bags.COLOR_TOPIC][-1]
+    _, depth = seen[bags.DEPTH_TOPIC][-1]
+    _, camera = seen[bags.INFO_TOPIC][-1]
+    assert (color.encoding, color.width, color.height, color.step) == ("rgb8", 1280, 720, 3840)
+    assert np.array_equal(np.frombuffer(bytes(color.data), np.uint8).reshape(720, 1280, 3), capture.color)
+    assert (depth.encoding, depth.step) == ("16UC1", 2560)
+    assert np.array_equal(np.frombuffer(bytes(depth.data), np.uint16).reshape(720, 1280), capture.depth)
+    assert {color.header.frame_id, depth.header.frame_id, camera.header.frame_id} == {bags.FRAME_ID}
+    assert camera.distortion_model == "plumb_bob" and not np.any(camera.d) and len(camera.d) == 5
+    np.testing.assert_array_equal(camera.k.reshape(3, 3), capture.K)
+    np.testing.assert_array_equal(camera.p.reshape(3, 4)[:, :3], capture.K)
+    np.testing.assert_array_equal(camera.r.reshape(3, 3), np.eye(3))
+    assert bags.read_bag_frames(tmp_path / "bag") == info.frames
+    notice = (tmp_path / "bag" / "README.txt").read_text()
+    assert "graspnet-baseline" in notice and (tmp_path / "bag" / "LICENSE-graspnet-baseline.txt").is_file()
+
+
+def test_malformed_bag_has_each_defect_between_good_frames(capture, tmp_path):
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    from graspnet_edge_ros.ros import bags
+
+    info = bags.write_malformed_bag(tmp_path / "bad", capture, storage="mcap")
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    frames = defaultdict(dict)
+    with Reader(tmp_path / "bad") as reader:
+        for conn, _, raw in reader.messages():
+            msg = typestore.deserialize_cdr(raw, conn.msgtype)
+            frames[stamp_ns(msg)][conn.topic] = msg
+    by_label = {f["label"]: frames[f["stamp_ns"]] for f in info.frames}
+    assert len(by_label) == len(info.frames) == len(frames)
+    assert by_label["depth_encoding_yuv422"][bags.DEPTH_TOPIC].encoding == "yuv422"
+    wrong_step = by_label["depth_32fc1_wrong_step"][bags.DEPTH_TOPIC]
+    assert wrong_step.encoding == "32FC1" and wrong_step.step < wrong_step.width * 4
+    small = by_label["depth_size_mismatch"]
+    assert (small[bags.DEPTH_TOPIC].width, small[bags.DEPTH_TOPIC].height) == (640, 480)
+    assert (small[bags.COLOR_TOPIC].width, small[bags.COLOR_TOPIC].height) == (1280, 720)
+    assert not np.any(by_label["depth_all_zero"][bags.DEPTH_TOPIC].data)
+    assert not np.any(by_label["camera_info_zero_k"][bags.INFO_TOPIC].k)
+    assert by_label["camera_info_negative_fx"][bags.INFO_TOPIC].k[0] < 0
+    stamps = [f["stamp_ns"] for f in info.frames]
+    late = [f["label"] for f in info.frames].index("stamp_out_of_order")
+    assert stamps[late] < stamps[late - 1] and stamps[late - 1] - stamps[late] < 10**9
+    expectations = [f["expect"] for f in info.frames]
+    assert expectations[0] == expectations[-1] == "ok" and expectations.count("ok") >= 3
+    assert set(expectations) == {"ok", "no_valid_input"}
+
+
+def test_cli_help_lists_replay_without_rclpy():
+    """`graspnet-edge --help` must work on machines without ROS: the replay module imports rclpy lazily."""
+    code = ("import sys; sys.modules['rclpy'] = None\n"
+            "from graspnet_edge_ros.cli import build_parser\n"
+            "parser = build_parser(); parser.print_help()\n"
+            "import graspnet_edge_ros.ros.replay, graspnet_edge_ros.ros.bags\n"
+            "parser.parse_args(['replay', 'bag', '--model', 'm', '--record', 'out.mcap'])\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "replay" in done.stdout
+
+
+# ------------------------------------------------------------------ replay into the node
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_replay_gives_one_result_per_frame_equal_to_offline_pipeline(
+        ros_interfaces, capture, split_model, mask_path, offline_result, tmp_path, storage):
+    from graspnet_edge_ros.postprocess.filters import fit_table_plane
+    from graspnet_edge_ros.ros import bags
+    from graspnet_edge_ros.ros.replay import grasp_group_from_msg
+
+    info = bags.write_capture_bag(tmp_path / "in", capture, num_frames=NUM_FRAMES, rate_hz=1.0, storage=storage)
+    record = tmp_path / "out.mcap"
+    extra = ("--overlay-dir", str(tmp_path / "overlays")) if storage == "mcap" else ()
+    done = run_replay(tmp_path / "in", record, split_model, mask_path, *extra)
+    assert done.returncode == 0, explain(done, record)
+    assert "results out" in done.stdout and "top 10 of" in done.stdout
+
+    outputs = recorded_messages(record)
+    results = outputs[GRASPS_TOPIC]
+    # one result per frame, stamped like its input frame, in the image frame, all ok
+    assert sorted(stamp_ns(r) for r in results) == info.stamps_ns, explain(done, record)
+    assert {r.header.frame_id for r in results} == {bags.FRAME_ID}
+    assert [r.status for r in results] == [STATUS_OK] * NUM_FRAMES, [r.status_reason for r in results]
+    assert outputs[MARKERS_TOPIC], "no MarkerArray recorded"
+    diagnostics = [{kv.key: kv.value for kv in status.values}
+                   for array in outputs["/diagnostics"] for status in array.status]
+    assert diagnostics and diagnostics[-1]["frames_dropped"] == "0"
+    assert diagnostics[-1]["frames_processed"] == str(NUM_FRAMES)
+
+    expected = offline_result.grasps
+    normal, offset = fit_table_plane(offline_result.cloud.cloud)
+    for result in results:
+        grasps = result.grasps
+        assert [g.rank for g in grasps] == list(range(len(grasps)))
+        scores = np.array([g.score for g in grasps])
+        assert np.all(np.diff(scores) <= 0)
+        widths = np.array([g.width for g in grasps])
+        assert np.all((widths > 0) & (widths <= 0.1 + 1e-6))
+        centres = np.array([[g.pose.position.x, g.pose.position.y, g.pose.position.z] for g in grasps])
+        heights = centres @ normal + offset
+        assert np.mean(heights > 0.005) >= 0.8, f"grasp centres not above the table: {np.sort(heights)[:10]}"
+        # identical to the offline pipeline with the same settings and seed
+        assert len(grasps) == len(expected)
+        np.testing.assert_allclose(scores, expected.scores, atol=TOLERANCE)
+        np.testing.assert_allclose(centres, offline_result.poses.positions, atol=TOLERANCE)
+        quats = np.array([[g.pose.orientation.x, g.pose.orientation.y, g.pose.orientation.z, g.pose.orientation.w]
+                          for g in grasps])
+        np.testing.assert_allclose(quats, offline_result.poses.quaternions, atol=TOLERANCE)
+        rebuilt = grasp_group_from_msg(result)
+        np.testing.assert_allclose(rebuilt.array, expected.array, atol=TOLERANCE)
+
+    if storage == "mcap":
+        from PIL import Image
+
+        overlays = list((tmp_path / "overlays").glob("overlay_*.png"))
+        assert len(overlays) == 1
+        drawn = np.asarray(Image.open(overlays[0]).convert("RGB"))
+        assert drawn.shape == capture.color.shape
+        assert np.mean(np.any(drawn != capture.color, axis=2)) > 0.01
+
+
+def test_malformed_bag_gives_error_statuses_and_node_survives(
+        ros_interfaces, capture, split_model, mask_path, tmp_path):
+    from graspnet_edge_ros.ros import bags
+
+    info = bags.write_malformed_bag(tmp_path / "bad", capture, rate_hz=1.0, storage="mcap")
+    record = tmp_path / "out.mcap"
+    done = run_replay(tmp_path / "bad", record, split_model, mask_path)
+    # exit 0: the node was alive until the CLI stopped it, and published results
+    assert done.returncode == 0, explain(done, record)
+    assert "node stopped (SIGINT" in done.stdout
+
+    outputs = recorded_messages(record)
+    by_stamp = defaultdict(list)
+    for result in outputs[GRASPS_TOPIC]:
+        by_stamp[stamp_ns(result)].append(result)
+    keywords = {"depth_encoding_yuv422": "yuv422", "depth_32fc1_wrong_step": "step",
+                "depth_size_mismatch": "640", "depth_all_zero": "depth", "camera_info_zero_k": "fx",
+                "camera_info_negative_fx": "fx", "stamp_out_of_order": "order"}
+    for frame in info.frames:
+        results = by_stamp.get(frame["stamp_ns"], [])
+        assert len(results) == 1, f"{frame['label']}: {len(results)} results\n{explain(done, record)}"
+        result = results[0]
+        assert result.header.frame_id == bags.FRAME_ID
+        if frame["expect"] == "ok":
+            assert result.status == STATUS_OK and result.grasps, f"{frame['label']}: {result.status_reason}"
+        else:
+            assert result.status == STATUS_NO_VALID_INPUT, f"{frame['label']}: status {result.status}"
+            assert not result.grasps
+            assert keywords[frame["label"]] in result.status_reason, f"{frame['label']}: {result.status_reason}"
+
+    statuses = [status for array in outputs["/diagnostics"] for status in array.status]
+    warnings = [s for s in statuses if int(s.level) == 1]
+    assert warnings, "bad frames never turned the diagnostics to WARN"
+    assert any({kv.key: kv.value for kv in s.values}.get("last_error") for s in warnings)
+    last = {kv.key: kv.value for kv in statuses[-1].values}
+    assert last["frames_rejected"] == "1" and last["frames_dropped"] == "0"
+    assert int(last["frames_processed"]) == len(info.frames)
