@@ -149,6 +149,9 @@ def test_missing_or_foreign_model_is_a_clear_model_error(tmp_path):
 
     with pytest.raises(ModelFormatError, match="not found"):
         GraspDetector(DetectorConfig(model_path=str(tmp_path / "missing.onnx")))
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(ModelFormatError, match="without manifest.json"):
+        GraspDetector(DetectorConfig(model_path=str(tmp_path / "empty_dir")))
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])

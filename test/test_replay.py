@@ -273,3 +273,16 @@ def test_malformed_bag_gives_error_statuses_and_node_survives(
     last = {kv.key: kv.value for kv in statuses[-1].values}
     assert last["frames_rejected"] == "1" and last["frames_dropped"] == "0"
     assert int(last["frames_processed"]) == len(info.frames)
+
+
+def test_replay_fails_cleanly_when_the_node_cannot_start(ros_interfaces, capture, mask_path, tmp_path):
+    from graspnet_edge_ros.ros import bags
+
+    bags.write_capture_bag(tmp_path / "in", capture, num_frames=1, storage="mcap")
+    not_a_model = tmp_path / "empty_model_dir"
+    not_a_model.mkdir()
+    record = tmp_path / "out.mcap"
+    done = run_replay(tmp_path / "in", record, not_a_model, mask_path)
+    assert done.returncode == 1, explain(done, record)
+    assert "node DIED" in done.stdout and "ReplayError" in done.stderr, explain(done, record)
+    assert "empty_model_dir" in record.with_suffix(".node.log").read_text()  # the node said what failed

@@ -124,6 +124,16 @@ class GraspDetectorNode(Node):
 
     def __init__(self, node_name: str = NODE_NAME, *, detector_factory=None, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
+        self._mailbox = LatestMailbox()
+        self._worker: threading.Thread | None = None
+        try:
+            self._start(detector_factory)
+        except BaseException:
+            # rclpy would otherwise destroy this half-built node again at context shutdown.
+            self.destroy_node()
+            raise
+
+    def _start(self, detector_factory) -> None:
         self._config, self._settings = params.declare_parameters(self)
         if detector_factory is None:
             from graspnet_edge_ros.pipeline import GraspDetector
@@ -135,7 +145,6 @@ class GraspDetectorNode(Node):
         self._requests: list[_PendingRequest] = []
         self._frames_synced = 0
         self._newest_stamp_ns: int | None = None
-        self._mailbox = LatestMailbox()
         self._transformer: _TargetFrameTransformer | None = None
         if self._settings.warmup:
             self._warm_up()
@@ -185,15 +194,32 @@ class GraspDetectorNode(Node):
 
     # ------------------------------------------------------------------------------- start-up
     def _warm_up(self) -> None:
+        """One synthetic frame through every stage (model, numba kernels, collision, NMS, poses)."""
         runner = getattr(self._detector, "runner", None)
         num_points = getattr(runner, "num_points", None) or self._config.num_points
+        # The table and approach filters would reject the few synthetic grasps before the
+        # collision check and NMS had run (and compiled) once.
+        self._detector.update_config(self._config.replace(table_plane_mode="none", approach_max_angle_deg=180.0))
         start = time.perf_counter()
-        result = self._detector.detect_cloud(synthetic_warmup_cloud(num_points))
+        try:
+            result = self._detector.detect_cloud(synthetic_warmup_cloud(num_points))
+        finally:
+            self._detector.update_config(self._config)
+        if "rejected_nms" not in result.counts:
+            # NMS runs only on grasps that survive the collision check, which the synthetic scene
+            # may not leave: compile its kernel on two fixed grasps instead.
+            from graspnet_edge_ros.postprocess.nms import grasp_nms
+
+            pair = GraspGroup.from_parts([0.9, 0.8], [0.05, 0.05], [0.02, 0.02], [np.eye(3)] * 2,
+                                         [[0.0, 0.0, 0.5], [0.001, 0.0, 0.5]])
+            grasp_nms(pair, self._config.nms_translation_m, self._config.nms_rotation_rad)
+            tcp_poses(pair)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         if result.status == STATUS_ERROR:
             self.get_logger().error(f"warm-up frame failed after {elapsed_ms:.0f} ms: {result.reason}")
         else:
-            self.get_logger().info(f"warm-up frame: {elapsed_ms:.0f} ms ({result.status})")
+            self.get_logger().info(f"warm-up frame: {elapsed_ms:.0f} ms ({result.status}, "
+                                   f"{len(result.grasps)} grasps)")
 
     def _input_qos(self) -> QoSProfile:
         reliability = (ReliabilityPolicy.RELIABLE if self._settings.qos_reliability == "reliable"
@@ -298,7 +324,7 @@ class GraspDetectorNode(Node):
             self._transformer = _TargetFrameTransformer(self)
         # The worker hands the new config to the detector between frames, never within one.
         self._config, self._settings = config, settings
-        ours = sorted(name for name in changes if name in params.parameter_table())
+        ours = sorted(name for name in changes if name in params.declared_parameter_names())
         if ours:
             self.get_logger().info(f"parameters changed: {', '.join(ours)}")
         return SetParametersResult(successful=True)
@@ -339,10 +365,12 @@ class GraspDetectorNode(Node):
             depth, encoding = conversions.depth_from_image(frame.depth)
             intrinsics = conversions.intrinsics_from_camera_info(frame.info)
         except InputError as exc:
+            convert_ms = (time.perf_counter() - convert_start) * 1e3
             result = DetectionResult(STATUS_NO_VALID_INPUT, str(exc), model_id=self.model_id)
         else:
+            convert_ms = (time.perf_counter() - convert_start) * 1e3
             result = self._detector.detect(color, depth, encoding, intrinsics)
-        timings = {"convert": (time.perf_counter() - convert_start) * 1e3, **result.timings_ms}
+        timings = {"convert": convert_ms, **result.timings_ms}
 
         source_frame = frame.color.header.frame_id
         frame_id = settings.target_frame or source_frame
@@ -405,8 +433,9 @@ class GraspDetectorNode(Node):
 
     def destroy_node(self) -> None:
         self._mailbox.close()
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=30.0)
+        worker = self._worker
+        if worker is not None and worker.is_alive() and threading.current_thread() is not worker:
+            worker.join(timeout=30.0)
         super().destroy_node()
 
 
@@ -422,10 +451,12 @@ def main(args=None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+    from rclpy.exceptions import ParameterException
+
     rclpy.init(args=args)
     try:
         node = GraspDetectorNode()
-    except GraspNetEdgeError as exc:
+    except (GraspNetEdgeError, ParameterException) as exc:  # bad parameters or model: one line, exit 1
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {type(exc).__name__}: {exc}")
         rclpy.try_shutdown()
         return 1

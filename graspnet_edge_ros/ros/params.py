@@ -192,6 +192,42 @@ def apply_changes(changes: dict, config: DetectorConfig,
     return from_mapping(detector_changes, config), settings_from_mapping(node_changes, settings)
 
 
+def overrides_from_strings(values: dict[str, str]) -> dict:
+    """Typed parameter overrides from strings (launch arguments); empty strings are left out.
+
+    An empty launch argument thus keeps the value of the parameter file. Booleans are
+    true/false, arrays YAML lists ("[0.1, 0.2, 0.3]").
+
+    Raises:
+        ConfigError: an unknown parameter or a value that does not parse as its type.
+    """
+    import yaml
+
+    overrides = {}
+    for name, text in values.items():
+        if name not in _TABLE and name not in ROS_BUILTIN_PARAMETERS:
+            raise ConfigError(f"unknown parameter {name!r}")
+        text = str(text).strip()
+        if not text:
+            continue
+        if name in ROS_BUILTIN_PARAMETERS or _TABLE[name][1] != "str":
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{name}: cannot parse {text!r}: {exc}") from exc
+        else:
+            value = text
+        if name in ROS_BUILTIN_PARAMETERS:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false, got {text!r}")
+            overrides[name] = value
+        else:
+            value = checked_value(name, value)
+            # launch_ros takes lists for array parameters
+            overrides[name] = list(value) if isinstance(value, tuple) else value
+    return overrides
+
+
 def declare_parameters(node) -> tuple[DetectorConfig, NodeSettings]:
     """Declare every parameter on an rclpy ``node`` (overrides from the command line or a YAML
     file apply) and return the validated configuration they describe.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import struct
 import threading
@@ -94,7 +95,6 @@ LARGE_DATA_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
 
 def large_data_profile_path() -> Path:
     """The Fast DDS profile above, written once to the temp dir (per user)."""
-    import os
     import tempfile
 
     path = Path(tempfile.gettempdir()) / f"graspnet_edge_replay_fastdds_{os.getuid()}.xml"
@@ -109,8 +109,6 @@ def use_large_data_transport() -> bool:
     """Point this process's Fast DDS at the large-segment profile, unless the user configured
     Fast DDS themselves or uses another RMW. Takes effect only if no ROS context has been
     initialised in this process yet (Fast DDS reads the file once). True when applied."""
-    import os
-
     rmw = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     if not rmw.startswith("rmw_fastrtps") or os.environ.get(FASTDDS_PROFILE_ENV) \
             or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
@@ -433,7 +431,7 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
                node_name: str = DEFAULT_NODE_NAME, topics: dict[str, str] | None = None,
                frame_topic: str | None = None, start_timeout_s: float = 60.0, drain_timeout_s: float = 60.0,
                quiet_s: float | None = None, alive=None, log=print, clock: bool = False,
-               large_data: bool = True) -> ReplaySummary:
+               large_data: bool = True, on_play=None) -> ReplaySummary:
     """Play ``bag`` into the running node and record its outputs (see the module docstring).
 
     Args:
@@ -451,6 +449,7 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
         clock: also publish /clock (rosgraph_msgs/Clock) with bag time, for use_sim_time nodes.
         large_data: give this process's Fast DDS participant a 32 MB shared-memory segment (see
             ``use_large_data_transport``); without it best-effort subscribers get no HD images.
+        on_play: called once, without arguments, right before the first message is published.
     """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -486,8 +485,7 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
     spin_thread = None
     try:
         recorder = _Recorder(typestore, Path(record) if record else None)
-        node = rclpy.create_node(f"graspnet_edge_replay_{abs(hash((time.time(), id(bag)))) % 10**6}",
-                                 context=context)
+        node = rclpy.create_node(f"graspnet_edge_replay_{os.getpid()}", context=context)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         spin_thread = threading.Thread(target=executor.spin, name="replay-spin", daemon=True)
@@ -545,6 +543,8 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
         input_stamps: list[int] = []
         published_at: dict[int, float] = {}
         count = 0
+        if on_play is not None:
+            on_play()
         play_start = time.monotonic()
         first_t = None
         last_check = play_start
@@ -635,8 +635,6 @@ def _frame_ms(result: ResultRecord) -> float:
 
 
 def _domain() -> str:
-    import os
-
     return os.environ.get("ROS_DOMAIN_ID", "0 (unset)")
 
 

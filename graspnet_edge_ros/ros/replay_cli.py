@@ -97,6 +97,7 @@ class NodeProcess:
         self.process: subprocess.Popen | None = None
         self._log = None
         self.died_early: int | None = None  # exit code if it exited before stop()
+        self._stopped: tuple[int | None, str] | None = None
 
     def __enter__(self) -> "NodeProcess":
         output = None
@@ -123,9 +124,11 @@ class NodeProcess:
         return False
 
     def stop(self) -> tuple[int | None, str]:
-        """(exit code, how it was stopped)."""
+        """(exit code, how it was stopped); later calls return the first answer."""
         if self.process is None:
             return None, "not started"
+        if self._stopped is not None:
+            return self._stopped
         how = "exited by itself"
         if self.process.poll() is None:
             how = "SIGINT"
@@ -146,7 +149,8 @@ class NodeProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
-        return self.process.returncode, how
+        self._stopped = (self.process.returncode, how)
+        return self._stopped
 
 
 def cmd_replay(args) -> int:

@@ -67,12 +67,13 @@ def load_graspnet_runner(model_path, backend: str | None = None, **backend_optio
     path = Path(model_path)
     if not path.exists():
         raise ModelFormatError(f"model not found: {path}")
+    if path.is_dir() and not (path / MANIFEST_NAME).is_file():
+        raise ModelFormatError(f"{path} is a directory without {MANIFEST_NAME}: not a split GraspNet export "
+                               f"(create one with `graspnet-edge export --split --output {path}`)")
     model_id = _model_id(path)
     if path.is_dir():
         from graspnet_edge_ros.runtime.split import SplitGraspNet
 
-        if not (path / MANIFEST_NAME).is_file():
-            raise ModelFormatError(f"{path} is a directory without {MANIFEST_NAME}: not a split GraspNet export")
         if backend in ("torch", "pytorch"):
             raise ModelFormatError("a split directory runs with onnxruntime or hobot_dnn; for torch pass the checkpoint")
         net = SplitGraspNet.from_directory(path, backend=backend or "onnxruntime", **backend_options)

@@ -1,0 +1,179 @@
+"""Soak test: >= 1000 frames at 30 Hz from a generated bag into the running node.
+
+Builds a bag of the real 1280x720 example capture (graspnet-baseline doc/example_data; its licence
+is copied beside the bag) with --frames frames at --rate-hz, starts the node as a child process
+(trained model exported to a split directory, workspace mask, sampling_seed 0), plays the bag
+at its recorded pace, and reports what the pipeline sustains: input rate, output rate, frames
+dropped by the node (it only works on the newest frame), latencies, and the node's memory
+(VmRSS from /proc/<pid>/status, sampled every 0.5 s) and CPU over the run. Terminates on its own:
+frames / rate seconds of input plus a bounded drain.
+
+    set +u; . scripts/env.sh; set -u
+    python benchmarks/bench_soak.py                 # 1000 frames, 30 Hz, full resolution
+    python benchmarks/bench_soak.py --frames 300 --downscale 2 --json soak.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import machine_line, print_table, shared_dir  # noqa: E402
+
+SAMPLE_PERIOD_S = 0.5
+
+
+class ProcessSampler(threading.Thread):
+    """Samples VmRSS (MB) and cumulative CPU seconds of one pid until stopped."""
+
+    def __init__(self, pid: int, period_s: float = SAMPLE_PERIOD_S):
+        super().__init__(name="rss-sampler", daemon=True)
+        self.pid, self.period_s = pid, period_s
+        self.samples: list[tuple[float, float, float]] = []  # (monotonic s, RSS MB, CPU s)
+        self.marks: dict[str, float] = {}
+        self._halt = threading.Event()
+        self._ticks = os.sysconf("SC_CLK_TCK")
+
+    def sample(self) -> tuple[float, float, float] | None:
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        cpu_s = (int(fields[11]) + int(fields[12])) / self._ticks  # utime + stime
+        entry = (time.monotonic(), rss_kb / 1024.0, cpu_s)
+        self.samples.append(entry)
+        return entry
+
+    def mark(self, name: str) -> None:
+        self.sample()
+        self.marks[name] = time.monotonic()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.period_s)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5.0)
+
+    def between(self, start: str, end: str) -> list[tuple[float, float, float]]:
+        return [s for s in self.samples if self.marks[start] <= s[0] <= self.marks[end]]
+
+
+def rss_at(samples, when: float) -> float:
+    return min(samples, key=lambda s: abs(s[0] - when))[1]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=1000)
+    parser.add_argument("--rate-hz", type=float, default=30.0, help="input frame rate of the bag")
+    parser.add_argument("--downscale", type=int, default=1, help="1 = the real 1280x720 capture")
+    parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    parser.add_argument("--model", help="split dir / .onnx / checkpoint (default: export the shared checkpoint)")
+    parser.add_argument("--work-dir", help="keep the bag, recording and node log here (default: temp, removed)")
+    parser.add_argument("--json", help="write the figures as JSON here")
+    args = parser.parse_args(argv)
+
+    from graspnet_edge_ros.ros.bags import RgbdCapture, write_capture_bag
+    from graspnet_edge_ros.ros.replay import replay_bag
+    from graspnet_edge_ros.ros.replay_cli import NodeProcess, node_command
+
+    shared = shared_dir()
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="graspnet_soak_"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        data = shared / "data" / "graspnet_example"
+        capture = RgbdCapture.from_directory(data).downscaled(args.downscale)
+        mask = data / "workspace_mask.png"
+        if args.downscale > 1:
+            from PIL import Image
+
+            small = np.asarray(Image.open(mask))[::args.downscale, ::args.downscale]
+            mask = work / "workspace_mask.png"
+            Image.fromarray(small).save(mask)
+        model = Path(args.model) if args.model else work / "graspnet_split"
+        if not args.model and not model.is_dir():
+            from graspnet_edge_ros.export.onnx_export import export_split
+            from graspnet_edge_ros.model.checkpoint import load_graspnet
+
+            export_split(load_graspnet(shared / "models" / "graspnet_edge_grasp.pth"), model)
+
+        bag = work / f"soak_{args.frames}_{args.rate_hz:g}hz_{capture.width}x{capture.height}_{args.storage}"
+        start = time.monotonic()
+        if not bag.exists():
+            write_capture_bag(bag, capture, num_frames=args.frames, rate_hz=args.rate_hz, storage=args.storage)
+        bag_mb = sum(f.stat().st_size for f in bag.iterdir()) / 1e6
+        print(f"bag: {args.frames} frames {capture.width}x{capture.height} at {args.rate_hz:g} Hz, "
+              f"{bag_mb:.0f} MB, {args.storage} ({time.monotonic() - start:.1f} s to write)", flush=True)
+
+        record = work / "soak_record.mcap"
+        if record.exists():
+            record.unlink()
+        command = node_command(model, params={"sampling_seed": "0", "workspace_mask_path": str(mask)})
+        with NodeProcess(command, work / "node.log") as node:
+            sampler = ProcessSampler(node.pid)
+            sampler.start()
+            sampler.mark("spawned")
+            summary = replay_bag(bag, record, rate=1.0, alive=node.alive, start_timeout_s=120.0,
+                                 drain_timeout_s=60.0, on_play=lambda: sampler.mark("play"),
+                                 log=lambda text: print(text, flush=True))
+            sampler.mark("drained")
+            sampler.stop()
+            code, how = node.stop()
+        if node.died_early is not None:
+            print(f"the node died during the soak (exit code {node.died_early}); see {work / 'node.log'}")
+            return 1
+
+        run = sampler.between("play", "drained")
+        rss_start, rss_end = rss_at(sampler.samples, sampler.marks["play"]), run[-1][1]
+        rss_peak = max(s[1] for s in run)
+        half = [s for s in run if s[0] >= run[0][0] + (run[-1][0] - run[0][0]) / 2]
+        slope = np.polyfit([s[0] for s in half], [s[1] for s in half], 1)[0] * 60 if len(half) > 2 else float("nan")
+        cpu = (run[-1][2] - run[0][2]) / max(run[-1][0] - run[0][0], 1e-9) * 100
+        counters = summary.node_counters()
+        stages = summary.stage_latency()
+        figures = {
+            "frames_in_bag": args.frames, "resolution": f"{capture.width}x{capture.height}",
+            "bag_rate_hz": args.rate_hz, "frames_published": summary.frames_in,
+            "input_rate_hz": round(summary.input_rate_hz, 2),
+            "node_frames_received": counters.get("frames_received"),
+            "results_out": summary.results_out, "output_rate_hz": round(summary.output_rate_hz, 2),
+            "node_frames_dropped": summary.dropped_frames, "frames_without_result": summary.unanswered_frames,
+            "statuses": dict(summary.statuses),
+            "total_ms_median": round(stages.get("total", (float("nan"),))[0], 1),
+            "model_ms_median": round(stages.get("model", (float("nan"),))[0], 1),
+            "e2e_ms_median": round(float(np.median(summary.e2e_latency_ms)), 1) if summary.e2e_latency_ms else None,
+            "rss_mb_ready": round(rss_start, 1), "rss_mb_peak": round(rss_peak, 1), "rss_mb_end": round(rss_end, 1),
+            "rss_mb_at_25_50_75_pct_of_play": " / ".join(
+                f"{rss_at(run, run[0][0] + q * summary.play_time_s):.0f}" for q in (0.25, 0.5, 0.75)),
+            "rss_growth_mb": round(rss_end - rss_start, 1), "rss_slope_mb_per_min_2nd_half": round(float(slope), 2),
+            "node_cpu_percent": round(cpu, 0), "play_s": round(summary.play_time_s, 1),
+            "wall_s": round(summary.wall_time_s, 1), "node_stop": f"{how}, exit {code}",
+        }
+        print()
+        print(summary.table())
+        print_table(f"soak: {args.frames} frames at {args.rate_hz:g} Hz into the node ({machine_line()})",
+                    ["figure", "value"], [[k, v] for k, v in figures.items()])
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        return 0
+    finally:
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
