@@ -1,6 +1,6 @@
 """Launch graspnet_edge_node on the Horizon RDK X5: hobot_dnn (BPU) backend, X5 parameter file.
 
-    ros2 launch graspnet_edge_ros rdk_x5.launch.py model_path:=/opt/graspnet_edge/graspnet_x5_split \\
+    ros2 launch graspnet_edge_ros rdk_x5.launch.py model:=/opt/graspnet_edge/graspnet_x5_split \\
         target_frame:=base_link
 
 ``model_path`` is a split directory whose manifest.json lists the X5 ``.bin`` segments (converted
@@ -12,14 +12,13 @@ imported (and tested) without them.
 """
 import os
 
-PACKAGE = "graspnet_edge_ros"
-EXECUTABLE = "graspnet_edge_node"
+from graspnet_edge_ros.ros.launch_support import LAUNCH_ONLY_ARGUMENTS, launch_description, launch_node  # noqa: F401
+
 DEFAULT_PARAMS_FILE = os.path.join("config", "rdk_x5.yaml")  # inside the package share directory
-# Launch arguments that configure the launch itself; every other argument is a node parameter.
-LAUNCH_ONLY_ARGUMENTS = ("params_file", "namespace")
 ARGUMENTS = {  # name: (default, description)
     "params_file": ("", f"parameter YAML; empty = <share>/{DEFAULT_PARAMS_FILE}"),
     "namespace": ("", "ROS namespace of the node"),
+    "model": ("", "short for model_path (wins when both are given)"),
     "model_path": ("", "split directory with the X5 .bin segments (manifest.json), or one .bin model"),
     "backend": ("hobot_dnn", "inference runtime: hobot_dnn (BPU) | onnxruntime (CPU fallback)"),
     "num_threads": ("", "CPU threads of ONNX Runtime segments; empty = from params_file (4)"),
@@ -34,29 +33,4 @@ ARGUMENTS = {  # name: (default, description)
 
 
 def generate_launch_description():
-    from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
-
-    arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
-                 for name, (default, description) in ARGUMENTS.items()]
-    return LaunchDescription([*arguments, OpaqueFunction(function=launch_node)])
-
-
-def launch_node(context, *args, **kwargs):
-    """The node action, built once the launch arguments are known (empty ones are left out)."""
-    from launch.substitutions import LaunchConfiguration
-    from launch_ros.actions import Node
-
-    from graspnet_edge_ros.ros.params import overrides_from_strings
-
-    values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    params_file = values.pop("params_file") or package_file(DEFAULT_PARAMS_FILE)
-    namespace = values.pop("namespace")
-    return [Node(package=PACKAGE, executable=EXECUTABLE, name=EXECUTABLE, namespace=namespace, output="screen",
-                 emulate_tty=True, parameters=[params_file, overrides_from_strings(values)])]
-
-
-def package_file(relative_path: str) -> str:
-    from ament_index_python.packages import get_package_share_directory
-
-    return os.path.join(get_package_share_directory(PACKAGE), relative_path)
+    return launch_description(ARGUMENTS, DEFAULT_PARAMS_FILE)

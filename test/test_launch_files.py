@@ -73,7 +73,8 @@ def generated_node(module, monkeypatch, **given):
     opaque = [e for e in entities if "function" in e.kwargs]
     assert len(opaque) == 1
     context = types.SimpleNamespace(launch_configurations={**declared, **given})
-    actions = opaque[0].kwargs["function"](context)
+    # launch's OpaqueFunction calls function(context, *args).
+    actions = opaque[0].kwargs["function"](context, *opaque[0].kwargs.get("args", []))
     assert len(actions) == 1
     return declared, actions[0]
 
@@ -105,6 +106,8 @@ def test_generated_node_gets_the_parameter_file_and_typed_overrides(path, monkey
     assert "mode" not in overrides and "color_topic" not in overrides
     _, node = generated_node(module, monkeypatch, params_file="/robot/params.yaml", num_threads="")
     assert node.kwargs["parameters"][0] == "/robot/params.yaml" and "num_threads" not in node.kwargs["parameters"][1]
+    _, node = generated_node(module, monkeypatch, model="/board/x5_split")      # short spelling
+    assert node.kwargs["parameters"][1]["model_path"] == "/board/x5_split" and "model" not in node.kwargs["parameters"][1]
 
 
 def test_each_launch_file_has_its_backend_and_config():

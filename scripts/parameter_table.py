@@ -1,0 +1,25 @@
+"""Print the node's parameter table as Markdown (pasted into README.md; test_readme.py checks it)."""
+from graspnet_edge_ros.ros.params import RESTART_REQUIRED, parameter_table
+
+
+def _value(default) -> str:
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if isinstance(default, tuple):
+        return "[" + ", ".join(f"{v:g}" for v in default) + "]"
+    if isinstance(default, str):
+        return f'"{default}"'
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+def markdown() -> str:
+    lines = ["| parameter | type | default | meaning |", "|---|---|---|---|"]
+    for name, (default, kind, description) in parameter_table().items():
+        restart = " *(restart)*" if name in RESTART_REQUIRED else ""
+        text = description.replace("|", "\\|")  # a bare | would split the Markdown cell
+        lines.append(f"| `{name}` | {kind} | `{_value(default)}` | {text}{restart} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())
