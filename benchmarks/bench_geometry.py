@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,47 +18,22 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.common import example_points, median_ms  # noqa: E402
 from graspnet_edge_ros.geometry import native  # noqa: E402
+from graspnet_edge_ros.model.views import viewpoint_params_to_matrix  # noqa: E402
 
 SA_LEVELS = [(2048, 0.04, 64), (1024, 0.10, 32), (512, 0.20, 16), (256, 0.30, 16)]
 CROP_RADIUS, CROP_HMIN, CROP_HMAX, CROP_NSAMPLE = 0.05, -0.02, [0.01, 0.02, 0.03, 0.04], 64
 
 
 def load_example_cloud(num_points: int, seed: int = 0) -> np.ndarray:
-    """(num_points, 3) float32 camera-frame points from the example depth inside the mask."""
-    from PIL import Image
-    from scipy.io import loadmat
-
-    shared = Path(os.environ.get("GRASPNET_EDGE_SHARED", REPO_ROOT.parent / "shared"))
-    scene = shared / "data" / "graspnet_example"
-    depth = np.asarray(Image.open(scene / "depth.png"))
-    mask = np.asarray(Image.open(scene / "workspace_mask.png")).astype(bool)
-    meta = loadmat(scene / "meta.mat")
-    K = np.asarray(meta["intrinsic_matrix"], dtype=np.float64)
-    rows, cols = np.nonzero(mask & (depth > 0))
-    z = depth[rows, cols] / float(np.asarray(meta["factor_depth"]).reshape(-1)[0])
-    cloud = np.column_stack([(cols - K[0, 2]) * z / K[0, 0], (rows - K[1, 2]) * z / K[1, 1], z])
-    choice = np.random.default_rng(seed).choice(len(cloud), num_points, replace=False)
-    return cloud[choice].astype(np.float32)
+    """(num_points, 3) float32 camera-frame points sampled from the example workspace."""
+    return example_points(num_points, seed)[0]
 
 
 def approach_frames(towards: np.ndarray) -> np.ndarray:
-    """(S, 3) approach vectors -> (S, 3, 3) float32, columns [a, y0, a × y0] (angle 0, spec §5.2)."""
-    a = towards / np.linalg.norm(towards, axis=1, keepdims=True)
-    y0 = np.column_stack([-a[:, 1], a[:, 0], np.zeros(len(a))])
-    y0[np.linalg.norm(y0, axis=1) == 0] = [0.0, 1.0, 0.0]
-    y0 /= np.linalg.norm(y0, axis=1, keepdims=True)
-    return np.stack([a, y0, np.cross(a, y0)], axis=2).astype(np.float32)
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up (numba compile or cache load, torch allocator)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    """(S, 3) approach vectors -> (S, 3, 3) float32 gripper frames at angle 0 (spec §5.2)."""
+    return viewpoint_params_to_matrix(towards, np.zeros(len(towards), np.float32))
 
 
 def main(argv: list[str] | None = None) -> int:

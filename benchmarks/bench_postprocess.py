@@ -11,16 +11,13 @@ Target: collision + NMS <= 30 ms for 1024 grasps.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from scipy.io import loadmat
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
+from benchmarks.common import example_points, median_ms  # noqa: E402
 from graspnet_edge_ros.grasps import GraspGroup  # noqa: E402
 from graspnet_edge_ros.model import views as grasp_views  # noqa: E402
 from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector  # noqa: E402
@@ -29,23 +26,9 @@ from graspnet_edge_ros.postprocess.nms import grasp_nms  # noqa: E402
 APPROACH_DIST, COLLISION_THRESH, VOXEL_SIZE = 0.05, 0.01, 0.01
 
 
-def shared_dir() -> Path:
-    configured = os.environ.get("GRASPNET_EDGE_SHARED")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "shared"
-
-
 def load_masked_cloud() -> np.ndarray:
     """(N, 3) float32 camera-frame points of the example scene's workspace mask."""
-    scene_dir = shared_dir() / "data" / "graspnet_example"
-    meta = loadmat(scene_dir / "meta.mat")
-    K = np.asarray(meta["intrinsic_matrix"], np.float64)
-    factor = float(np.asarray(meta["factor_depth"]).reshape(-1)[0])
-    depth = np.array(Image.open(scene_dir / "depth.png"))
-    mask = np.array(Image.open(scene_dir / "workspace_mask.png")).astype(bool)
-    rows, cols = np.nonzero(mask & (depth > 0))
-    z = depth[rows, cols] / factor
-    return np.stack([(cols - K[0, 2]) * z / K[0, 0], (rows - K[1, 2]) * z / K[1, 1], z],
-                    axis=1).astype(np.float32)
+    return example_points()[1]
 
 
 def candidate_grasps(points: np.ndarray, count: int, seed: int = 0) -> GraspGroup:
@@ -97,16 +80,6 @@ def _reference_nms(grasps: GraspGroup, translation_thresh=0.03, rotation_thresh=
         close = (distances < translation_thresh) & (np.arccos((traces - 1) / 2) < rotation_thresh)
         removed[i + 1:] |= close
     return GraspGroup(rows[~removed].astype(np.float32))
-
-
-def median_ms(function, repeats: int) -> float:
-    function()  # warm-up (numba compilation or cache load, page faults)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def main(argv=None) -> int:

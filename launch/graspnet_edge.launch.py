@@ -10,24 +10,16 @@ generated, so this file can be imported (and tested) without them.
 """
 import os
 
-from graspnet_edge_ros.ros.launch_support import LAUNCH_ONLY_ARGUMENTS, launch_description, launch_node  # noqa: F401
+from graspnet_edge_ros.ros.launch_support import (  # noqa: F401  (LAUNCH_ONLY_ARGUMENTS: read by tools)
+    LAUNCH_ONLY_ARGUMENTS, launch_arguments, launch_description)
 
 DEFAULT_PARAMS_FILE = os.path.join("config", "default.yaml")  # inside the package share directory
-ARGUMENTS = {  # name: (default, description)
-    "params_file": ("", f"parameter YAML; empty = <share>/{DEFAULT_PARAMS_FILE}"),
-    "namespace": ("", "ROS namespace of the node"),
-    "model": ("", "short for model_path (wins when both are given)"),
+# The arguments of this platform; launch_arguments adds the common ones (topics, frame, mode, ...).
+ARGUMENTS = launch_arguments(DEFAULT_PARAMS_FILE, {
     "model_path": ("", "GraspNet model: split directory (manifest.json), .onnx file or .pth checkpoint"),
     "backend": ("onnxruntime", "inference runtime: onnxruntime | torch"),
     "num_threads": ("", "ONNX Runtime intra-op threads (0 = one per core); empty = from params_file"),
-    "target_frame": ("", "TF frame of the published poses (e.g. base_link); empty = from params_file"),
-    "color_topic": ("", "colour image topic; empty = from params_file (/camera/color/image_raw)"),
-    "depth_topic": ("", "aligned depth topic; empty = from params_file "
-                        "(/camera/aligned_depth_to_color/image_raw)"),
-    "camera_info_topic": ("", "CameraInfo topic; empty = from params_file (/camera/color/camera_info)"),
-    "mode": ("", "continuous | on_demand; empty = from params_file"),
-    "use_sim_time": ("false", "use /clock (bag playback with --clock)"),
-}
+})
 
 
 def generate_launch_description():

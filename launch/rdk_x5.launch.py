@@ -12,24 +12,16 @@ imported (and tested) without them.
 """
 import os
 
-from graspnet_edge_ros.ros.launch_support import LAUNCH_ONLY_ARGUMENTS, launch_description, launch_node  # noqa: F401
+from graspnet_edge_ros.ros.launch_support import (  # noqa: F401  (LAUNCH_ONLY_ARGUMENTS: read by tools)
+    LAUNCH_ONLY_ARGUMENTS, launch_arguments, launch_description)
 
 DEFAULT_PARAMS_FILE = os.path.join("config", "rdk_x5.yaml")  # inside the package share directory
-ARGUMENTS = {  # name: (default, description)
-    "params_file": ("", f"parameter YAML; empty = <share>/{DEFAULT_PARAMS_FILE}"),
-    "namespace": ("", "ROS namespace of the node"),
-    "model": ("", "short for model_path (wins when both are given)"),
+# The arguments of this platform; launch_arguments adds the common ones (topics, frame, mode, ...).
+ARGUMENTS = launch_arguments(DEFAULT_PARAMS_FILE, {
     "model_path": ("", "split directory with the X5 .bin segments (manifest.json), or one .bin model"),
     "backend": ("hobot_dnn", "inference runtime: hobot_dnn (BPU) | onnxruntime (CPU fallback)"),
     "num_threads": ("", "CPU threads of ONNX Runtime segments; empty = from params_file (4)"),
-    "target_frame": ("", "TF frame of the published poses (e.g. base_link); empty = from params_file"),
-    "color_topic": ("", "colour image topic; empty = from params_file (/camera/color/image_raw)"),
-    "depth_topic": ("", "aligned depth topic; empty = from params_file "
-                        "(/camera/aligned_depth_to_color/image_raw)"),
-    "camera_info_topic": ("", "CameraInfo topic; empty = from params_file (/camera/color/camera_info)"),
-    "mode": ("", "continuous | on_demand; empty = from params_file"),
-    "use_sim_time": ("false", "use /clock (bag playback with --clock)"),
-}
+})
 
 
 def generate_launch_description():

@@ -74,7 +74,7 @@ def _chunks(total: int, chunk_size: int | None):
 @torch.jit.script
 def _fps_loop(xyz: torch.Tensor, npoint: int, skip_mag2: float, temp_init: float) -> torch.Tensor:
     """The FPS rounds as TorchScript: exports as one ONNX ``Loop`` node instead of npoint copies."""
-    batch, n = xyz.shape[0], xyz.shape[1]
+    batch = xyz.shape[0]
     x, y, z = xyz[:, :, 0], xyz[:, :, 1], xyz[:, :, 2]
     skipped = x * x + y * y + z * z <= skip_mag2
     temp = torch.where(skipped, torch.full_like(x, -1.0), torch.full_like(x, temp_init))

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from graspnet_edge_ros.errors import ModelFormatError
-from graspnet_edge_ros.model.graspnet import GraspNet, GraspNetConfig
+from graspnet_edge_ros.model.config import GraspNetConfig
+from graspnet_edge_ros.model.graspnet import GraspNet
 
 _MAX_LISTED = 5
 

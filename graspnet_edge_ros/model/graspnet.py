@@ -9,34 +9,13 @@ The forward pass returns the official ``end_points`` names with the official sha
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
 from graspnet_edge_ros.geometry import torch_ops
+from graspnet_edge_ros.model.config import GraspNetConfig
 from graspnet_edge_ros.model.layers import CloudCropMLP, ConvHead, FeaturePropagation, SetAbstraction
 from graspnet_edge_ros.model.views import generate_grasp_views
-
-
-@dataclass(frozen=True)
-class GraspNetConfig:
-    """Constructor constants of the official model (graspnet-baseline ``GraspNet.__init__``)."""
-
-    num_view: int = 300
-    num_angle: int = 12
-    num_depth: int = 4
-    cylinder_radius: float = 0.05
-    hmin: float = -0.02
-    hmax_list: tuple[float, ...] = (0.01, 0.02, 0.03, 0.04)
-    crop_nsample: int = 64
-    # (npoint, radius, nsample) of SA1..SA4; SA2..SA4 centres are prefixes of SA1's FPS order.
-    sa_layers: tuple[tuple[int, float, int], ...] = field(
-        default=((2048, 0.04, 64), (1024, 0.1, 32), (512, 0.2, 16), (256, 0.3, 16)))
-
-    @property
-    def num_seed(self) -> int:
-        return self.sa_layers[1][0]
 
 
 def viewpoint_params_to_matrix_torch(towards: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:

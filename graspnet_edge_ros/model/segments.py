@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from graspnet_edge_ros.model.graspnet import GraspNet, GraspNetConfig
+from graspnet_edge_ros.model.config import GraspNetConfig
+from graspnet_edge_ros.model.graspnet import GraspNet
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"

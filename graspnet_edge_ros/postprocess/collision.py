@@ -255,7 +255,7 @@ class _PointGrid:
 def _count_region_hits(points, cell_start, origin, cell_size, dims, translations, rotations,
                        inverse_transposed, bounds, counts):
     """Fill counts (N, 5) with exact official region hits, visiting only overlapping cells."""
-    nx, ny, nz = dims[0], dims[1], dims[2]
+    ny, nz = dims[1], dims[2]
     for g in range(translations.shape[0]):
         z_lo, z_hi, fx_lo, x_hi = bounds[g, 0], bounds[g, 1], bounds[g, 2], bounds[g, 3]
         bx_lo, sx_lo = bounds[g, 4], bounds[g, 5]

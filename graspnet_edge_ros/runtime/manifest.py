@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from graspnet_edge_ros.errors import ModelFormatError
+from graspnet_edge_ros.model.config import GraspNetConfig
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "graspnet_edge_split"
@@ -25,14 +26,7 @@ class SegmentEntry:
 class SplitManifest:
     directory: Path
     segments: tuple[SegmentEntry, ...]
-    sa_layers: tuple[tuple[int, float, int], ...]
-    num_view: int = 300
-    num_angle: int = 12
-    num_depth: int = 4
-    cylinder_radius: float = 0.05
-    hmin: float = -0.02
-    hmax_list: tuple[float, ...] = (0.01, 0.02, 0.03, 0.04)
-    crop_nsample: int = 64
+    model: GraspNetConfig
     head_chunk_seeds: int = 64
     source: dict = field(default_factory=dict)
     steps: tuple[dict, ...] = ()
@@ -60,11 +54,7 @@ class SplitManifest:
         return {
             "format": MANIFEST_FORMAT,
             "version": MANIFEST_VERSION,
-            "model": {
-                "num_view": self.num_view, "num_angle": self.num_angle, "num_depth": self.num_depth,
-                "cylinder_radius": self.cylinder_radius, "hmin": self.hmin, "hmax_list": list(self.hmax_list),
-                "crop_nsample": self.crop_nsample, "sa_layers": [list(x) for x in self.sa_layers],
-            },
+            "model": self.model.to_json(),
             "head_chunk_seeds": self.head_chunk_seeds,
             "source": self.source,
             "segments": [
@@ -91,19 +81,13 @@ class SplitManifest:
             data = json.loads(path.read_text())
             if data.get("format") != MANIFEST_FORMAT:
                 raise ModelFormatError(f"{path}: format is {data.get('format')!r}, expected {MANIFEST_FORMAT!r}")
-            model = data["model"]
             segments = tuple(
                 SegmentEntry(s["name"], dict(s["files"]), tuple(s["input"]["shape"]), tuple(s["output"]["shape"]),
                              s.get("description", ""))
                 for s in data["segments"])
-            return cls(
-                directory=path.parent, segments=segments,
-                sa_layers=tuple((int(n), float(r), int(k)) for n, r, k in model["sa_layers"]),
-                num_view=int(model["num_view"]), num_angle=int(model["num_angle"]),
-                num_depth=int(model["num_depth"]), cylinder_radius=float(model["cylinder_radius"]),
-                hmin=float(model["hmin"]), hmax_list=tuple(float(h) for h in model["hmax_list"]),
-                crop_nsample=int(model["crop_nsample"]), head_chunk_seeds=int(data["head_chunk_seeds"]),
-                source=dict(data.get("source", {})), steps=tuple(data.get("steps", ())))
+            return cls(directory=path.parent, segments=segments, model=GraspNetConfig.from_json(data["model"]),
+                       head_chunk_seeds=int(data["head_chunk_seeds"]), source=dict(data.get("source", {})),
+                       steps=tuple(data.get("steps", ())))
         except ModelFormatError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -112,7 +96,8 @@ class SplitManifest:
 
 def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
     """Machine-readable description of what runs between segments (for ports to other runtimes)."""
-    (n1, r1, k1), (n2, r2, k2), (n3, r3, k3), (n4, r4, k4) = manifest.sa_layers
+    cfg = manifest.model
+    (n1, r1, k1), (n2, r2, k2), (n3, r3, k3), (n4, r4, k4) = cfg.sa_layers
     return (
         {"op": "furthest_point_sample", "input": "points (N,3)", "npoint": n1, "start_index": 0,
          "skip_if_norm2_le": 1e-3, "note": f"SA2..SA4 centres are the first {n2}/{n3}/{n4} FPS picks"},
@@ -130,9 +115,9 @@ def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
         {"op": "three_nn_interpolate", "unknown": "sa2 centres", "known": "sa3 centres",
          "concat": "[interpolated, sa2 features]", "to_segment": "fp2_approach"},
         {"op": "approach_decode", "objectness": "channels 0:2 (object if ch1 > ch0)",
-         "views": f"channels 2:{2 + manifest.num_view}, argmax -> Fibonacci view v; R = f(-v, 0)"},
-        {"op": "cylinder_query_group", "radius": manifest.cylinder_radius, "hmin": manifest.hmin,
-         "hmax_list": list(manifest.hmax_list), "nsample": manifest.crop_nsample,
+         "views": f"channels 2:{2 + cfg.num_view}, argmax -> Fibonacci view v; R = f(-v, 0)"},
+        {"op": "cylinder_query_group", "radius": cfg.cylinder_radius, "hmin": cfg.hmin,
+         "hmax_list": list(cfg.hmax_list), "nsample": cfg.crop_nsample,
          "local": "(p - seed) @ R, no normalisation", "rows": "seed*num_depth + depth",
          "seeds": "object seeds only, padded to head_chunk_seeds", "to_segment": "grasp_head"},
         {"op": "decode", "head_channels": "0:12 score, 12:24 angle logits, 24:36 width, 36:48 tolerance"},

@@ -1,6 +1,7 @@
 """Segment runners for ``SplitGraspNet``: one callable per segment, from a backend or from torch."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +63,6 @@ def manifest_for_model(model, directory: Path, head_chunk_seeds: int, files: dic
     entries = tuple(SegmentEntry(spec.name, dict(files.get(spec.name, {})), spec.input_shape, spec.output_shape,
                                  spec.description)
                     for spec in segment_specs(cfg, head_chunk_seeds))
-    manifest = SplitManifest(
-        directory=Path(directory), segments=entries, sa_layers=cfg.sa_layers, num_view=cfg.num_view,
-        num_angle=cfg.num_angle, num_depth=cfg.num_depth, cylinder_radius=cfg.cylinder_radius, hmin=cfg.hmin,
-        hmax_list=cfg.hmax_list, crop_nsample=cfg.crop_nsample, head_chunk_seeds=head_chunk_seeds,
-        source=source or {})
-    return SplitManifest(**{**manifest.__dict__, "steps": geometry_steps(manifest)})
+    manifest = SplitManifest(directory=Path(directory), segments=entries, model=cfg,
+                             head_chunk_seeds=head_chunk_seeds, source=source or {})
+    return dataclasses.replace(manifest, steps=geometry_steps(manifest))

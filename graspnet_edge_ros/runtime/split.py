@@ -38,7 +38,7 @@ class SplitGraspNet:
             raise ValueError(f"no runner for segments {missing}")
         self.manifest = manifest
         self.runners = dict(runners)
-        self.template_views = generate_grasp_views(manifest.num_view)
+        self.template_views = generate_grasp_views(manifest.model.num_view)
         self.last_timings_ms: dict[str, float] = {}
 
     @classmethod
@@ -76,7 +76,7 @@ class SplitGraspNet:
             raise InputError(f"points must be (N, 3) with N > 0, got {points.shape}")
         if not np.isfinite(points).all():
             raise InputError("points contain NaN or inf")
-        m = self.manifest
+        m = self.manifest.model
         timer = StageTimer()
         (n1, r1, k1), (n2, r2, k2), (n3, r3, k3), (n4, r4, k4) = m.sa_layers
         with timer("fps"):
@@ -134,7 +134,7 @@ class SplitGraspNet:
     def _grasp_head(self, points: np.ndarray, seed_xyz: np.ndarray, seed_rot: np.ndarray,
                     selected: np.ndarray, timer: StageTimer) -> np.ndarray:
         """(4*A, S, D) head outputs; rows of seeds not in ``selected`` are NaN (never computed)."""
-        m = self.manifest
+        m = self.manifest.model
         channels = 4 * m.num_angle
         head = np.full((channels, len(seed_xyz), m.num_depth), np.nan, np.float32)
         if len(selected) == 0:
@@ -147,7 +147,7 @@ class SplitGraspNet:
             diff = points[idx.reshape(ns, -1)] - centers[:, None, :]                          # (Ns,D*K,3)
             local = np.matmul(diff, rotations)                                               # row vec x R
             grouped = local.reshape(ns * depths, nsample, 3).transpose(2, 0, 1)              # (3,Ns*D,K)
-        rows_per_call = m.head_chunk_seeds * depths
+        rows_per_call = self.manifest.head_chunk_seeds * depths
         total_rows = ns * depths
         padded_rows = -(-total_rows // rows_per_call) * rows_per_call
         batch = np.zeros((3, padded_rows, nsample), np.float32)
