@@ -1,6 +1,6 @@
 """``graspnet-edge``: the command line of the ROS-free core.
 
-Sub-commands: env, export, infer-points, detect, bench (and replay / x5-* where available).
+Sub-commands: env, export, infer-points, detect, and replay (ROS layer; x5-* once that module exists).
 Library errors become one line on stderr and a non-zero exit code, never a traceback.
 """
 from __future__ import annotations
@@ -51,12 +51,10 @@ def cmd_export(args) -> int:
 # ------------------------------------------------------------------------------- infer-points
 def cmd_infer_points(args) -> int:
     from graspnet_edge_ros.postprocess.decode import decode_grasps
-    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
+    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner, thread_options
 
     points = _load_points(args.points)
-    options = {"intra_op_threads": args.threads} if args.threads and args.backend in (None, "onnxruntime") \
-        and not str(args.model).endswith((".pth", ".pt", ".tar")) else {}
-    runner = load_graspnet_runner(args.model, args.backend, **options)
+    runner = load_graspnet_runner(args.model, args.backend, **thread_options(args.backend, args.model, args.threads))
     # A raw dump must hold every seed; otherwise skip the head for seeds the decoder drops.
     skip = args.dump is None
     times = []
@@ -243,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump", help="write raw outputs (official end_points names) to this .npz")
     p.add_argument("--grasps", help="write decoded grasps (N x 17) to this .npy")
     p.add_argument("--repeat", type=int, default=1, help="run K times and print the median time")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of the backend (0 = its default)")
     p.set_defaults(func=cmd_infer_points)
 
     p = sub.add_parser("detect", help="grasps for one RGB-D frame -> JSON (+ overlay PNG)")
@@ -271,10 +269,14 @@ def _add_optional_commands(sub) -> None:
     """Commands whose modules add their own sub-parsers (kept out of this file)."""
     import importlib
 
-    for module_name in ("graspnet_edge_ros.bench", "graspnet_edge_ros.ros.replay_cli", "graspnet_edge_ros.x5.cli"):
+    for module_name in ("graspnet_edge_ros.ros.replay_cli", "graspnet_edge_ros.x5.cli"):
         try:
             module = importlib.import_module(module_name)
-        except ImportError:
+        except ModuleNotFoundError as exc:
+            # Skip only when the module itself (or its package) is absent, e.g. the ROS layer in a
+            # pip install; a module that exists but imports something missing must fail loudly.
+            if exc.name is None or not (module_name == exc.name or module_name.startswith(exc.name + ".")):
+                raise
             continue
         module.add_commands(sub)
 

@@ -60,13 +60,11 @@ class GraspDetector:
     """
 
     def __init__(self, config: DetectorConfig, runner=None):
-        from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
+        from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner, thread_options
 
         self.config = config
         if runner is None:
-            options = {}
-            if config.num_threads:
-                options = _thread_options(config.backend, config.model_path, config.num_threads)
+            options = thread_options(config.backend, config.model_path, config.num_threads)
             runner = load_graspnet_runner(config.model_path, config.backend or None, **options)
         self.runner = runner
         self._mask_cache: tuple[str, np.ndarray] | None = None
@@ -200,12 +198,3 @@ def _no_grasp_reason(counts: dict[str, int]) -> str:
         return "the model found no object seeds in the workspace"
     removed = ", ".join(f"{k[len('rejected_'):]}: {v}" for k, v in counts.items() if k.startswith("rejected_") and v)
     return f"all {counts['decoded']} decoded grasps were rejected ({removed})"
-
-
-def _thread_options(backend: str, model_path: str, threads: int) -> dict:
-    """Map the generic thread count onto the chosen backend's option name."""
-    from pathlib import Path
-
-    name = backend or ("onnxruntime" if Path(model_path).is_dir() or model_path.endswith(".onnx") else "torch")
-    return {"intra_op_threads": threads} if name in ("onnxruntime", "ort", "onnx") else \
-        {"num_threads": threads} if name in ("torch", "pytorch") else {}

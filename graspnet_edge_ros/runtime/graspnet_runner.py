@@ -103,3 +103,17 @@ def _check_single_file_contract(engine) -> None:
     shape = engine.inputs[0].shape
     if len(shape) != 3 or shape[2] != 3:
         raise ModelFormatError(f"{engine.model_path.name}: input shape {shape}, expected (1, N, 3)")
+
+
+def thread_options(backend: str | None, model_path, threads: int) -> dict:
+    """The backend option that sets ``threads`` CPU threads ({} when 0 or not applicable)."""
+    if not threads:
+        return {}
+    path = Path(model_path)
+    name = backend or ("torch" if path.suffix in (".pth", ".pt", ".tar") else
+                       "hobot_dnn" if path.suffix == ".bin" else "onnxruntime")
+    if name in ("onnxruntime", "ort", "onnx"):
+        return {"intra_op_threads": int(threads)}
+    if name in ("torch", "pytorch"):
+        return {"num_threads": int(threads)}
+    return {}
