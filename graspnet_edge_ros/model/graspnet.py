@@ -204,11 +204,8 @@ class GraspNet(nn.Module):
         idx = torch_ops.cylinder_query(point_clouds, seed_xyz, seed_rot, cfg.cylinder_radius, cfg.hmin,
                                        list(cfg.hmax_list), cfg.crop_nsample, chunk_size=chunk_size)
         batch, seeds, depths, nsample = idx.shape
-        grouped = torch_ops.group_points(point_clouds.transpose(1, 2).contiguous(),
-                                         idx.reshape(batch, seeds, depths * nsample))
-        grouped = grouped - seed_xyz.transpose(1, 2).unsqueeze(-1)          # (B, 3, S, D*K)
-        # Row vector times R: local_j = sum_i d_i R_ij.
-        local = torch.matmul(grouped.permute(0, 2, 3, 1), seed_rot).permute(0, 3, 1, 2)
+        local = torch_ops.cylinder_group(point_clouds, seed_xyz, seed_rot, idx)          # (B, S, D, K, 3)
+        local = local.permute(0, 4, 1, 2, 3)                                             # (B, 3, S, D, K)
         return local.reshape(batch, 3, seeds * depths, nsample)
 
     def grasp_outputs(self, head: torch.Tensor, seeds: int) -> dict[str, torch.Tensor]:

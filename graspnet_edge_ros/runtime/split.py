@@ -144,8 +144,7 @@ class SplitGraspNet:
             idx = native.cylinder_query(points, centers, rotations, m.cylinder_radius, m.hmin,
                                         np.asarray(m.hmax_list, np.float32), m.crop_nsample)  # (Ns,D,K)
             ns, depths, nsample = idx.shape
-            diff = points[idx.reshape(ns, -1)] - centers[:, None, :]                          # (Ns,D*K,3)
-            local = np.matmul(diff, rotations)                                               # row vec x R
+            local = native.cylinder_group(points, centers, rotations, idx)                   # (Ns,D,K,3)
             grouped = local.reshape(ns * depths, nsample, 3).transpose(2, 0, 1)              # (3,Ns*D,K)
         rows_per_call = self.manifest.head_chunk_seeds * depths
         total_rows = ns * depths
