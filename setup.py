@@ -34,7 +34,7 @@ setup(
     extras_require={
         "onnx": ["onnxruntime>=1.16", "onnx>=1.15"],
         "torch": ["torch>=2.1"],
-        "train": ["torch>=2.1", "pyyaml>=6"],
+        "train": ["torch>=2.1", "pyyaml>=6", "tqdm>=4.60"],
     },
     entry_points={"console_scripts": ["graspnet-edge = graspnet_edge_ros.cli:main"]},
     classifiers=[

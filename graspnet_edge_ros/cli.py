@@ -16,6 +16,7 @@ import numpy as np
 from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError, ModelFormatError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
+GRASPNET_SINGLE_FILE_OPSET = 17
 
 
 # --------------------------------------------------------------------------------------- env
@@ -31,8 +32,16 @@ def cmd_env(_args) -> int:
 
 # ------------------------------------------------------------------------------------ export
 def cmd_export(args) -> int:
+    from graspnet_edge_ros.planar.formats import detect_planar_model_type
+
+    model_type = args.model_type or detect_planar_model_type(args.checkpoint) or "graspnet"
+    if model_type != "graspnet":
+        return _export_planar(args, model_type)
+    if args.input_size is not None or args.angle_logits:
+        raise ConfigError("--input-size and --angle-logits apply to planar models (grconvnet, affga), not GraspNet")
     from graspnet_edge_ros.export.onnx_export import export_single_file, export_split
-    from graspnet_edge_ros.model.checkpoint import file_digest, load_graspnet
+    from graspnet_edge_ros.digest import file_digest
+    from graspnet_edge_ros.model.checkpoint import load_graspnet
 
     model = load_graspnet(args.checkpoint)
     source = {"source_checkpoint": Path(args.checkpoint).name, "source_sha256": file_digest(args.checkpoint, 64)}
@@ -42,9 +51,28 @@ def cmd_export(args) -> int:
         print(f"wrote {len(manifest.segments)} segments + manifest.json to {args.output} "
               f"in {time.perf_counter() - start:.1f} s")
     else:
-        path = export_single_file(model, args.output, num_points=args.num_points, opset=args.opset, source=source)
+        opset = GRASPNET_SINGLE_FILE_OPSET if args.opset is None else args.opset
+        path = export_single_file(model, args.output, num_points=args.num_points, opset=opset, source=source)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.num_points} points) "
               f"in {time.perf_counter() - start:.1f} s")
+    return EXIT_OK
+
+
+def _export_planar(args, model_type: str) -> int:
+    """GR-ConvNet / AFFGA-Net checkpoint -> one static-shape ONNX file, checked in onnxruntime."""
+    from graspnet_edge_ros.digest import file_digest
+    from graspnet_edge_ros.planar.export import PLANAR_OPSET, export_planar_onnx, load_planar_model
+
+    if args.split:
+        raise ConfigError(f"--split is for GraspNet; a {model_type} model exports as one ONNX file")
+    model_type, model = load_planar_model(args.checkpoint, model_type)
+    source = {"source_checkpoint": Path(args.checkpoint).name, "source_sha256": file_digest(args.checkpoint, 64)}
+    start = time.perf_counter()
+    path = export_planar_onnx(model, model_type, args.output, input_size=args.input_size,
+                              opset=PLANAR_OPSET if args.opset is None else args.opset,
+                              angle_output="logits" if args.angle_logits else "argmax", source=source)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {model_type}) in {time.perf_counter() - start:.1f} s; "
+          "onnxruntime matches PyTorch")
     return EXIT_OK
 
 
@@ -99,6 +127,8 @@ def cmd_detect(args) -> int:
     intrinsics, file_scale = read_intrinsics(args, depth.shape)
     values = load_yaml(args.params_file) if args.params_file else {}
     values.update({"model_path": str(args.model), "backend": args.backend or values.get("backend", "")})
+    if args.model_type:
+        values["model_type"] = args.model_type
     if args.workspace_mask:
         values["workspace_mask_path"] = str(args.workspace_mask)
     if args.depth_scale is not None or file_scale is not None:
@@ -225,12 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("env", help="versions and which backends are usable here").set_defaults(func=cmd_env)
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (single file or split segments)")
-    p.add_argument("--checkpoint", required=True, help="official or bare GraspNet state dict")
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (GraspNet single file or split segments; "
+                                      "GR-ConvNet / AFFGA-Net single file)")
+    p.add_argument("--checkpoint", required=True,
+                   help="GraspNet state dict, or a GR-ConvNet / AFFGA-Net checkpoint "
+                        "(whole-module pickle or state dict)")
     p.add_argument("--output", required=True, help="model.onnx, or a directory with --split")
-    p.add_argument("--split", action="store_true", help="BPU-ready segments + manifest.json")
-    p.add_argument("--num-points", type=int, default=20000, help="static point count of the single file")
-    p.add_argument("--opset", type=int, default=17, help="opset of the single file (segments: 11)")
+    p.add_argument("--model-type", choices=["graspnet", "grconvnet", "affga"], default=None,
+                   help="default: detected from the checkpoint")
+    p.add_argument("--split", action="store_true", help="GraspNet: BPU-ready segments + manifest.json")
+    p.add_argument("--num-points", type=int, default=20000, help="GraspNet: static point count of the single file")
+    p.add_argument("--opset", type=int, default=None,
+                   help="opset of the single file (default: GraspNet 17, planar 11; GraspNet segments: always 11)")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="planar: square input side (default GR-ConvNet 224, AFFGA-Net 320)")
+    p.add_argument("--angle-logits", action="store_true",
+                   help="AFFGA-Net: output the 120 angle logits instead of the in-graph argmax bin map")
     p.add_argument("--head-chunk-seeds", type=int, default=64, help="seeds per grasp-head call (split)")
     p.set_defaults(func=cmd_export)
 
@@ -253,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth-scale", type=float, help="metres per depth unit (default 0.001)")
     p.add_argument("--workspace-mask", help="PNG mask, non-zero = workspace")
     p.add_argument("--model", required=True)
+    p.add_argument("--model-type", choices=["auto", "graspnet", "grconvnet", "affga"], default=None,
+                   help="default: detected from the model file (give it for a compiled .bin)")
     p.add_argument("--backend", choices=["torch", "onnxruntime", "hobot_dnn"], default=None)
     p.add_argument("--params-file", help="YAML of detector parameters (same names as the node's)")
     p.add_argument("--seed", type=int, help="sampling seed for reproducible runs")

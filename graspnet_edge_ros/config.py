@@ -15,9 +15,10 @@ from graspnet_edge_ros.errors import ConfigError
 POSE_CONVENTIONS = ("z_approach_x_closing", "x_approach_y_closing")
 TWIN_POLICIES = ("keep", "closest_to_reference")
 TABLE_PLANE_MODES = ("none", "fit", "given")
+MODEL_TYPES = ("auto", "graspnet", "grconvnet", "affga")
 
 # Fields that need a new backend/model: the node rejects runtime changes to them.
-RESTART_FIELDS = frozenset({"model_path", "backend", "num_threads"})
+RESTART_FIELDS = frozenset({"model_path", "model_type", "backend", "num_threads"})
 
 
 def _f(default, description: str, **extra):
@@ -27,7 +28,8 @@ def _f(default, description: str, **extra):
 @dataclass(frozen=True)
 class DetectorConfig:
     # --- model and backend (restart required) -------------------------------------------------
-    model_path: str = _f("", "GraspNet artefact: checkpoint (.pth/.tar), single .onnx, or split directory")
+    model_path: str = _f("", "GraspNet artefact (checkpoint, single .onnx, split directory) or planar model (.pt/.onnx)")
+    model_type: str = _f("auto", "auto | graspnet | grconvnet | affga; auto = detected from the model file")
     backend: str = _f("", "runtime: onnxruntime | hobot_dnn | torch; empty = from the model file")
     num_threads: int = _f(0, "intra-op threads of the backend (0 = runtime default)")
     # --- points --------------------------------------------------------------------------------
@@ -42,6 +44,12 @@ class DetectorConfig:
     # --- decode (official constants; GraspNet-Edge retrained weights use 0.067 / 0.045) --------
     grasp_max_width_m: float = _f(0.1, "decoder width clamp (GRASP_MAX_WIDTH)")
     grasp_max_tolerance_m: float = _f(0.05, "decoder tolerance normaliser (GRASP_MAX_TOLERANCE)")
+    # --- planar networks (GR-ConvNet, SGDN/AFFGA): decode and lifting to 6-DoF ------------------
+    planar_num_grasps: int = _f(10, "planar grasps decoded per frame (strongest quality-map peaks)")
+    planar_min_quality: float = _f(-1.0, "quality-map peak threshold; < 0 = the network's own (GR-ConvNet 0.2, AFFGA 0.5)")
+    planar_width_scale: float = _f(150.0, "GR-ConvNet width map to pixels (150 as the repo; 112 = label scale)")
+    planar_depth_window_px: int = _f(9, "odd window around the grasp pixel for the robust grasp depth")
+    planar_insertion_depth_m: float = _f(0.01, "planar grasps: fingertips reach this far beyond the surface")
     # --- collision -----------------------------------------------------------------------------
     collision_thresh: float = _f(0.01, "model-free collision IoU threshold (<= 0 disables the check)")
     collision_voxel_size_m: float = _f(0.01, "voxel size of the scene cloud for the collision check")
@@ -122,6 +130,13 @@ def validate(cfg: DetectorConfig) -> None:
     _require(cfg.pose_convention in POSE_CONVENTIONS,
              f"pose_convention must be one of {POSE_CONVENTIONS}, got {cfg.pose_convention!r}")
     _require(cfg.twin_policy in TWIN_POLICIES, f"twin_policy must be one of {TWIN_POLICIES}, got {cfg.twin_policy!r}")
+    _require(cfg.model_type in MODEL_TYPES, f"model_type must be one of {MODEL_TYPES}, got {cfg.model_type!r}")
+    _require(cfg.planar_num_grasps >= 1, f"planar_num_grasps must be >= 1, got {cfg.planar_num_grasps}")
+    _require(cfg.planar_width_scale > 0, f"planar_width_scale must be > 0, got {cfg.planar_width_scale}")
+    _require(cfg.planar_depth_window_px >= 1 and cfg.planar_depth_window_px % 2 == 1,
+             f"planar_depth_window_px must be a positive odd number, got {cfg.planar_depth_window_px}")
+    _require(cfg.planar_insertion_depth_m >= 0,
+             f"planar_insertion_depth_m must be >= 0, got {cfg.planar_insertion_depth_m}")
     _require(cfg.pre_grasp_distance_m >= 0, f"pre_grasp_distance_m must be >= 0, got {cfg.pre_grasp_distance_m}")
 
 

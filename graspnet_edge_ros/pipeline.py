@@ -7,6 +7,7 @@ and the benchmarks all call this object.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,6 +16,8 @@ from graspnet_edge_ros.camera import CameraIntrinsics, PreparedCloud, Workspace,
 from graspnet_edge_ros.config import DetectorConfig
 from graspnet_edge_ros.errors import GraspNetEdgeError, InputError
 from graspnet_edge_ros.grasps import GraspGroup
+from graspnet_edge_ros.planar.lifting import LiftingOptions, lift_planar_grasps
+from graspnet_edge_ros.planar.types import PLANAR_MODEL_TYPES
 from graspnet_edge_ros.poses import TcpPoses, tcp_poses
 from graspnet_edge_ros.postprocess import filters
 from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector
@@ -52,7 +55,7 @@ class DetectionResult:
 
 
 class GraspDetector:
-    """Compose the stages around a GraspNet runner.
+    """Compose the stages around a model runner: GraspNet (points) or a planar network (images).
 
     Examples:
         >>> detector = GraspDetector(DetectorConfig(model_path="graspnet_split/"))  # doctest: +SKIP
@@ -60,14 +63,13 @@ class GraspDetector:
     """
 
     def __init__(self, config: DetectorConfig, runner=None):
-        from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner, thread_options
-
         self.config = config
-        if runner is None:
-            options = thread_options(config.backend, config.model_path, config.num_threads)
-            runner = load_graspnet_runner(config.model_path, config.backend or None, **options)
-        self.runner = runner
+        self.runner = runner if runner is not None else load_model_runner(config)
+        # Planar runners (GR-ConvNet, AFFGA) take images, not points: see _planar_candidates.
+        self.is_planar = getattr(self.runner, "model_type", "graspnet") in PLANAR_MODEL_TYPES
         self._mask_cache: tuple[str, np.ndarray] | None = None
+        if self.is_planar:
+            self._apply_planar_options(config)
 
     @property
     def model_id(self) -> str:
@@ -76,6 +78,14 @@ class GraspDetector:
     def update_config(self, config: DetectorConfig) -> None:
         """Swap tunables at runtime (model/backend fields must stay unchanged)."""
         self.config = config
+        if self.is_planar:
+            self._apply_planar_options(config)
+
+    def _apply_planar_options(self, config: DetectorConfig) -> None:
+        self.runner.decode_options = dataclasses.replace(
+            self.runner.decode_options, num_grasps=config.planar_num_grasps,
+            min_quality=None if config.planar_min_quality < 0 else config.planar_min_quality,
+            width_scale=config.planar_width_scale)
 
     # ---------------------------------------------------------------------------------------
     def detect(self, color: np.ndarray | None, depth: np.ndarray, depth_encoding: str,
@@ -92,20 +102,25 @@ class GraspDetector:
         try:
             with timer("preprocess"):
                 depth_m = decode_depth(depth, depth_encoding, self.config.depth_scale)
-                cloud = prepare_points(depth_m, intrinsics, color, self._workspace(depth_m.shape),
+                workspace = self._workspace(depth_m.shape)
+                cloud = prepare_points(depth_m, intrinsics, color, workspace,
                                        self.config.min_depth_m, self.config.max_depth_m,
-                                       self.config.num_points if self.runner.num_points is None
+                                       self.config.num_points if getattr(self.runner, "num_points", None) is None
                                        else self.runner.num_points, self._seed())
         except InputError as exc:
             return DetectionResult(STATUS_NO_VALID_INPUT, str(exc), timings_ms=timer.ms, model_id=self.model_id)
-        return self.detect_cloud(cloud, timer)
+        frame = _Frame(color, depth_m, intrinsics, workspace) if self.is_planar else None
+        return self.detect_cloud(cloud, timer, frame)
 
-    def detect_cloud(self, cloud: PreparedCloud, timer: StageTimer | None = None) -> DetectionResult:
-        """Run model and post-processing on an already prepared cloud."""
+    def detect_cloud(self, cloud: PreparedCloud, timer: StageTimer | None = None,
+                     frame: "_Frame | None" = None) -> DetectionResult:
+        """Run model and post-processing on an already prepared cloud (planar models also need ``frame``)."""
         timer = timer or StageTimer()
         result = DetectionResult(STATUS_OK, cloud=cloud, model_id=self.model_id, timings_ms=timer.ms)
         try:
-            self._run_stages(cloud, timer, result)
+            if self.is_planar and frame is None:
+                raise InputError("a planar model needs the RGB-D image, not only points: call detect()")
+            self._run_stages(cloud, timer, result, frame)
         except InputError as exc:
             result.status, result.reason = STATUS_NO_VALID_INPUT, str(exc)
         except GraspNetEdgeError as exc:
@@ -113,17 +128,15 @@ class GraspDetector:
         result.timings_ms = dict(timer.ms)
         return result
 
-    def _run_stages(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult) -> None:
+    def _run_stages(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult,
+                    frame: "_Frame | None") -> None:
         cfg = self.config
-        with timer("model"):
-            raw = self.runner(cloud.sampled)
-        for name, value in self.runner.last_timings_ms.items():
-            timer.ms[f"model.{name}"] = value
-        with timer("decode"):
-            grasps = decode_grasps(raw, DecodeConfig(cfg.grasp_max_width_m, cfg.grasp_max_tolerance_m))
-        result.counts["decoded"] = len(grasps)
+        if self.is_planar:
+            grasps, extra_filters = self._planar_candidates(frame, timer, result)
+        else:
+            grasps, extra_filters = self._graspnet_candidates(cloud, timer, result), []
         with timer("filters"):
-            outcome = filters.apply_filters(grasps, self._filter_results(grasps, cloud))
+            outcome = filters.apply_filters(grasps, extra_filters + self._filter_results(grasps, cloud))
             grasps = outcome.grasps
         result.counts.update({f"rejected_{k}": v for k, v in outcome.rejected.items()})
         with timer("collision"):
@@ -143,11 +156,45 @@ class GraspDetector:
         result.grasps = grasps
         if len(grasps) == 0:
             result.status = STATUS_NO_GRASP
-            result.reason = _no_grasp_reason(result.counts)
+            result.reason = _no_grasp_reason(result.counts, self.is_planar)
             return
         with timer("poses"):
             result.poses = tcp_poses(grasps, cfg.pose_convention, cfg.tcp_offset_m, cfg.pre_grasp_distance_m,
                                      cfg.twin_policy)
+
+    def _graspnet_candidates(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult) -> GraspGroup:
+        cfg = self.config
+        with timer("model"):
+            raw = self.runner(cloud.sampled)
+        self._record_model_timings(timer)
+        with timer("decode"):
+            grasps = decode_grasps(raw, DecodeConfig(cfg.grasp_max_width_m, cfg.grasp_max_tolerance_m))
+        result.counts["decoded"] = len(grasps)
+        return grasps
+
+    def _planar_candidates(self, frame: "_Frame", timer: StageTimer,
+                           result: DetectionResult) -> tuple[GraspGroup, list]:
+        """Planar network -> pixel grasps -> 6-DoF rows; grasps outside the workspace are filtered."""
+        cfg = self.config
+        with timer("model"):
+            planar = self.runner(frame.color, frame.depth_m)
+        self._record_model_timings(timer)
+        with timer("decode"):
+            options = LiftingOptions(depth_window_px=cfg.planar_depth_window_px,
+                                     insertion_depth_m=cfg.planar_insertion_depth_m)
+            lifted = lift_planar_grasps(planar, frame.depth_m, frame.intrinsics, options)
+        result.counts["decoded"] = len(planar)
+        result.counts["rejected_no_depth"] = int(np.count_nonzero(~lifted.kept))
+        extra = []
+        if frame.workspace is not None:
+            rows, cols = np.asarray(planar.rows)[lifted.kept], np.asarray(planar.cols)[lifted.kept]
+            extra.append(filters.FilterResult("workspace", _inside_workspace(
+                frame.workspace, rows, cols, lifted.grasps.translations)))
+        return lifted.grasps, extra
+
+    def _record_model_timings(self, timer: StageTimer) -> None:
+        for name, value in self.runner.last_timings_ms.items():
+            timer.ms[f"model.{name}"] = value
 
     def _filter_results(self, grasps: GraspGroup, cloud: PreparedCloud) -> list:
         cfg = self.config
@@ -183,6 +230,53 @@ class GraspDetector:
         return None if self.config.sampling_seed < 0 else self.config.sampling_seed
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """The image inputs a planar model needs next to the prepared cloud."""
+
+    color: np.ndarray | None
+    depth_m: np.ndarray
+    intrinsics: CameraIntrinsics
+    workspace: Workspace | None
+
+
+def resolve_model_type(config: DetectorConfig) -> str:
+    """``config.model_type``, or for "auto" the type the model file declares (GraspNet otherwise)."""
+    if config.model_type != "auto":
+        return config.model_type
+    from graspnet_edge_ros.planar.runner import detect_planar_model_type
+
+    return detect_planar_model_type(config.model_path) or "graspnet"
+
+
+def load_model_runner(config: DetectorConfig):
+    """The runner of ``config.model_path``: a GraspNetRunner or, for planar networks, a PlanarRunner."""
+    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner, thread_options
+
+    model_type = resolve_model_type(config)
+    options = thread_options(config.backend, config.model_path, config.num_threads)
+    if model_type == "graspnet":
+        return load_graspnet_runner(config.model_path, config.backend or None, **options)
+    from graspnet_edge_ros.planar.runner import load_planar_runner
+
+    return load_planar_runner(config.model_path, model_type, config.backend or None, **options)
+
+
+def _inside_workspace(workspace: Workspace, rows: np.ndarray, cols: np.ndarray,
+                      translations: np.ndarray) -> np.ndarray:
+    """Keep-mask of grasps whose pixel lies in the workspace mask and whose point lies in the box."""
+    keep = np.ones(len(rows), bool)
+    if workspace.mask is not None:
+        mask = np.asarray(workspace.mask)
+        height, width = mask.shape
+        r = np.clip(np.rint(rows).astype(int), 0, height - 1)
+        c = np.clip(np.rint(cols).astype(int), 0, width - 1)
+        keep &= mask[r, c] != 0
+    if workspace.min_xyz is not None:
+        keep &= np.all((translations >= np.asarray(workspace.min_xyz)) & (translations <= np.asarray(workspace.max_xyz)), axis=1)
+    return keep
+
+
 def load_mask(path) -> np.ndarray:
     """(H, W) bool from a mask image (non-zero = keep); InputError if unreadable."""
     from PIL import Image
@@ -193,8 +287,10 @@ def load_mask(path) -> np.ndarray:
         raise InputError(f"cannot read workspace mask {path}: {exc}") from exc
 
 
-def _no_grasp_reason(counts: dict[str, int]) -> str:
+def _no_grasp_reason(counts: dict[str, int], planar: bool = False) -> str:
     if counts.get("decoded", 0) == 0:
+        if planar:
+            return "no peak of the planar quality map reached planar_min_quality"
         return "the model found no object seeds in the workspace"
     removed = ", ".join(f"{k[len('rejected_'):]}: {v}" for k, v in counts.items() if k.startswith("rejected_") and v)
     return f"all {counts['decoded']} decoded grasps were rejected ({removed})"

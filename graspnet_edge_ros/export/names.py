@@ -1,7 +1,11 @@
-"""Input/output contract of the whole-network model (single ONNX file and torch backend). No torch."""
+"""Input/output names of the exported models (single ONNX file, split segments, torch backend). No torch."""
 from __future__ import annotations
 
 from graspnet_edge_ros.backends.base import TensorSpec
+
+# Every split segment has one input and one output tensor with these names.
+SEGMENT_INPUT = "input"
+SEGMENT_OUTPUT = "output"
 
 SINGLE_FILE_INPUT = "point_clouds"
 # What pred_decode reads, plus the view diagnostics (official end_points names, batch 1).

@@ -7,10 +7,11 @@ saved from a DDP wrapper (``module.`` prefix). Head convolutions stored Conv1d-s
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
+
+from graspnet_edge_ros.digest import file_digest  # noqa: F401  (re-exported for callers)
 
 from graspnet_edge_ros.errors import ModelFormatError
 from graspnet_edge_ros.model.config import GraspNetConfig
@@ -77,12 +78,3 @@ def load_graspnet(path: str | Path, config: GraspNetConfig | None = None) -> Gra
     model = GraspNet(config)
     model.load_state_dict(adapt_state_dict(read_state_dict(path), model), strict=True)
     return model.eval()
-
-
-def file_digest(path: str | Path, length: int = 12) -> str:
-    """Short sha256 of a model file, used as part of the published model id."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:length]

@@ -28,7 +28,7 @@ def viewpoint_params_to_matrix_torch(towards: torch.Tensor, angles: torch.Tensor
     zeros = torch.zeros_like(ax)
     y_vec = torch.stack([-ay, ax, zeros], dim=1)
     degenerate = (torch.linalg.vector_norm(y_vec, dim=1) == 0).unsqueeze(1)
-    y_vec = torch.where(degenerate, torch.tensor([0.0, 1.0, 0.0], dtype=towards.dtype), y_vec)
+    y_vec = torch.where(degenerate, torch.tensor([0.0, 1.0, 0.0], dtype=towards.dtype, device=towards.device), y_vec)
     x_axis = towards / torch.linalg.vector_norm(towards, dim=1, keepdim=True)
     y_axis = y_vec / torch.linalg.vector_norm(y_vec, dim=1, keepdim=True)
     z_axis = torch.stack([

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from graspnet_edge_ros.export.names import SEGMENT_INPUT, SEGMENT_OUTPUT
 from graspnet_edge_ros.model.config import GraspNetConfig
 from graspnet_edge_ros.model.graspnet import GraspNet
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "output"
+INPUT_NAME = SEGMENT_INPUT
+OUTPUT_NAME = SEGMENT_OUTPUT
 # Seeds per grasp-head call. The head runs only on object seeds (the decoder drops the others),
 # padded up to a multiple of this; 64 seeds x 4 depths = 256 rows keeps padding waste small.
 DEFAULT_HEAD_CHUNK_SEEDS = 64

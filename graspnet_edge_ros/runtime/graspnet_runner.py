@@ -48,7 +48,7 @@ class GraspNetRunner:
 
 
 def _model_id(path: Path) -> str:
-    from graspnet_edge_ros.model.checkpoint import file_digest
+    from graspnet_edge_ros.digest import file_digest
 
     target = path / MANIFEST_NAME if path.is_dir() else path
     return f"graspnet:{path.name}@{file_digest(target, 8)}"

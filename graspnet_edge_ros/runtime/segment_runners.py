@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graspnet_edge_ros.model.segments import INPUT_NAME, OUTPUT_NAME
+from graspnet_edge_ros.export.names import SEGMENT_INPUT, SEGMENT_OUTPUT
 from graspnet_edge_ros.runtime.manifest import SplitManifest, geometry_steps
 
 
@@ -29,7 +29,7 @@ class _BackendSegment:
         self.engine = engine
 
     def __call__(self, tensor: np.ndarray) -> np.ndarray:
-        return self.engine.run({INPUT_NAME: tensor})[OUTPUT_NAME]
+        return self.engine.run({SEGMENT_INPUT: tensor})[SEGMENT_OUTPUT]
 
 
 class _TorchSegment:

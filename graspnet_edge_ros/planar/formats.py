@@ -1,0 +1,238 @@
+"""Torch-free facts about planar model artefacts, and cheap detection of the model type of a file.
+
+Detection never unpickles or loads weights: checkpoints are scanned with ``pickletools`` (the
+globals and strings of the pickle stream, not executed); ONNX files are read at the protobuf wire
+level (metadata, graph inputs and outputs), skipping the initializers, so a 280 MB file costs
+milliseconds and needs neither torch nor onnx.
+"""
+from __future__ import annotations
+
+import mmap
+import pickletools
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from graspnet_edge_ros.errors import ModelFormatError
+
+META_PREFIX = "graspnet_edge."
+META_MODEL_TYPE = META_PREFIX + "model_type"
+
+GRCONVNET_OUTPUTS = ("pos", "cos", "sin", "width")
+AFFGA_OUTPUTS = ("able", "angle", "width")
+AFFGA_ARGMAX_OUTPUTS = ("able", "angle_bin", "width")
+DEFAULT_INPUT_SIZES = {"grconvnet": 224, "affga": 320}
+
+# Globals of whole-module pickles of the published models (pickle module, class name).
+GRCONVNET_PICKLE_NAMES = frozenset(
+    (f"inference.models.{module}", name)
+    for module in ("grconvnet", "grconvnet2", "grconvnet3", "grconvnet4", "grasp_model")
+    for name in ("GenerativeResnet", "ResidualBlock"))
+AFFGA_PICKLE_NAMES = frozenset({
+    ("models.affga.deeplab", "DeepLab"),
+    ("models.affga.backbone.resnet", "ResNet"),
+    ("models.affga.backbone.resnet", "Bottleneck"),
+    ("models.affga.hasp", "HASP"),
+    ("models.affga.hasp", "_HASPModule"),
+    ("models.affga.decoder", "Decoder"),
+})
+# State-dict keys that only these networks have (after any "module." prefix).
+_STATE_DICT_MARKERS = {
+    "grconvnet": ("pos_output.weight", "cos_output.weight", "width_output.weight"),
+    "affga": ("decoder.able_conv.0.weight", "decoder.angle_conv.10.weight", "hasp.hasp1_1.atrous_conv.weight"),
+}
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".pkl")
+_LEGACY_PICKLES = 4   # magic number, protocol, sys info, then the object (legacy torch.save)
+
+
+@dataclass(frozen=True)
+class OnnxSignature:
+    """metadata_props, and (name, shape) of graph inputs and outputs (shape entries None when symbolic)."""
+
+    metadata: dict[str, str]
+    inputs: list[tuple[str, tuple[int | None, ...]]]
+    outputs: list[tuple[str, tuple[int | None, ...]]]
+
+
+def detect_planar_model_type(path: str | Path) -> str | None:
+    """"grconvnet" or "affga" for a planar checkpoint or ONNX file, None for anything else
+    (a GraspNet checkpoint, split directory or ONNX file, a .bin, an unreadable file).
+
+    Raises:
+        ModelFormatError: ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelFormatError(f"model not found: {path}")
+    if path.is_dir():
+        return None
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        try:
+            return planar_type_from_onnx(read_onnx_signature(path))
+        except ModelFormatError:
+            return None
+    if suffix in _CHECKPOINT_SUFFIXES:
+        return _planar_type_from_strings(*_pickle_globals_and_strings(path))
+    return None
+
+
+def planar_type_from_onnx(signature: OnnxSignature) -> str | None:
+    """Model type from metadata, else from output names, else from output shapes."""
+    declared = signature.metadata.get(META_MODEL_TYPE)
+    if declared in DEFAULT_INPUT_SIZES:
+        return declared
+    names = {_short_name(name) for name, _ in signature.outputs}
+    if set(GRCONVNET_OUTPUTS) <= names:
+        return "grconvnet"
+    if {"able", "width"} <= names and names & {"angle", "angle_bin"}:
+        return "affga"
+    if len(signature.inputs) != 1 or len(signature.inputs[0][1]) != 4:
+        return None
+    _, channels, height, width = signature.inputs[0][1]
+    if channels not in (1, 3, 4) or height is None or height != width:
+        return None
+    shapes = [shape for _, shape in signature.outputs]
+    if len(shapes) == 4 and all(tuple(s) == (1, 1, height, width) for s in shapes):
+        return "grconvnet"
+    if len(shapes) == 3 and len(shapes[1]) == 4 and (shapes[1][1] or 0) > 1 and shapes[1][2:] == (height, width):
+        return "affga"
+    return None
+
+
+def _short_name(name: str) -> str:
+    """"output_able" (the TensorRT sample's naming) -> "able"."""
+    return name[len("output_"):] if name.startswith("output_") else name
+
+
+def _planar_type_from_strings(globals_: set[tuple[str, str]], strings: set[str]) -> str | None:
+    if globals_ & GRCONVNET_PICKLE_NAMES:
+        return "grconvnet"
+    if globals_ & AFFGA_PICKLE_NAMES:
+        return "affga"
+    for model_type, markers in _STATE_DICT_MARKERS.items():
+        if all(any(s == m or s.endswith("." + m) for s in strings) for m in markers):
+            return model_type
+    return None
+
+
+def _pickle_globals_and_strings(path: Path) -> tuple[set[tuple[str, str]], set[str]]:
+    """Globals and string constants of a torch checkpoint's pickle stream, without executing it."""
+    globals_: set[tuple[str, str]] = set()
+    strings: set[str] = set()
+
+    def scan(handle) -> None:
+        recent: list[str] = []
+        for opcode, arg, _ in pickletools.genops(handle):
+            if opcode.name == "GLOBAL" and isinstance(arg, str) and " " in arg:
+                globals_.add(tuple(arg.split(" ", 1)))
+            elif opcode.name == "STACK_GLOBAL" and len(recent) >= 2:
+                globals_.add((recent[-2], recent[-1]))
+            elif isinstance(arg, str):
+                strings.add(arg)
+                recent.append(arg)
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+                if pickles:
+                    with archive.open(pickles[0]) as handle:
+                        scan(handle)
+            return globals_, strings
+        with open(path, "rb") as handle:
+            for _ in range(_LEGACY_PICKLES):
+                scan(handle)
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, UnicodeDecodeError):
+        pass   # not (or no longer) a pickle: keep what was seen
+    return globals_, strings
+
+
+# -- ONNX wire-format reading ------------------------------------------------------------------------
+# Field numbers (onnx.proto): ModelProto.graph = 7, .metadata_props = 14; GraphProto.input = 11,
+# .output = 12; ValueInfoProto.name = 1, .type = 2; TypeProto.tensor_type = 1; Tensor.shape = 2;
+# TensorShapeProto.dim = 1; Dimension.dim_value = 1; StringStringEntryProto.key = 1, .value = 2.
+
+def read_onnx_signature(path: str | Path) -> OnnxSignature:
+    """Metadata and graph input/output shapes of an ONNX file without loading its weights."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            view = memoryview(data)
+            try:
+                return _parse_model(view)
+            finally:
+                view.release()
+    except (OSError, ValueError, IndexError, TypeError) as exc:
+        raise ModelFormatError(f"{path}: not a readable ONNX file ({exc})") from exc
+
+
+def _parse_model(model: memoryview) -> OnnxSignature:
+    metadata: dict[str, str] = {}
+    inputs: list = []
+    outputs: list = []
+    saw_graph = False
+    for number, value in _fields(model):
+        if number == 14 and isinstance(value, memoryview):
+            entry = {n: bytes(v).decode("utf-8", "replace") for n, v in _fields(value) if isinstance(v, memoryview)}
+            metadata[entry.get(1, "")] = entry.get(2, "")
+        elif number == 7 and isinstance(value, memoryview):
+            saw_graph = True
+            for graph_field, item in _fields(value):
+                if graph_field in (11, 12) and isinstance(item, memoryview):
+                    (inputs if graph_field == 11 else outputs).append(_value_info(item))
+    if not saw_graph:
+        raise ValueError("no graph")
+    return OnnxSignature(metadata, inputs, outputs)
+
+
+def _value_info(buffer: memoryview) -> tuple[str, tuple[int | None, ...]]:
+    name, dims = "", []
+    for number, value in _fields(buffer):
+        if number == 1:
+            name = bytes(value).decode("utf-8", "replace")
+        elif number == 2:
+            for type_field, tensor in _fields(value):
+                if type_field != 1:
+                    continue
+                for tensor_field, shape in _fields(tensor):
+                    if tensor_field != 2:
+                        continue
+                    for dim_field, dim in _fields(shape):
+                        if dim_field == 1:
+                            fixed = [v for n, v in _fields(dim) if n == 1 and isinstance(v, int)]
+                            dims.append(fixed[0] if fixed else None)
+    return name, tuple(dims)
+
+
+def _fields(buffer: memoryview):
+    """(field number, value) of one protobuf message: int for varints, memoryview for bytes."""
+    position, end = 0, len(buffer)
+    while position < end:
+        key, position = _varint(buffer, position)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, position = _varint(buffer, position)
+        elif wire_type == 2:
+            length, position = _varint(buffer, position)
+            if position + length > end:
+                raise ValueError("truncated protobuf field")
+            value, position = buffer[position:position + length], position + length
+        elif wire_type in (1, 5):
+            value, position = None, position + (8 if wire_type == 1 else 4)
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire_type}")
+        yield number, value
+
+
+def _varint(buffer: memoryview, position: int) -> tuple[int, int]:
+    result, shift = 0, 0
+    while True:
+        byte = buffer[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, position
+        shift += 7
+        if shift > 63:
+            raise ValueError("bad varint")
