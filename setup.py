@@ -35,6 +35,8 @@ setup(
         "onnx": ["onnxruntime>=1.16", "onnx>=1.15"],
         "torch": ["torch>=2.1"],
         "train": ["torch>=2.1", "pyyaml>=6", "tqdm>=4.60"],
+        # X5 kit on a workstation: export (torch), ONNX checks and the int8 simulation, bag frames
+        "x5": ["torch>=2.1", "onnx>=1.15", "onnxruntime>=1.16", "rosbags>=0.10"],
     },
     entry_points={"console_scripts": ["graspnet-edge = graspnet_edge_ros.cli:main"]},
     classifiers=[

@@ -89,6 +89,45 @@ class CameraIntrinsics:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
 
+# encoding -> (element dtype, channels), for the encodings the detector accepts.
+IMAGE_LAYOUTS = {
+    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
+    "mono8": (np.uint8, 1), "16UC1": (np.uint16, 1), "mono16": (np.uint16, 1), "32FC1": (np.float32, 1),
+}
+
+
+def image_to_array(msg) -> np.ndarray:
+    """Pixels of a sensor_msgs/Image (or any object with its fields) as a new, native-endian array.
+
+    Honours ``step`` (row padding is dropped) and ``is_bigendian``.
+
+    Returns:
+        (H, W) for single-channel encodings, (H, W, C) otherwise; dtype uint8, uint16 or float32.
+
+    Raises:
+        InputError: unsupported encoding, zero size, or ``step``/``data`` not matching the size.
+    """
+    layout = IMAGE_LAYOUTS.get(msg.encoding)
+    if layout is None:
+        raise InputError(f"unsupported image encoding {msg.encoding!r} (supported: {', '.join(IMAGE_LAYOUTS)})")
+    dtype, channels = np.dtype(layout[0]), layout[1]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise InputError(f"{msg.encoding} image has no pixels ({width}x{height})")
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise InputError(f"{msg.encoding} image {width}x{height}: step {step} is smaller than a row "
+                         f"({row_bytes} bytes)")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size != step * height:
+        raise InputError(f"{msg.encoding} image {width}x{height}: {data.size} data bytes, expected "
+                         f"step x height = {step * height}")
+    rows = data.reshape(height, step)[:, :row_bytes]
+    pixels = np.ascontiguousarray(rows).view(dtype.newbyteorder(">" if msg.is_bigendian else "<"))
+    pixels = pixels.astype(dtype.newbyteorder("="), copy=True)
+    return pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
+
+
 def decode_depth(data: np.ndarray, encoding: str, depth_scale: float = 0.001) -> np.ndarray:
     """Convert a depth image to metres.
 

@@ -1,6 +1,7 @@
 """``graspnet-edge``: the command line of the ROS-free core.
 
-Sub-commands: env, export, infer-points, detect, and replay (ROS layer; x5-* once that module exists).
+Sub-commands: env, export (GraspNet or planar), infer-points, detect, and the optional replay
+(ROS layer) and x5-prepare / x5-check / x5-quant-check (RDK X5 kit).
 Library errors become one line on stderr and a non-zero exit code, never a traceback.
 """
 from __future__ import annotations
@@ -106,8 +107,8 @@ def cmd_infer_points(args) -> int:
 def _load_points(path) -> np.ndarray:
     try:
         points = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read points {path}: {exc}") from exc
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
+        raise InputError(f"cannot read points {path}: {exc or 'empty file'}") from exc
     if points.ndim == 3 and points.shape[0] == 1:
         points = points[0]
     if points.ndim != 2 or points.shape[1] != 3:

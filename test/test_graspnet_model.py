@@ -254,11 +254,15 @@ def test_infer_points_cli_dumps_official_raw_outputs_and_grasps(split_model_dir,
     assert grasps.array.shape[1] == 17 and len(grasps) > 0
 
 
-def test_infer_points_cli_reports_bad_points_without_traceback(split_model_dir, tmp_path):
+@pytest.mark.parametrize("content, message", [("wrong_shape", "(N, 3)"), ("empty", "empty file")])
+def test_infer_points_cli_reports_bad_points_without_traceback(split_model_dir, tmp_path, content, message):
     bad = tmp_path / "bad.npy"
-    np.save(bad, np.zeros((10, 4), np.float32))
+    if content == "empty":
+        bad.write_bytes(b"")
+    else:
+        np.save(bad, np.zeros((10, 4), np.float32))
     completed = subprocess.run(
         [sys.executable, "-m", "graspnet_edge_ros.cli", "infer-points", "--points", str(bad),
          "--model", str(split_model_dir)], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 3
-    assert "Traceback" not in completed.stderr and "(N, 3)" in completed.stderr
+    assert "Traceback" not in completed.stderr and message in completed.stderr

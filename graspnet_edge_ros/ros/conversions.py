@@ -8,49 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from graspnet_edge_ros.camera import CameraIntrinsics, decode_color
+from graspnet_edge_ros.camera import IMAGE_LAYOUTS, CameraIntrinsics, decode_color, image_to_array  # noqa: F401
 from graspnet_edge_ros.errors import InputError
 from graspnet_edge_ros.pipeline import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK
 
-# encoding -> (element dtype, channels), for the encodings the detector accepts.
-IMAGE_LAYOUTS = {
-    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-    "mono8": (np.uint8, 1), "16UC1": (np.uint16, 1), "mono16": (np.uint16, 1), "32FC1": (np.float32, 1),
-}
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 TOTAL_STAGE = "total"
-
-
-def image_to_array(msg) -> np.ndarray:
-    """Pixels of a sensor_msgs/Image as a new, native-endian numpy array.
-
-    Honours ``step`` (row padding is dropped) and ``is_bigendian``.
-
-    Returns:
-        (H, W) for single-channel encodings, (H, W, C) otherwise; dtype uint8, uint16 or float32.
-
-    Raises:
-        InputError: unsupported encoding, zero size, or ``step``/``data`` not matching the size.
-    """
-    layout = IMAGE_LAYOUTS.get(msg.encoding)
-    if layout is None:
-        raise InputError(f"unsupported image encoding {msg.encoding!r} (supported: {', '.join(IMAGE_LAYOUTS)})")
-    dtype, channels = np.dtype(layout[0]), layout[1]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height <= 0 or width <= 0:
-        raise InputError(f"{msg.encoding} image has no pixels ({width}x{height})")
-    row_bytes = width * channels * dtype.itemsize
-    if step < row_bytes:
-        raise InputError(f"{msg.encoding} image {width}x{height}: step {step} is smaller than a row "
-                         f"({row_bytes} bytes)")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size != step * height:
-        raise InputError(f"{msg.encoding} image {width}x{height}: {data.size} data bytes, expected "
-                         f"step x height = {step * height}")
-    rows = data.reshape(height, step)[:, :row_bytes]
-    pixels = np.ascontiguousarray(rows).view(dtype.newbyteorder(">" if msg.is_bigendian else "<"))
-    pixels = pixels.astype(dtype.newbyteorder("="), copy=True)
-    return pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
 
 
 def color_from_image(msg) -> np.ndarray:

@@ -30,6 +30,9 @@ class SplitManifest:
     head_chunk_seeds: int = 64
     source: dict = field(default_factory=dict)
     steps: tuple[dict, ...] = ()
+    # backend -> how to produce its segment files when they are listed but not there yet
+    # (e.g. the X5 .bin files before the conversion script ran).
+    build_hints: dict = field(default_factory=dict)
 
     @property
     def segment_names(self) -> list[str]:
@@ -48,7 +51,11 @@ class SplitManifest:
                 f"segment '{name}' has no file for backend '{backend}' in {self.directory / MANIFEST_NAME} "
                 f"(has: {sorted(entry.files)}); for hobot_dnn, convert the ONNX segments first "
                 f"(see README, 'RDK X5')")
-        return self.directory / entry.files[backend]
+        path = self.directory / entry.files[backend]
+        if backend in self.build_hints and not path.exists():
+            raise ModelFormatError(f"segment '{name}': {path} not found for backend '{backend}'; "
+                                   f"{self.build_hints[backend]}")
+        return path
 
     def to_json(self) -> dict:
         return {
@@ -64,6 +71,7 @@ class SplitManifest:
                 for s in self.segments
             ],
             "steps": list(self.steps),
+            **({"build_hints": dict(self.build_hints)} if self.build_hints else {}),
         }
 
     def save(self) -> Path:
@@ -87,7 +95,7 @@ class SplitManifest:
                 for s in data["segments"])
             return cls(directory=path.parent, segments=segments, model=GraspNetConfig.from_json(data["model"]),
                        head_chunk_seeds=int(data["head_chunk_seeds"]), source=dict(data.get("source", {})),
-                       steps=tuple(data.get("steps", ())))
+                       steps=tuple(data.get("steps", ())), build_hints=dict(data.get("build_hints", {})))
         except ModelFormatError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
