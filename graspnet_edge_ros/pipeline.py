@@ -17,6 +17,7 @@ from graspnet_edge_ros.config import DetectorConfig
 from graspnet_edge_ros.errors import GraspNetEdgeError, InputError
 from graspnet_edge_ros.grasps import GraspGroup
 from graspnet_edge_ros.planar.lifting import LiftingOptions, lift_planar_grasps
+from graspnet_edge_ros.planar.preprocess import crop_center_from_mask
 from graspnet_edge_ros.planar.types import PLANAR_MODEL_TYPES
 from graspnet_edge_ros.poses import TcpPoses, tcp_poses
 from graspnet_edge_ros.postprocess import filters
@@ -29,6 +30,7 @@ STATUS_OK = "ok"
 STATUS_NO_VALID_INPUT = "no_valid_input"
 STATUS_NO_GRASP = "no_grasp"
 STATUS_ERROR = "error"
+TABLE_FIT_POINTS = 5000  # RANSAC table fit: a uniform sample this large finds the same plane
 STAGES = ("preprocess", "model", "decode", "filters", "collision", "nms", "poses")
 
 
@@ -68,6 +70,7 @@ class GraspDetector:
         # Planar runners (GR-ConvNet, AFFGA) take images, not points: see _planar_candidates.
         self.is_planar = getattr(self.runner, "model_type", "graspnet") in PLANAR_MODEL_TYPES
         self._mask_cache: tuple[str, np.ndarray] | None = None
+        self._crop_centre_cache: tuple[np.ndarray, tuple[float, float]] | None = None
         if self.is_planar:
             self._apply_planar_options(config)
 
@@ -105,8 +108,7 @@ class GraspDetector:
                 workspace = self._workspace(depth_m.shape)
                 cloud = prepare_points(depth_m, intrinsics, color, workspace,
                                        self.config.min_depth_m, self.config.max_depth_m,
-                                       self.config.num_points if getattr(self.runner, "num_points", None) is None
-                                       else self.runner.num_points, self._seed())
+                                       self._num_sampled_points(), self._seed())
         except InputError as exc:
             return DetectionResult(STATUS_NO_VALID_INPUT, str(exc), timings_ms=timer.ms, model_id=self.model_id)
         frame = _Frame(color, depth_m, intrinsics, workspace) if self.is_planar else None
@@ -176,6 +178,7 @@ class GraspDetector:
                            result: DetectionResult) -> tuple[GraspGroup, list]:
         """Planar network -> pixel grasps -> 6-DoF rows; grasps outside the workspace are filtered."""
         cfg = self.config
+        self._centre_planar_crop(frame.workspace)
         with timer("model"):
             planar = self.runner(frame.color, frame.depth_m)
         self._record_model_timings(timer)
@@ -185,12 +188,23 @@ class GraspDetector:
             lifted = lift_planar_grasps(planar, frame.depth_m, frame.intrinsics, options)
         result.counts["decoded"] = len(planar)
         result.counts["rejected_no_depth"] = int(np.count_nonzero(~lifted.kept))
-        extra = []
+        # GraspNet's seeds come from workspace points; a planar grasp pixel may lie anywhere.
+        rows, cols = np.asarray(planar.rows)[lifted.kept], np.asarray(planar.cols)[lifted.kept]
+        z = lifted.grasps.translations[:, 2]
+        keep = (z > cfg.min_depth_m) & (z <= cfg.max_depth_m)
         if frame.workspace is not None:
-            rows, cols = np.asarray(planar.rows)[lifted.kept], np.asarray(planar.cols)[lifted.kept]
-            extra.append(filters.FilterResult("workspace", _inside_workspace(
-                frame.workspace, rows, cols, lifted.grasps.translations)))
-        return lifted.grasps, extra
+            keep &= _inside_workspace(frame.workspace, rows, cols, lifted.grasps.translations)
+        return lifted.grasps, [filters.FilterResult("workspace", keep)]
+
+    def _centre_planar_crop(self, workspace: Workspace | None) -> None:
+        """Centre the network's crop on the workspace mask (the image centre without a mask)."""
+        centre = None
+        if workspace is not None and workspace.mask is not None:
+            if self._crop_centre_cache is None or self._crop_centre_cache[0] is not workspace.mask:
+                self._crop_centre_cache = (workspace.mask, crop_center_from_mask(workspace.mask))
+            centre = self._crop_centre_cache[1]
+        if self.runner.decode_options.crop_center_rc != centre:
+            self.runner.decode_options = dataclasses.replace(self.runner.decode_options, crop_center_rc=centre)
 
     def _record_model_timings(self, timer: StageTimer) -> None:
         for name, value in self.runner.last_timings_ms.items():
@@ -208,7 +222,7 @@ class GraspDetector:
         if cfg.table_plane_mode != "none":
             if cfg.table_plane_mode == "fit":
                 # The sampled points are a uniform sample of the workspace: same plane, ~20x cheaper.
-                normal, offset = filters.fit_table_plane(cloud.sampled, max_points=5000)
+                normal, offset = filters.fit_table_plane(cloud.sampled, max_points=TABLE_FIT_POINTS)
             else:
                 normal, offset = np.asarray(cfg.table_plane[:3]), cfg.table_plane[3]
             results.append(filters.table_height_filter(grasps, normal, offset, cfg.min_table_height_m))
@@ -225,6 +239,13 @@ class GraspDetector:
         if mask is None and box[0] is None:
             return None
         return Workspace(mask, *box)
+
+    def _num_sampled_points(self) -> int:
+        if self.is_planar:
+            # Planar models read the image; the sample only feeds the table fit, which uses 5000.
+            return min(self.config.num_points, TABLE_FIT_POINTS)
+        fixed = getattr(self.runner, "num_points", None)
+        return self.config.num_points if fixed is None else fixed
 
     def _seed(self) -> int | None:
         return None if self.config.sampling_seed < 0 else self.config.sampling_seed

@@ -254,7 +254,7 @@ def test_infer_points_cli_dumps_official_raw_outputs_and_grasps(split_model_dir,
     assert grasps.array.shape[1] == 17 and len(grasps) > 0
 
 
-@pytest.mark.parametrize("content, message", [("wrong_shape", "(N, 3)"), ("empty", "empty file")])
+@pytest.mark.parametrize("content, message", [("wrong_shape", "(N, 3)"), ("empty", "cannot read points")])
 def test_infer_points_cli_reports_bad_points_without_traceback(split_model_dir, tmp_path, content, message):
     bad = tmp_path / "bad.npy"
     if content == "empty":

@@ -77,7 +77,11 @@ def test_grconvnet_on_the_example_scene_gives_top_down_grasps_on_objects(onnx_re
     assert result.status == "ok", result.reason
     counts = result.counts
     removed = sum(v for k, v in counts.items() if k.startswith("rejected_"))
-    assert counts["decoded"] == detector.config.planar_num_grasps
+    assert 1 <= counts["decoded"] <= detector.config.planar_num_grasps
+    # With a workspace mask the network's crop is centred on it, not on the image.
+    mask_rows, mask_cols = np.nonzero(example_scene["workspace_mask"])
+    expected_centre = ((mask_rows.min() + mask_rows.max()) / 2, (mask_cols.min() + mask_cols.max()) / 2)
+    np.testing.assert_allclose(detector.runner.decode_options.crop_center_rc, expected_centre)
     assert counts["published"] == counts["decoded"] - removed >= 1
     assert {"model.prepare", "model.network", "model.decode", "decode", "collision", "poses"} <= set(result.timings_ms)
 
@@ -115,6 +119,16 @@ def test_without_filters_every_decoded_grasp_is_published_best_first(onnx_result
     assert result.status == "ok"
     assert result.counts["decoded"] == result.counts["published"] == 6
     assert np.all(np.diff(result.grasps.scores) <= 0)
+
+
+def test_planar_grasps_outside_the_depth_range_are_dropped(onnx_result, example_scene, intrinsics):
+    detector, reference = onnx_result
+    limit = float(np.median(reference.grasps.translations[:, 2]))
+    near = GraspDetector(detector.config.replace(max_depth_m=limit, collision_thresh=0.0, table_plane_mode="none"),
+                         runner=detector.runner)
+    result = near.detect(example_scene["color"], example_scene["depth"], "16UC1", intrinsics)
+    assert result.counts["rejected_workspace"] >= 1
+    assert np.all(result.grasps.translations[:, 2] <= limit)
 
 
 def test_checkpoint_in_torch_and_onnx_give_the_same_grasps(grconvnet_checkpoint, onnx_result, mask_path,

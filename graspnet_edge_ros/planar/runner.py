@@ -116,9 +116,12 @@ class PlanarRunner:
         self.input_channels, self.input_size = int(shape[1]), int(shape[2])
         metadata = metadata or {}
         self._outputs = _map_outputs(model_type, engine)
-        self._angle_bins = int(metadata.get(META_PREFIX + "angle_bins", 0)) or _angle_bins(engine, self._outputs)
-        self._affga_width_scale = float(metadata.get(META_PREFIX + "width_scale", AFFGA_DEFAULT_WIDTH_SCALE)) \
-            if model_type == "affga" else None
+        try:
+            self._angle_bins = int(metadata.get(META_PREFIX + "angle_bins", 0)) or _angle_bins(engine, self._outputs)
+            self._affga_width_scale = float(metadata.get(META_PREFIX + "width_scale", AFFGA_DEFAULT_WIDTH_SCALE)) \
+                if model_type == "affga" else None
+        except ValueError as exc:
+            raise ModelFormatError(f"{engine.model_path.name}: malformed graspnet_edge metadata ({exc})") from exc
         if model_type == "affga" and self.input_channels != 3:
             raise ModelFormatError(f"{engine.model_path.name}: AFFGA-Net 2021 takes 3 (BGR) channels, "
                                    f"got {self.input_channels}")
@@ -272,6 +275,6 @@ def load_planar_runner(model_path, model_type: str | None = None, backend: str |
         engine = select_backend(path, prefer=backend, **backend_options)
     runner = PlanarRunner(model_type, engine, _model_id(model_type, path), decode, metadata)
     expected = metadata.get(META_PREFIX + "input_size")
-    if expected is not None and int(expected) != runner.input_size:
+    if expected is not None and str(expected) != str(runner.input_size):
         raise ModelFormatError(f"{path.name}: metadata input size {expected} != graph input {runner.input_size}")
     return runner

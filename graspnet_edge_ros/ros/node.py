@@ -100,11 +100,20 @@ class _TargetFrameTransformer:
         return conversions.transform_to_matrix(transform.transform)
 
 
+def synthetic_warmup_frame(height: int = 120, width: int = 160):
+    """(colour, depth in metres, intrinsics) of a box on a table, 0.5-0.6 m away."""
+    depth = np.full((height, width), 0.6, np.float32)
+    depth[height // 3:2 * height // 3, 3 * width // 8:5 * width // 8] = 0.52
+    color = np.full((height, width, 3), 120, np.uint8)
+    color[depth < 0.6] = (200, 60, 40)
+    focal = 0.94 * width
+    intrinsics = CameraIntrinsics(fx=focal, fy=focal, cx=width / 2, cy=height / 2, width=width, height=height)
+    return color, depth, intrinsics
+
+
 def synthetic_warmup_cloud(num_points: int):
-    """A small box on a table, 0.5-0.6 m away: enough structure to run every stage once."""
-    depth = np.full((120, 160), 0.6, np.float32)
-    depth[40:80, 60:100] = 0.52
-    intrinsics = CameraIntrinsics(fx=150.0, fy=150.0, cx=80.0, cy=60.0, width=160, height=120)
+    """A small box on a table: enough structure to run every stage of GraspNet once."""
+    _, depth, intrinsics = synthetic_warmup_frame()
     return prepare_points(depth, intrinsics, num_points=num_points, seed=0)
 
 
@@ -199,10 +208,17 @@ class GraspDetectorNode(Node):
         num_points = getattr(runner, "num_points", None) or self._config.num_points
         # The table and approach filters would reject the few synthetic grasps before the
         # collision check and NMS had run (and compiled) once.
-        self._detector.update_config(self._config.replace(table_plane_mode="none", approach_max_angle_deg=180.0))
+        self._detector.update_config(self._config.replace(table_plane_mode="none", approach_max_angle_deg=180.0,
+                                                          workspace_mask_path="", workspace_min_xyz=(),
+                                                          workspace_max_xyz=()))
         start = time.perf_counter()
         try:
-            result = self._detector.detect_cloud(synthetic_warmup_cloud(num_points))
+            if getattr(self._detector, "is_planar", False):
+                # Planar networks take the image; 480x640 holds every network's crop.
+                color, depth, intrinsics = synthetic_warmup_frame(480, 640)
+                result = self._detector.detect(color, depth, "32FC1", intrinsics)
+            else:
+                result = self._detector.detect_cloud(synthetic_warmup_cloud(num_points))
         finally:
             self._detector.update_config(self._config)
         if "rejected_nms" not in result.counts:

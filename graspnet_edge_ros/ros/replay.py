@@ -22,7 +22,6 @@ import json
 import math
 import os
 import shutil
-import struct
 import threading
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from graspnet_edge_ros.cdr import cdr_header  # noqa: F401  (re-exported)
 from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError
 
 PACKAGE = "graspnet_edge_ros"
@@ -156,16 +156,6 @@ def message_class(msgtype: str):
     except (ImportError, AttributeError) as exc:
         raise ReplayError(f"message type {msgtype} is not importable here ({exc}); "
                           "is the workspace sourced (scripts/env.sh)?") from exc
-
-
-def cdr_header(raw) -> tuple[int, str]:
-    """(stamp ns, frame_id) of a CDR-serialized message that starts with a std_msgs/Header."""
-    raw = memoryview(raw)
-    little = raw[1] == 1
-    order = "<" if little else ">"
-    sec, nanosec, length = struct.unpack_from(order + "iII", raw, 4)
-    frame_id = bytes(raw[16:16 + max(0, length - 1)]).decode("utf-8", "replace")
-    return sec * 10**9 + nanosec, frame_id
 
 
 # --------------------------------------------------------------------------------- summary
@@ -677,18 +667,10 @@ def read_bag_frame(bag, stamp_ns: int, color_topic: str = DEFAULT_FRAME_TOPIC,
 
 
 def image_to_rgb(msg) -> np.ndarray:
-    """rgb8 / bgr8 / rgba8 / bgra8 / mono8 Image (rosbags dataclass) -> (H, W, 3) uint8 RGB."""
-    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-    if msg.encoding not in channels:
-        raise InputError(f"cannot draw on a {msg.encoding!r} image")
-    n = channels[msg.encoding]
-    rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    pixels = rows[:, : msg.width * n].reshape(msg.height, msg.width, n)
-    if msg.encoding.startswith("bgr"):
-        pixels = pixels[..., [2, 1, 0]]
-    elif n == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels[..., :3])
+    """Colour Image (rosbags dataclass) -> (H, W, 3) uint8 RGB, by the node's own conversion."""
+    from graspnet_edge_ros.camera import decode_color, image_to_array
+
+    return decode_color(image_to_array(msg), msg.encoding)
 
 
 def grasp_group_from_msg(msg, tcp_offset_m: float = 0.0):

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from graspnet_edge_ros.errors import ConfigError
+from graspnet_edge_ros.errors import ConfigError, InputError
 
 EXAMPLE_DATA_ENV = "EXAMPLE_DATA"  # the Makefile's variable for the example capture
 EXIT_OK, EXIT_ERROR, EXIT_MODEL = 0, 1, 4
@@ -123,7 +123,10 @@ def cmd_x5_quant_check(args) -> int:
     source = args.frames
     if source is None:
         index = kit / "calibration" / "calibration.json"
-        source = json.loads(index.read_text()).get("source") if index.is_file() else None
+        try:
+            source = json.loads(index.read_text()).get("source") if index.is_file() else None
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise InputError(f"{index} is not a kit's calibration index ({exc}); give --frames") from exc
         if not source:
             raise ConfigError(f"give --frames: {kit} does not name its calibration source")
     thresholds = {k: v for k, v in (("min_segment_cosine", args.min_cosine),

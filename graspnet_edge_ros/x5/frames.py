@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from graspnet_edge_ros.camera import CameraIntrinsics, image_to_array
+from graspnet_edge_ros.cdr import cdr_header
 from graspnet_edge_ros.cli import read_color, read_depth, read_intrinsics  # the rules of `detect`'s files
 from graspnet_edge_ros.errors import BackendUnavailableError, InputError
 
@@ -111,8 +112,11 @@ def _frame_directory(directory: Path) -> list[RgbdFrame]:
         raise InputError(f"{directory}: frame directory without camera_info.yaml (k: [fx, 0, cx, 0, fy, cy, 0, 0, 1])")
     depth_scale = 0.001
     if info.suffix != ".mat":
-        data = yaml.safe_load(info.read_text()) or {}
-        depth_scale = float(data.get("depth_scale", depth_scale))
+        try:
+            data = yaml.safe_load(info.read_text()) or {}
+            depth_scale = float(data.get("depth_scale", depth_scale))
+        except (yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
+            raise InputError(f"{info}: not a camera-info YAML mapping with a numeric depth_scale ({exc})") from exc
     mask = directory / "workspace_mask.png"
     depths = {p.stem: p for p in sorted((directory / "depth").iterdir()) if p.suffix in (".png", ".npy")}
     frames = []
@@ -154,17 +158,11 @@ def _bag_source(path: Path, topics: dict, max_frames: int) -> FrameSource:
                        lambda: _read_bag_frames(path, topics, set(chosen)), str(path.resolve()))
 
 
-def _stamp_ns(raw: bytes) -> int:
-    """Header stamp of a CDR message whose first field is a std_msgs/Header (no full decode)."""
-    sec, nanosec = np.frombuffer(raw, "<i4", 1, 4)[0], np.frombuffer(raw, "<u4", 1, 8)[0]
-    return int(sec) * 10**9 + int(nanosec)
-
-
 def _complete_stamps(reader, topics: dict) -> list[int]:
     seen: dict[int, set] = {}
     wanted = [c for c in reader.connections if c.topic in topics.values()]
     for conn, _, raw in reader.messages(connections=wanted):
-        seen.setdefault(_stamp_ns(raw), set()).add(conn.topic)
+        seen.setdefault(cdr_header(raw)[0], set()).add(conn.topic)
     return sorted(stamp for stamp, got in seen.items() if len(got) == len(set(topics.values())))
 
 
@@ -178,7 +176,7 @@ def _read_bag_frames(path: Path, topics: dict, stamps: set) -> Iterator[RgbdFram
     with Reader(path) as reader:
         wanted = [c for c in reader.connections if c.topic in topics.values()]
         for conn, _, raw in reader.messages(connections=wanted):
-            stamp = _stamp_ns(raw)
+            stamp = cdr_header(raw)[0]
             if stamp not in stamps:
                 continue
             parts = pending.setdefault(stamp, {})

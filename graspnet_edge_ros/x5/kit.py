@@ -202,7 +202,7 @@ def write_toolchain_files(kit: Path, manifest: SplitManifest, num_samples: int) 
     """One hb_mapper YAML per segment and the conversion script; returns the written paths."""
     import onnx
 
-    from graspnet_edge_ros.model.segments import INPUT_NAME
+    from graspnet_edge_ros.export.names import SEGMENT_INPUT
 
     written = []
     for entry in manifest.segments:
@@ -211,7 +211,7 @@ def write_toolchain_files(kit: Path, manifest: SplitManifest, num_samples: int) 
             node_info=node_info_yaml(graph),
             name=entry.name, description=entry.description, script=templates.SCRIPT_NAME,
             onnx=entry.files["onnxruntime"], working_dir=f"{templates.BUILD_DIR}/{entry.name}",
-            input_name=INPUT_NAME, input_shape="x".join(map(str, entry.input_shape)),
+            input_name=SEGMENT_INPUT, input_shape="x".join(map(str, entry.input_shape)),
             cal_dir=calibration_dir(Path("."), entry.name).as_posix(), num_samples=num_samples)
         path = kit / f"hb_mapper_{entry.name}.yaml"
         path.write_text(text)
@@ -255,7 +255,8 @@ def prepare_x5_kit(checkpoint, output, frames: FrameSource, num_samples: int = 1
     """
     from graspnet_edge_ros.config import DetectorConfig, from_mapping
     from graspnet_edge_ros.export.onnx_export import export_split
-    from graspnet_edge_ros.model.checkpoint import file_digest, load_graspnet
+    from graspnet_edge_ros.digest import file_digest
+    from graspnet_edge_ros.model.checkpoint import load_graspnet
 
     kit = Path(output)
     params = dict(params or {})
