@@ -16,7 +16,7 @@ from graspnet_edge_ros.ros.launch_support import (  # noqa: F401  (LAUNCH_ONLY_A
 DEFAULT_PARAMS_FILE = os.path.join("config", "default.yaml")  # inside the package share directory
 # The arguments of this platform; launch_arguments adds the common ones (topics, frame, mode, ...).
 ARGUMENTS = launch_arguments(DEFAULT_PARAMS_FILE, {
-    "model_path": ("", "GraspNet model: split directory (manifest.json), .onnx file or .pth checkpoint"),
+    "model_path": ("", "GraspNet split directory (manifest.json), .onnx or .pth; or a planar GR-ConvNet/AFFGA .onnx/.pt"),
     "backend": ("onnxruntime", "inference runtime: onnxruntime | torch"),
     "num_threads": ("", "ONNX Runtime intra-op threads (0 = one per core); empty = from params_file"),
 })
