@@ -15,7 +15,11 @@ from graspnet_edge_ros.errors import ConfigError
 POSE_CONVENTIONS = ("z_approach_x_closing", "x_approach_y_closing")
 TWIN_POLICIES = ("keep", "closest_to_reference")
 TABLE_PLANE_MODES = ("none", "fit", "given")
+WORKSPACE_MODES = ("auto", "plane", "off")
 MODEL_TYPES = ("auto", "graspnet", "grconvnet", "affga")
+
+# Tuple fields holding integers (the others hold floats).
+INT_ARRAY_FIELDS = frozenset({"target_object_ids"})
 
 # Fields that need a new backend/model: the node rejects runtime changes to them.
 RESTART_FIELDS = frozenset({"model_path", "model_type", "backend", "num_threads"})
@@ -68,9 +72,34 @@ class DetectorConfig:
     width_margin_m: float = _f(0.0, "safety margin subtracted from gripper_max_width_m")
     approach_direction: tuple = _f((0.0, 0.0, 1.0), "cone axis for the approach filter (camera frame)")
     approach_max_angle_deg: float = _f(180.0, "max angle between approach and approach_direction (180 = off)")
-    table_plane_mode: str = _f("fit", "none | fit (RANSAC on the sampled workspace points) | given")
-    table_plane: tuple = _f((0.0, 0.0, -1.0, 1.0), "given plane [nx, ny, nz, d] with n.p + d = height")
+    table_plane_mode: str = _f("fit", "support plane: none | fit (robust fit per frame, last good plane kept) | given")
+    table_plane: tuple = _f((0.0, 0.0, -1.0, 1.0), "given plane [nx, ny, nz, d] with n.p + d = height above it")
+    table_plane_frame: str = _f("", "TF frame table_plane is expressed in (node only; empty = camera frame), "
+                                    "e.g. base_link with [0, 0, 1, 0] for z = 0 of the robot base")
     min_table_height_m: float = _f(0.0, "fingertips must stay at least this high above the table")
+    # --- executability: the gripper body must stay above the support plane ---------------------
+    executability_filter: bool = _f(True, "reject grasps whose fingers, palm or wrist go below the support "
+                                          "plane or that approach from below it")
+    gripper_finger_length_m: float = _f(0.05, "finger length along the approach, palm to fingertip")
+    gripper_finger_width_m: float = _f(0.02, "finger size along the closing axis (outside the jaw opening)")
+    gripper_finger_thickness_m: float = _f(0.02, "finger size along the grasp's height axis")
+    gripper_palm_depth_m: float = _f(0.06, "palm (hand body) size along the approach, behind the fingers")
+    gripper_palm_width_m: float = _f(0.2, "palm size along the closing axis (Panda hand: 0.2)")
+    gripper_palm_thickness_m: float = _f(0.06, "palm size along the grasp's height axis")
+    gripper_wrist_length_m: float = _f(0.1, "wrist/flange corridor behind the palm, along -approach")
+    gripper_wrist_radius_m: float = _f(0.045, "radius of the wrist/flange corridor")
+    gripper_table_tolerance_m: float = _f(0.01, "fingers may reach this far below the support plane (contact)")
+    # --- workspace from the support plane -------------------------------------------------------
+    workspace_mode: str = _f("auto", "auto: crop to the space above the support plane when no mask or box "
+                                     "is given | plane: always (combined with mask/box) | off")
+    workspace_max_height_m: float = _f(0.35, "auto workspace: keep points up to this height above the plane")
+    workspace_min_height_m: float = _f(-0.02, "auto workspace: keep points down to this height (the table "
+                                              "surface itself stays in the cloud)")
+    workspace_extent_margin_m: float = _f(0.05, "auto workspace: margin around the plane's observed extent")
+    # --- object targeting ------------------------------------------------------------------------
+    target_object_ids: tuple = _f((), "keep only grasps on these instance labels (empty = all objects)")
+    target_sampling_fraction: float = _f(0.5, "share of the model's input points drawn from the target "
+                                               "objects when targeting (0 = uniform sampling)")
     # --- poses ---------------------------------------------------------------------------------
     pose_convention: str = _f("z_approach_x_closing", "TCP axes of the published pose")
     tcp_offset_m: float = _f(0.0, "shift of the published pose along the approach (+ = deeper)")
@@ -127,6 +156,19 @@ def validate(cfg: DetectorConfig) -> None:
              f"table_plane_mode must be one of {TABLE_PLANE_MODES}, got {cfg.table_plane_mode!r}")
     _require(len(cfg.table_plane) == 4 and any(abs(v) > 0 for v in cfg.table_plane[:3]),
              "table_plane must be [nx, ny, nz, d] with a non-zero normal")
+    _require(cfg.workspace_mode in WORKSPACE_MODES,
+             f"workspace_mode must be one of {WORKSPACE_MODES}, got {cfg.workspace_mode!r}")
+    _require(cfg.workspace_min_height_m < cfg.workspace_max_height_m,
+             "need workspace_min_height_m < workspace_max_height_m")
+    _require(cfg.workspace_extent_margin_m >= 0, "workspace_extent_margin_m must be >= 0")
+    for name in ("gripper_finger_length_m", "gripper_finger_width_m", "gripper_finger_thickness_m",
+                 "gripper_palm_depth_m", "gripper_palm_width_m", "gripper_palm_thickness_m",
+                 "gripper_wrist_length_m", "gripper_wrist_radius_m", "gripper_table_tolerance_m"):
+        _require(getattr(cfg, name) >= 0, f"{name} must be >= 0, got {getattr(cfg, name)}")
+    _require(all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in cfg.target_object_ids),
+             f"target_object_ids must be positive integer labels, got {cfg.target_object_ids}")
+    _require(0 <= cfg.target_sampling_fraction <= 1,
+             f"target_sampling_fraction must be in [0, 1], got {cfg.target_sampling_fraction}")
     _require(cfg.pose_convention in POSE_CONVENTIONS,
              f"pose_convention must be one of {POSE_CONVENTIONS}, got {cfg.pose_convention!r}")
     _require(cfg.twin_policy in TWIN_POLICIES, f"twin_policy must be one of {TWIN_POLICIES}, got {cfg.twin_policy!r}")
@@ -155,6 +197,12 @@ def from_mapping(values: dict, base: DetectorConfig | None = None) -> DetectorCo
     return dataclasses.replace(base, **changes)
 
 
+def _as_int(value) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("not an integer")
+    return int(value)
+
+
 def _coerce(key: str, value, default):
     try:
         if isinstance(default, bool):
@@ -168,6 +216,8 @@ def _coerce(key: str, value, default):
         if isinstance(default, float):
             return float(value)
         if isinstance(default, tuple):
+            if key in INT_ARRAY_FIELDS:
+                return tuple(_as_int(v) for v in value)
             return tuple(float(v) for v in value)
         return str(value)
     except (TypeError, ValueError) as exc:

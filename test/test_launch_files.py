@@ -135,8 +135,9 @@ def test_config_file_holds_every_parameter_with_its_declared_type(path):
     table = parameter_table()
     for name, value in values.items():
         kind = "bool" if name in ROS_BUILTIN_PARAMETERS else table[name][1]
-        if kind == "float_array":
-            assert isinstance(value, list) and all(type(v) is float for v in value), (name, value)
+        if kind in ("float_array", "int_array"):
+            item_type = float if kind == "float_array" else int
+            assert isinstance(value, list) and all(type(v) is item_type for v in value), (name, value)
         else:
             assert type(value) is PYTHON_TYPES[kind], (name, value, kind)
     detector_values, node_values = split_values(values)

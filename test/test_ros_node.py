@@ -580,7 +580,7 @@ def test_every_parameter_is_declared_with_its_description_and_default(stand_in_n
         assert descriptor.description.startswith(description), name
         if name in DetectorConfig.__dataclass_fields__:
             value = node.get_parameter(name).value
-            assert (tuple(value or ()) if kind == "float_array" else value) == default, name
+            assert (tuple(value or ()) if kind in ("float_array", "int_array") else value) == default, name
     assert node.describe_parameter("workspace_min_xyz").dynamic_typing  # empty array: no ROS type
     assert "restart required" in node.describe_parameter("model_path").description
 

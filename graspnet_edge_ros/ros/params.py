@@ -15,7 +15,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 
-from graspnet_edge_ros.config import RESTART_FIELDS, DetectorConfig, from_mapping
+from graspnet_edge_ros.config import INT_ARRAY_FIELDS, RESTART_FIELDS, DetectorConfig, from_mapping
 from graspnet_edge_ros.errors import ConfigError
 
 MODES = ("continuous", "on_demand")
@@ -35,6 +35,8 @@ class NodeSettings:
     depth_topic: str = _f("/camera/aligned_depth_to_color/image_raw",
                           "depth image aligned to the colour image (16UC1/mono16 or 32FC1)")
     camera_info_topic: str = _f("/camera/color/camera_info", "CameraInfo of the colour (= aligned depth) image")
+    object_mask_topic: str = _f("", "optional instance-label image aligned to colour (mono8/mono16/16UC1/32SC1, "
+                                    "0 = background), synchronised with the other inputs; empty = off")
     qos_reliability: str = _f("best_effort", "input QoS: best_effort (receives from reliable and "
                                              "best-effort publishers) | reliable")
     qos_depth: int = _f(5, "input subscription queue depth")
@@ -56,7 +58,7 @@ class NodeSettings:
 
 # Node settings fixed at start: the subscriptions, synchroniser and timer are built from them.
 NODE_RESTART_FIELDS = frozenset({
-    "color_topic", "depth_topic", "camera_info_topic", "qos_reliability", "qos_depth", "slop",
+    "color_topic", "depth_topic", "camera_info_topic", "object_mask_topic", "qos_reliability", "qos_depth", "slop",
     "queue_size", "exact_sync", "warmup", "diagnostics_period_s",
 })
 RESTART_REQUIRED = RESTART_FIELDS | NODE_RESTART_FIELDS
@@ -65,7 +67,9 @@ RESTART_REQUIRED = RESTART_FIELDS | NODE_RESTART_FIELDS
 ROS_BUILTIN_PARAMETERS = frozenset({"use_sim_time"})
 
 
-def _kind(default) -> str:
+def _kind(default, name: str = "") -> str:
+    if name in INT_ARRAY_FIELDS:
+        return "int_array"
     if isinstance(default, bool):
         return "bool"
     if isinstance(default, int):
@@ -80,14 +84,14 @@ def _kind(default) -> str:
 def parameter_table() -> dict[str, tuple[object, str, str]]:
     """{name: (default, kind, description)} of every parameter the node declares (ROS built-ins aside).
 
-    kind is one of bool, int, float, float_array, str.
+    kind is one of bool, int, float, float_array, int_array, str.
     """
     table = {}
     for cls in (DetectorConfig, NodeSettings):
         defaults = cls()
         for f in fields(cls):
             default = getattr(defaults, f.name)
-            table[f.name] = (default, _kind(default), f.metadata["description"])
+            table[f.name] = (default, _kind(default, f.name), f.metadata["description"])
     return table
 
 
@@ -118,6 +122,13 @@ def checked_value(name: str, value):
             items = list(value)
             if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
                 return tuple(float(v) for v in items)
+    if kind == "int_array":
+        if value is None:
+            return ()
+        if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
+            items = list(value)
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+                return tuple(int(v) for v in items)
     if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
         return int(value)
     if kind == "bool" and isinstance(value, bool):
@@ -125,6 +136,7 @@ def checked_value(name: str, value):
     if kind == "str" and isinstance(value, str):
         return value
     expected = {"float": "a number", "float_array": "an array of numbers", "int": "an integer",
+                "int_array": "an array of integers",
                 "bool": "true or false", "str": "a string"}[kind]
     raise ConfigError(f"{name} must be {expected}, got {value!r}")
 
@@ -237,7 +249,8 @@ def declare_parameters(node) -> tuple[DetectorConfig, NodeSettings]:
     """
     from rcl_interfaces.msg import ParameterDescriptor
 
-    constraints = {"float": "double", "float_array": "array of doubles ([] = unset)"}
+    constraints = {"float": "double", "float_array": "array of doubles ([] = unset)",
+                   "int_array": "array of integers ([] = unset)"}
     for name, (default, kind, description) in _TABLE.items():
         dynamic = kind in constraints
         if name in RESTART_REQUIRED:
@@ -247,7 +260,8 @@ def declare_parameters(node) -> tuple[DetectorConfig, NodeSettings]:
             additional_constraints=constraints.get(kind, ""),
             read_only=False)
         # An empty array has no ROS type: declared unset (None), read back as ().
-        initial = list(default) if kind == "float_array" and default else None if kind == "float_array" else default
+        is_array = kind in ("float_array", "int_array")
+        initial = (list(default) or None) if is_array else default
         node.declare_parameter(name, initial, descriptor)
     values = {name: node.get_parameter(name).value for name in _TABLE}
     detector_values, node_values = split_values(values)
