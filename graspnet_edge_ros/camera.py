@@ -240,6 +240,7 @@ class PreparedCloud:
         sampled: (num_points, 3) float32 model input, equal to cloud[sampled_indices].
         sampled_indices: (num_points,) int64 indices into cloud.
         num_valid: M.
+        pixel_ids: (M,) flat pixel index of each cloud point, when known.
     """
 
     cloud: np.ndarray
@@ -247,6 +248,7 @@ class PreparedCloud:
     sampled: np.ndarray
     sampled_indices: np.ndarray
     num_valid: int
+    pixel_ids: np.ndarray | None = None
 
 
 def prepare_points(
@@ -281,6 +283,43 @@ def prepare_points(
     """
     if int(num_points) < 1:
         raise ConfigError(f"num_points must be >= 1, got {num_points}")
+    selection = select_workspace(depth_m, intrinsics, color, workspace, min_depth, max_depth)
+    return sample_cloud(selection, num_points, seed)
+
+
+@dataclass(frozen=True, eq=False)
+class WorkspaceSelection:
+    """The back-projected workspace pixels of one frame, before sampling.
+
+    Attributes:
+        cloud: (M, 3) float32 points, camera frame, metres.
+        pixel_ids: (M,) int64 flat pixel index of each point (row * width + column).
+        color: the frame's (H, W, 3) uint8 RGB image or None.
+        num_valid_depth: pixels with any valid depth (for messages).
+    """
+
+    cloud: np.ndarray
+    pixel_ids: np.ndarray
+    color: np.ndarray | None
+    num_valid_depth: int
+
+    def subset(self, keep: np.ndarray) -> "WorkspaceSelection":
+        return WorkspaceSelection(self.cloud[keep], self.pixel_ids[keep], self.color, self.num_valid_depth)
+
+
+def select_workspace(
+    depth_m: np.ndarray,
+    intrinsics: CameraIntrinsics,
+    color: np.ndarray | None = None,
+    workspace: Workspace | None = None,
+    min_depth: float = 0.0,
+    max_depth: float = math.inf,
+) -> WorkspaceSelection:
+    """Back-project the valid pixels inside the depth range, mask and box (see prepare_points).
+
+    Raises:
+        InputError: size mismatch, no valid depth at all, or nothing left inside the workspace.
+    """
     depth = _check_depth(depth_m, intrinsics)
     height, width = depth.shape
     if color is not None:
@@ -312,10 +351,36 @@ def prepare_points(
             f"workspace empty: none of the {int(has_depth.sum())} valid-depth pixels survive the "
             f"mask, depth range ({min_depth}, {max_depth}] m and box"
         )
+    return WorkspaceSelection(cloud, pixel_ids, color, int(has_depth.sum()))
+
+
+def sample_cloud(selection: WorkspaceSelection, num_points: int, seed: int | None = None,
+                 preferred: np.ndarray | None = None, preferred_fraction: float = 0.0) -> PreparedCloud:
+    """The model input of a workspace selection: official sampling, or denser on ``preferred`` points.
+
+    Args:
+        preferred: optional (M,) bool over the selection's points (e.g. the target objects); when
+            they make up less than ``preferred_fraction`` of the points, that share of the input
+            is drawn from them and the rest from the whole selection, so the scene stays in the input.
+    """
+    cloud, pixel_ids, color = selection.cloud, selection.pixel_ids, selection.color
+    if cloud.shape[0] == 0:
+        raise InputError("workspace empty: no points left to sample")
     # np.take on rows is several times faster than fancy indexing for (M, 3) gathers.
     colors = np.take(color.reshape(-1, 3), pixel_ids, axis=0) if color is not None else None
-    indices = sample_indices(cloud.shape[0], int(num_points), np.random.default_rng(seed))
-    return PreparedCloud(cloud, colors, np.take(cloud, indices, axis=0), indices, int(cloud.shape[0]))
+    rng = np.random.default_rng(seed)
+    num_points = int(num_points)
+    indices = None
+    if preferred is not None and preferred_fraction > 0:
+        preferred_ids = np.flatnonzero(preferred)
+        wanted = int(round(preferred_fraction * num_points))
+        if 0 < preferred_ids.size and preferred_ids.size < preferred_fraction * cloud.shape[0] and wanted > 0:
+            chosen = preferred_ids[sample_indices(preferred_ids.size, wanted, rng)]
+            rest = sample_indices(cloud.shape[0], num_points - wanted, rng) if num_points > wanted else chosen[:0]
+            indices = np.concatenate([chosen, rest])
+    if indices is None:
+        indices = sample_indices(cloud.shape[0], num_points, rng)
+    return PreparedCloud(cloud, colors, np.take(cloud, indices, axis=0), indices, int(cloud.shape[0]), pixel_ids)
 
 
 def sample_indices(num_valid: int, num_points: int, rng: np.random.Generator) -> np.ndarray:

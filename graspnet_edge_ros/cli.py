@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError, ModelFormatError
+from graspnet_edge_ros.grasps import OBJECT_ID
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
 GRASPNET_SINGLE_FILE_OPSET = 17
@@ -138,9 +139,12 @@ def cmd_detect(args) -> int:
         values["sampling_seed"] = args.seed
     if args.max_grasps is not None:
         values["max_grasps"] = args.max_grasps
+    if args.target_object:
+        values["target_object_ids"] = list(args.target_object)
     config = from_mapping(values, DetectorConfig())
+    labels = read_labels(args.object_mask) if args.object_mask else None
     detector = GraspDetector(config)
-    result = detector.detect(color, depth, encoding, intrinsics)
+    result = detector.detect(color, depth, encoding, intrinsics, object_labels=labels)
     report = result_to_json(result, config)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
@@ -166,14 +170,21 @@ def result_to_json(result, config) -> dict:
                 "orientation_xyzw": result.poses.quaternions[rank].tolist(),
                 "approach": result.poses.approach[rank].tolist(),
                 "pre_grasp_position_m": result.poses.pre_grasp_positions[rank].tolist(),
+                "object_id": int(round(float(row[OBJECT_ID]))),
                 "graspnet_row": [float(v) for v in row],
             })
+    plane = result.support_plane
     return {
         "status": result.status, "reason": result.reason, "model_id": result.model_id,
         "frame": "camera_optical", "pose_convention": config.pose_convention,
         "pre_grasp_distance_m": config.pre_grasp_distance_m, "tcp_offset_m": config.tcp_offset_m,
         "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
-        "counts": result.counts, "grasps": grasps,
+        "counts": result.counts,
+        "support_plane": None if plane is None else {
+            "coefficients": [round(float(v), 6) for v in plane.coefficients], "source": plane.source,
+            "inliers": plane.inliers},
+        "support_plane_note": result.plane_note, "warnings": list(result.warnings),
+        "grasps": grasps,
     }
 
 
@@ -184,6 +195,8 @@ def print_result_table(result, top: int = 10) -> None:
         for rank, row in enumerate(result.grasps.array[:top]):
             x, y, z = result.poses.positions[rank]
             print(f"{rank:>4} {row[0]:7.3f} {row[1]:7.3f} {row[3]:6.2f}   {x:7.3f} {y:7.3f} {z:7.3f}")
+    for note in ([result.plane_note] if result.plane_note else []) + list(result.warnings):
+        print(f"note: {note}")
     stages = "  ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items() if "." not in k)
     print(f"latency ms: {stages}  total {sum(v for k, v in result.timings_ms.items() if '.' not in k):.1f}")
 
@@ -214,6 +227,27 @@ def read_depth(path) -> tuple[np.ndarray, str]:
     if depth.dtype != np.uint16 and depth.dtype != np.int32:
         raise InputError(f"{path}: depth PNG must be 16-bit (got {depth.dtype}); use .npy for float metres")
     return depth.astype(np.uint16), "16UC1"
+
+
+def read_labels(path) -> np.ndarray:
+    """Instance-label image (8/16/32-bit single-channel PNG/TIFF or integer .npy), 0 = background."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            labels = np.load(path, allow_pickle=False)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                if image.mode not in ("L", "I", "I;16", "I;16B", "I;16L", "P"):
+                    raise InputError(f"{path}: object mask must be a single-channel label image, got mode "
+                                     f"{image.mode} (8, 16 or 32-bit integers, 0 = background)")
+                labels = np.asarray(image)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read object mask {path}: {exc}") from exc
+    if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"{path}: object mask must hold integer labels, got {labels.dtype}")
+    return labels
 
 
 def read_intrinsics(args, shape):
@@ -293,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--camera-info", help="YAML/JSON with k/K/camera_matrix, or meta.mat")
     p.add_argument("--depth-scale", type=float, help="metres per depth unit (default 0.001)")
     p.add_argument("--workspace-mask", help="PNG mask, non-zero = workspace")
+    p.add_argument("--object-mask", help="instance-label image aligned to colour (8/16/32-bit PNG or .npy, "
+                                         "0 = background): sets each grasp's object_id")
+    p.add_argument("--target-object", type=int, action="append", metavar="ID",
+                   help="keep only grasps on this object label (repeatable; needs --object-mask)")
     p.add_argument("--model", required=True)
     p.add_argument("--model-type", choices=["auto", "graspnet", "grconvnet", "affga"], default=None,
                    help="default: detected from the model file (give it for a compiled .bin)")

@@ -100,6 +100,8 @@ class DetectorConfig:
     target_object_ids: tuple = _f((), "keep only grasps on these instance labels (empty = all objects)")
     target_sampling_fraction: float = _f(0.5, "share of the model's input points drawn from the target "
                                                "objects when targeting (0 = uniform sampling)")
+    target_context_m: float = _f(0.0, "when targeting, the model's input is the targets' bounding box grown by "
+                                      "this margin (0 = the whole scene); collisions always use the whole scene")
     # --- poses ---------------------------------------------------------------------------------
     pose_convention: str = _f("z_approach_x_closing", "TCP axes of the published pose")
     tcp_offset_m: float = _f(0.0, "shift of the published pose along the approach (+ = deeper)")
@@ -167,6 +169,7 @@ def validate(cfg: DetectorConfig) -> None:
         _require(getattr(cfg, name) >= 0, f"{name} must be >= 0, got {getattr(cfg, name)}")
     _require(all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in cfg.target_object_ids),
              f"target_object_ids must be positive integer labels, got {cfg.target_object_ids}")
+    _require(cfg.target_context_m >= 0, f"target_context_m must be >= 0, got {cfg.target_context_m}")
     _require(0 <= cfg.target_sampling_fraction <= 1,
              f"target_sampling_fraction must be in [0, 1], got {cfg.target_sampling_fraction}")
     _require(cfg.pose_convention in POSE_CONVENTIONS,

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graspnet_edge_ros.camera import CameraIntrinsics, PreparedCloud, Workspace, decode_depth, prepare_points
+from graspnet_edge_ros.camera import (CameraIntrinsics, PreparedCloud, Workspace, WorkspaceSelection, decode_depth,
+                                      sample_cloud, select_workspace)
 from graspnet_edge_ros.config import DetectorConfig
 from graspnet_edge_ros.errors import GraspNetEdgeError, InputError
 from graspnet_edge_ros.grasps import GraspGroup
@@ -23,15 +24,18 @@ from graspnet_edge_ros.poses import TcpPoses, tcp_poses
 from graspnet_edge_ros.postprocess import filters
 from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector
 from graspnet_edge_ros.postprocess.decode import DecodeConfig, decode_grasps
+from graspnet_edge_ros.postprocess.executability import GripperGeometry, executability_filters
 from graspnet_edge_ros.postprocess.nms import grasp_nms
+from graspnet_edge_ros.support_plane import SupportPlane, SupportPlaneTracker, fit_support_plane
+from graspnet_edge_ros.targeting import check_labels, grasp_object_ids, present_labels, with_object_ids
 from graspnet_edge_ros.timing import StageTimer
 
 STATUS_OK = "ok"
 STATUS_NO_VALID_INPUT = "no_valid_input"
 STATUS_NO_GRASP = "no_grasp"
 STATUS_ERROR = "error"
-TABLE_FIT_POINTS = 5000  # RANSAC table fit: a uniform sample this large finds the same plane
-STAGES = ("preprocess", "model", "decode", "filters", "collision", "nms", "poses")
+TABLE_FIT_POINTS = 5000  # planar models: the sample only feeds the support-plane fit
+STAGES = ("preprocess", "support_plane", "model", "decode", "filters", "collision", "nms", "poses")
 
 
 @dataclass
@@ -50,6 +54,9 @@ class DetectionResult:
     counts: dict[str, int] = field(default_factory=dict)
     cloud: PreparedCloud | None = None
     model_id: str = ""
+    support_plane: SupportPlane | None = None
+    plane_note: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -70,6 +77,7 @@ class GraspDetector:
         # Planar runners (GR-ConvNet, AFFGA) take images, not points: see _planar_candidates.
         self.is_planar = getattr(self.runner, "model_type", "graspnet") in PLANAR_MODEL_TYPES
         self._mask_cache: tuple[str, np.ndarray] | None = None
+        self._plane_tracker = SupportPlaneTracker()
         self._crop_centre_cache: tuple[np.ndarray, tuple[float, float]] | None = None
         if self.is_planar:
             self._apply_planar_options(config)
@@ -77,6 +85,10 @@ class GraspDetector:
     @property
     def model_id(self) -> str:
         return self.runner.model_id
+
+    def reset_support_plane(self) -> None:
+        """Forget the last good support plane (call between unrelated frames, e.g. other scenes)."""
+        self._plane_tracker.reset()
 
     def update_config(self, config: DetectorConfig) -> None:
         """Swap tunables at runtime (model/backend fields must stay unchanged)."""
@@ -92,7 +104,8 @@ class GraspDetector:
 
     # ---------------------------------------------------------------------------------------
     def detect(self, color: np.ndarray | None, depth: np.ndarray, depth_encoding: str,
-               intrinsics: CameraIntrinsics) -> DetectionResult:
+               intrinsics: CameraIntrinsics, *, object_labels: np.ndarray | None = None,
+               target_object_ids=None, support_plane: SupportPlane | None = None) -> DetectionResult:
         """Run every stage on one frame; never raises for bad input (see ``status``/``reason``).
 
         Args:
@@ -100,29 +113,67 @@ class GraspDetector:
             depth: (H, W) raw depth image: uint16 ("16UC1"/"mono16", scaled by depth_scale) or
                 float32 metres ("32FC1").
             intrinsics: of the depth image.
+            object_labels: optional (H, W) integer instance labels aligned to the image (0 =
+                background): every grasp's object_id becomes the label under its grasp point.
+            target_object_ids: keep only grasps on these labels (None = config.target_object_ids).
+            support_plane: the table plane in the camera frame for ``table_plane_mode: given``
+                (e.g. transformed from the robot base by the node); None = config.table_plane.
         """
         timer = StageTimer()
+        context = _FrameContext(intrinsics=intrinsics)
+        cfg = self.config
+        targets = tuple(cfg.target_object_ids if target_object_ids is None else target_object_ids)
         try:
             with timer("preprocess"):
-                depth_m = decode_depth(depth, depth_encoding, self.config.depth_scale)
+                depth_m = decode_depth(depth, depth_encoding, cfg.depth_scale)
                 workspace = self._workspace(depth_m.shape)
-                cloud = prepare_points(depth_m, intrinsics, color, workspace,
-                                       self.config.min_depth_m, self.config.max_depth_m,
-                                       self._num_sampled_points(), self._seed())
+                if object_labels is not None:
+                    context.labels = check_labels(object_labels, depth_m.shape)
+                context.targets = self._checked_targets(targets, context)
+                selection = select_workspace(depth_m, intrinsics, color, workspace, cfg.min_depth_m, cfg.max_depth_m)
+            with timer("support_plane"):
+                self._find_support_plane(selection.cloud, context, support_plane)
+            with timer("preprocess"):
+                context.auto_workspace = cfg.workspace_mode == "plane" or (
+                    cfg.workspace_mode == "auto" and workspace is None)
+                selection = self._auto_workspace(selection, context)
+                cloud = self._sample(selection, context)
         except InputError as exc:
-            return DetectionResult(STATUS_NO_VALID_INPUT, str(exc), timings_ms=timer.ms, model_id=self.model_id)
+            return DetectionResult(STATUS_NO_VALID_INPUT, str(exc), timings_ms=timer.ms, model_id=self.model_id,
+                                   support_plane=context.plane, plane_note=context.plane_note,
+                                   warnings=context.warnings)
+        except _NothingToDo as exc:
+            return DetectionResult(STATUS_NO_GRASP, str(exc), timings_ms=timer.ms, model_id=self.model_id,
+                                   support_plane=context.plane, plane_note=context.plane_note,
+                                   warnings=context.warnings)
         frame = _Frame(color, depth_m, intrinsics, workspace) if self.is_planar else None
-        return self.detect_cloud(cloud, timer, frame)
+        return self._detect_prepared(cloud, timer, frame, context)
 
     def detect_cloud(self, cloud: PreparedCloud, timer: StageTimer | None = None,
                      frame: "_Frame | None" = None) -> DetectionResult:
-        """Run model and post-processing on an already prepared cloud (planar models also need ``frame``)."""
+        """Run model and post-processing on an already prepared cloud (planar models also need ``frame``).
+
+        The support plane is fitted on ``cloud.cloud`` (or taken from the config); no workspace crop,
+        object labels or targeting apply here.
+        """
         timer = timer or StageTimer()
-        result = DetectionResult(STATUS_OK, cloud=cloud, model_id=self.model_id, timings_ms=timer.ms)
+        context = _FrameContext(intrinsics=frame.intrinsics if frame is not None else None)
+        try:
+            with timer("support_plane"):
+                self._find_support_plane(cloud.cloud, context, None)
+        except InputError as exc:
+            return DetectionResult(STATUS_NO_VALID_INPUT, str(exc), timings_ms=timer.ms, model_id=self.model_id)
+        return self._detect_prepared(cloud, timer, frame, context)
+
+    def _detect_prepared(self, cloud: PreparedCloud, timer: StageTimer, frame: "_Frame | None",
+                         context: "_FrameContext") -> DetectionResult:
+        result = DetectionResult(STATUS_OK, cloud=cloud, model_id=self.model_id, timings_ms=timer.ms,
+                                 support_plane=context.plane, plane_note=context.plane_note,
+                                 warnings=context.warnings)
         try:
             if self.is_planar and frame is None:
                 raise InputError("a planar model needs the RGB-D image, not only points: call detect()")
-            self._run_stages(cloud, timer, result, frame)
+            self._run_stages(cloud, timer, result, frame, context)
         except InputError as exc:
             result.status, result.reason = STATUS_NO_VALID_INPUT, str(exc)
         except GraspNetEdgeError as exc:
@@ -130,21 +181,103 @@ class GraspDetector:
         result.timings_ms = dict(timer.ms)
         return result
 
+    # --------------------------------------------------------------- support plane, workspace
+    def _find_support_plane(self, points: np.ndarray, context: "_FrameContext",
+                            given: SupportPlane | None) -> None:
+        """Set context.plane (or None) and context.plane_note for this frame."""
+        cfg = self.config
+        if cfg.table_plane_mode == "none":
+            context.plane_note = "table_plane_mode is none"
+            return
+        if cfg.table_plane_mode == "given":
+            context.plane = given if given is not None else SupportPlane.from_coefficients(cfg.table_plane)
+            return
+        try:
+            fitted, failure = fit_support_plane(points), ""
+        except InputError as exc:
+            fitted, failure = None, str(exc)
+        context.plane, context.plane_note = self._plane_tracker.update(fitted, failure)
+
+    def _auto_workspace(self, selection: WorkspaceSelection, context: "_FrameContext") -> WorkspaceSelection:
+        """Keep the points above the support plane, in the height band and the plane's extent."""
+        if not context.auto_workspace:
+            return selection
+        if context.plane is None:
+            context.warnings.append(f"auto workspace not applied: {context.plane_note}")
+            return selection
+        keep = self._inside_auto_workspace(selection.cloud, context.plane)
+        if not keep.any():
+            cfg = self.config
+            raise InputError(f"auto workspace empty: no point lies {cfg.workspace_min_height_m:g} to "
+                             f"{cfg.workspace_max_height_m:g} m above the support plane within its extent")
+        return selection.subset(keep)
+
+    def _inside_auto_workspace(self, points: np.ndarray, plane: SupportPlane) -> np.ndarray:
+        cfg = self.config
+        return plane.in_band(points, cfg.workspace_min_height_m, cfg.workspace_max_height_m,
+                             cfg.workspace_extent_margin_m)
+
+    def _checked_targets(self, targets: tuple, context: "_FrameContext") -> tuple:
+        if not targets:
+            return ()
+        if context.labels is None:
+            raise InputError(f"target objects {list(targets)} need an object mask (object_mask_topic, --object-mask)")
+        present = present_labels(context.labels)
+        missing = [t for t in targets if t not in present]
+        if len(missing) == len(targets):
+            raise _NothingToDo(f"target object(s) {missing} not in the object mask (labels present: {present})")
+        if missing:
+            context.warnings.append(f"target object(s) {missing} not in the object mask")
+        return tuple(t for t in targets if t in present)
+
+    def _sample(self, selection: WorkspaceSelection, context: "_FrameContext") -> PreparedCloud:
+        """The model input; with targets, denser on them (and only their neighbourhood, if asked).
+
+        The returned cloud keeps every workspace point (collisions see the whole scene); only
+        ``sampled`` changes. GraspNet's seeds come from farthest-point sampling, which spreads
+        them by space, not density: a context crop is what concentrates them on the targets.
+        """
+        cfg = self.config
+        if not context.targets or self.is_planar:
+            return sample_cloud(selection, self._num_sampled_points(), self._seed())
+        on_target = np.isin(context.labels.reshape(-1)[selection.pixel_ids], context.targets)
+        if not on_target.any():
+            raise _NothingToDo(f"target object(s) {list(context.targets)} have no valid depth in the workspace")
+        region = np.ones(len(on_target), bool)
+        if cfg.target_context_m > 0:
+            target_points = selection.cloud[on_target]
+            low = target_points.min(axis=0) - cfg.target_context_m
+            high = target_points.max(axis=0) + cfg.target_context_m
+            region = np.all((selection.cloud >= low) & (selection.cloud <= high), axis=1)
+        sampled = sample_cloud(selection.subset(region), self._num_sampled_points(), self._seed(),
+                               on_target[region], cfg.target_sampling_fraction)
+        if region.all():
+            return sampled
+        indices = np.flatnonzero(region)[sampled.sampled_indices]
+        full = sample_cloud(selection, 1, 0)  # every point and colour of the scene, for collisions
+        return dataclasses.replace(full, sampled=sampled.sampled, sampled_indices=indices)
+
+    # ----------------------------------------------------------------------------- the stages
     def _run_stages(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult,
-                    frame: "_Frame | None") -> None:
+                    frame: "_Frame | None", context: "_FrameContext") -> None:
         cfg = self.config
         if self.is_planar:
-            grasps, extra_filters = self._planar_candidates(frame, timer, result)
+            grasps, extra_filters = self._planar_candidates(frame, timer, result, context)
         else:
             grasps, extra_filters = self._graspnet_candidates(cloud, timer, result), []
         with timer("filters"):
-            outcome = filters.apply_filters(grasps, extra_filters + self._filter_results(grasps, cloud))
+            if context.labels is not None:
+                grasps = with_object_ids(grasps, grasp_object_ids(grasps, context.labels, context.intrinsics))
+            if context.targets:
+                extra_filters.append(filters.FilterResult("not_target", np.isin(grasps.object_ids, context.targets)))
+            outcome = filters.apply_filters(grasps, extra_filters + self._filter_results(grasps, context))
             grasps = outcome.grasps
         result.counts.update({f"rejected_{k}": v for k, v in outcome.rejected.items()})
         with timer("collision"):
             if cfg.collision_thresh > 0 and len(grasps):
                 detector = ModelFreeCollisionDetector(cloud.cloud, cfg.collision_voxel_size_m,
-                                                      cfg.finger_width_m, cfg.finger_length_m)
+                                                      cfg.finger_width_m, cfg.finger_length_m, crop_to=grasps,
+                                                      crop_approach_dist=cfg.collision_approach_dist_m)
                 colliding = detector.detect(grasps, cfg.collision_approach_dist_m, cfg.collision_thresh)
                 result.counts["rejected_collision"] = int(colliding.sum())
                 grasps = grasps[~colliding]
@@ -158,7 +291,7 @@ class GraspDetector:
         result.grasps = grasps
         if len(grasps) == 0:
             result.status = STATUS_NO_GRASP
-            result.reason = _no_grasp_reason(result.counts, self.is_planar)
+            result.reason = _no_grasp_reason(result.counts, self.is_planar, context.plane_note)
             return
         with timer("poses"):
             result.poses = tcp_poses(grasps, cfg.pose_convention, cfg.tcp_offset_m, cfg.pre_grasp_distance_m,
@@ -174,8 +307,8 @@ class GraspDetector:
         result.counts["decoded"] = len(grasps)
         return grasps
 
-    def _planar_candidates(self, frame: "_Frame", timer: StageTimer,
-                           result: DetectionResult) -> tuple[GraspGroup, list]:
+    def _planar_candidates(self, frame: "_Frame", timer: StageTimer, result: DetectionResult,
+                           context: "_FrameContext") -> tuple[GraspGroup, list]:
         """Planar network -> pixel grasps -> 6-DoF rows; grasps outside the workspace are filtered."""
         cfg = self.config
         self._centre_planar_crop(frame.workspace)
@@ -194,6 +327,8 @@ class GraspDetector:
         keep = (z > cfg.min_depth_m) & (z <= cfg.max_depth_m)
         if frame.workspace is not None:
             keep &= _inside_workspace(frame.workspace, rows, cols, lifted.grasps.translations)
+        if context.auto_workspace and context.plane is not None:
+            keep &= self._inside_auto_workspace(lifted.grasps.translations, context.plane)
         return lifted.grasps, [filters.FilterResult("workspace", keep)]
 
     def _centre_planar_crop(self, workspace: Workspace | None) -> None:
@@ -210,7 +345,7 @@ class GraspDetector:
         for name, value in self.runner.last_timings_ms.items():
             timer.ms[f"model.{name}"] = value
 
-    def _filter_results(self, grasps: GraspGroup, cloud: PreparedCloud) -> list:
+    def _filter_results(self, grasps: GraspGroup, context: "_FrameContext") -> list:
         cfg = self.config
         results = [
             filters.score_filter(grasps, cfg.min_score),
@@ -219,13 +354,17 @@ class GraspDetector:
         if cfg.approach_max_angle_deg < 180:
             results.append(filters.approach_cone_filter(grasps, np.asarray(cfg.approach_direction),
                                                         np.radians(cfg.approach_max_angle_deg)))
-        if cfg.table_plane_mode != "none":
-            if cfg.table_plane_mode == "fit":
-                # The sampled points are a uniform sample of the workspace: same plane, ~20x cheaper.
-                normal, offset = filters.fit_table_plane(cloud.sampled, max_points=TABLE_FIT_POINTS)
+        plane = context.plane
+        if plane is not None:
+            results.append(filters.table_height_filter(grasps, plane.normal, plane.offset, cfg.min_table_height_m))
+        if cfg.executability_filter:
+            if plane is None:
+                # Without a plane nothing can be said about the gripper body: publish nothing
+                # rather than grasps that may drive the hand into the table.
+                results.append(filters.FilterResult("no_support_plane", np.zeros(len(grasps), bool)))
             else:
-                normal, offset = np.asarray(cfg.table_plane[:3]), cfg.table_plane[3]
-            results.append(filters.table_height_filter(grasps, normal, offset, cfg.min_table_height_m))
+                results.extend(executability_filters(grasps, plane.normal, plane.offset,
+                                                     GripperGeometry.from_config(cfg)))
         return results
 
     def _workspace(self, shape: tuple[int, int]) -> Workspace | None:
@@ -249,6 +388,23 @@ class GraspDetector:
 
     def _seed(self) -> int | None:
         return None if self.config.sampling_seed < 0 else self.config.sampling_seed
+
+
+class _NothingToDo(GraspNetEdgeError):
+    """The frame is fine but nothing asked for can be in it (e.g. the target object is absent)."""
+
+
+@dataclass
+class _FrameContext:
+    """Per-frame facts the stages share: support plane, labels, targets."""
+
+    intrinsics: CameraIntrinsics | None = None
+    plane: SupportPlane | None = None
+    plane_note: str = ""
+    labels: np.ndarray | None = None
+    targets: tuple = ()
+    auto_workspace: bool = False
+    warnings: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -308,7 +464,11 @@ def load_mask(path) -> np.ndarray:
         raise InputError(f"cannot read workspace mask {path}: {exc}") from exc
 
 
-def _no_grasp_reason(counts: dict[str, int], planar: bool = False) -> str:
+def _no_grasp_reason(counts: dict[str, int], planar: bool = False, plane_note: str = "") -> str:
+    if counts.get("rejected_no_support_plane"):
+        return (f"the executability filter could not run: {plane_note or 'no support plane'}; set "
+                "table_plane_mode: given with the table plane, or executability_filter: false to publish "
+                "unchecked grasps")
     if counts.get("decoded", 0) == 0:
         if planar:
             return "no peak of the planar quality map reached planar_min_quality"

@@ -32,7 +32,7 @@ _ORTHONORMAL_TOLERANCE = 1e-3
 IOU_COLUMNS = ("global", "left", "right", "bottom", "shifting")
 
 
-def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
+def voxel_downsample(points: np.ndarray, voxel_size: float, anchor: np.ndarray | None = None) -> np.ndarray:
     """Open3D ``voxel_down_sample``: one point per occupied voxel, the mean of its points.
 
     The grid is anchored at ``min(points) - voxel_size / 2``; a point's voxel index is
@@ -42,6 +42,9 @@ def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
     Args:
         points: (N, 3) float, metres.
         voxel_size: voxel edge length, metres, > 0.
+        anchor: grid anchor to use instead of ``min(points) - voxel_size / 2`` (a cropped cloud
+            keeps its parent's grid, so its voxel means equal the parent's); must not exceed
+            ``min(points)``.
 
     Returns:
         (M, 3) float64 voxel means, ordered by voxel index (Open3D's order is unspecified).
@@ -57,15 +60,21 @@ def voxel_downsample(points: np.ndarray, voxel_size: float) -> np.ndarray:
         return np.zeros((0, 3), np.float64)
     points = np.ascontiguousarray(points)
     lowest, highest = _column_bounds(points)
-    anchor = lowest - voxel_size * 0.5
-    # floor((p - anchor) / v) is monotone in p, so the largest index comes from the max point.
-    dims = np.floor((highest - anchor) / voxel_size).astype(np.int64) + 1
+    if anchor is None:
+        anchor = lowest - voxel_size * 0.5
+    elif np.any(np.asarray(anchor) > lowest):
+        raise InputError(f"voxel grid anchor {anchor} lies above the cloud's minimum {lowest}")
+    anchor = np.asarray(anchor, np.float64)
+    # floor((p - anchor) / v) is monotone in p: the index range comes from the min and max points.
+    # Indices are shifted by the first one so a cropped cloud's table covers only its own extent.
+    first = np.floor((lowest - anchor) / voxel_size).astype(np.int64)
+    dims = np.floor((highest - anchor) / voxel_size).astype(np.int64) - first + 1
     n_voxels = float(np.prod(dims.astype(np.float64)))
     if n_voxels >= 2.0 ** 62:
         raise ConfigError(f"voxel_size {voxel_size} is too small for a cloud of this extent")
     if n_voxels <= _MAX_DENSE_VOXELS:
-        return _voxel_means_dense(points, anchor, float(voxel_size), dims)
-    voxel_index = np.floor((points - anchor) / voxel_size).astype(np.int64)
+        return _voxel_means_dense(points, anchor, float(voxel_size), first, dims)
+    voxel_index = np.floor((points - anchor) / voxel_size).astype(np.int64) - first
     keys = (voxel_index[:, 0] * dims[1] + voxel_index[:, 1]) * dims[2] + voxel_index[:, 2]
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     sums = np.stack([np.bincount(inverse, weights=points[:, k], minlength=len(counts))
@@ -86,7 +95,7 @@ def _column_bounds(points):
 
 
 @numba.njit(cache=True)
-def _voxel_means_dense(points, anchor, voxel_size, dims):
+def _voxel_means_dense(points, anchor, voxel_size, first, dims):
     """Voxel means via a dense per-voxel slot table: (M, 3) float64 ordered by voxel key."""
     n_points = points.shape[0]
     keys = np.empty(n_points, np.int64)
@@ -94,7 +103,7 @@ def _voxel_means_dense(points, anchor, voxel_size, dims):
     for i in range(n_points):
         key = 0
         for k in range(3):
-            key = key * dims[k] + int(np.floor((points[i, k] - anchor[k]) / voxel_size))
+            key = key * dims[k] + int(np.floor((points[i, k] - anchor[k]) / voxel_size)) - first[k]
         keys[i] = key
         slots[key] += 1
     counts = np.empty(n_points, np.int64)
@@ -132,14 +141,22 @@ class ModelFreeCollisionDetector:
     """
 
     def __init__(self, scene_points: np.ndarray, voxel_size: float = 0.01,
-                 finger_width: float = 0.01, finger_length: float = 0.06):
+                 finger_width: float = 0.01, finger_length: float = 0.06, *,
+                 crop_to: GraspGroup | None = None, crop_approach_dist: float = 0.05):
         for name, value in (("finger_width", finger_width), ("finger_length", finger_length)):
             if not np.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be > 0, got {value}")
         self.voxel_size = float(voxel_size)
         self.finger_width = float(finger_width)
         self.finger_length = float(finger_length)
-        self.scene_points = voxel_downsample(scene_points, self.voxel_size)
+        # With crop_to, only the voxels that can reach those grasps' gripper boxes are built:
+        # the answer for them is identical, the cost no longer grows with the whole frame.
+        self.crop_approach_dist = None
+        if crop_to is not None:
+            self.crop_approach_dist = max(float(crop_approach_dist), self.finger_width)
+            self.scene_points = self._voxels_near(scene_points, crop_to, self.crop_approach_dist)
+        else:
+            self.scene_points = voxel_downsample(scene_points, self.voxel_size)
         self._grid = _PointGrid(self.scene_points, self.voxel_size * _CELL_SIZE_IN_VOXELS)
 
     def detect(self, grasps: GraspGroup, approach_dist: float = 0.05,
@@ -159,6 +176,8 @@ class ModelFreeCollisionDetector:
             values or non-orthonormal rotations are reported as colliding (IoU inf).
         """
         n = len(grasps)
+        if self.crop_approach_dist is not None and max(float(approach_dist), self.finger_width) > self.crop_approach_dist:
+            raise ConfigError(f"approach_dist {approach_dist} exceeds the crop's {self.crop_approach_dist}")
         if collision_thresh <= 0 or n == 0:
             mask = np.zeros(n, bool)
             return (mask, np.zeros((n, 5), np.float64)) if return_ious else mask
@@ -179,6 +198,51 @@ class ModelFreeCollisionDetector:
         ious[~valid] = np.inf
         mask = ious[:, 0] > collision_thresh
         return (mask, ious) if return_ious else mask
+
+    def _voxels_near(self, scene_points, grasps: GraspGroup, approach_dist: float) -> np.ndarray:
+        """The voxel means of the full cloud that can lie in any of the grasps' gripper boxes.
+
+        Whole voxels of the full cloud's grid are kept or dropped (in blocks of voxels), so each
+        kept mean equals the full cloud's, summed in the same order; a dropped voxel's mean lies
+        outside every gripper box, where it could not have been counted. One pass over the cloud.
+        """
+        if not np.isfinite(self.voxel_size) or self.voxel_size <= 0:
+            raise ConfigError(f"voxel_size must be > 0, got {self.voxel_size}")
+        points = np.asarray(scene_points)
+        if points.ndim != 2 or points.shape[1] != 3:
+            raise InputError(f"points must be (N, 3), got {points.shape}")
+        if points.dtype not in (np.float32, np.float64):
+            points = points.astype(np.float64)
+        if not np.isfinite(points).all():
+            points = points[np.isfinite(points).all(axis=1)]
+        if len(points) == 0 or len(grasps) == 0:
+            return np.zeros((0, 3), np.float64)
+        points = np.ascontiguousarray(points)
+        lowest, highest = (bound.astype(np.float64) for bound in _column_bounds(points))
+        anchor = lowest - self.voxel_size * 0.5
+        bounds = self._region_bounds(grasps, approach_dist)
+        rotations = grasps.rotations.astype(np.float64)
+        translations = grasps.translations.astype(np.float64)
+        valid = _valid_poses(rotations, translations) & np.isfinite(bounds).all(axis=1)
+        if not valid.any():
+            return np.zeros((0, 3), np.float64)
+        bounds, rotations, translations = bounds[valid], rotations[valid], translations[valid]
+        box_lo = np.stack([np.minimum.reduce([bounds[:, 2], bounds[:, 4], bounds[:, 5]]),
+                           np.minimum(bounds[:, 6], bounds[:, 8]), bounds[:, 0]], axis=1)
+        box_hi = np.stack([np.maximum.reduce([bounds[:, 3], bounds[:, 2], bounds[:, 4]]),
+                           np.maximum(bounds[:, 7], bounds[:, 9]), bounds[:, 1]], axis=1)
+        to_world = np.linalg.inv(np.swapaxes(rotations, 1, 2))  # as _count_region_hits
+        centre = translations + np.einsum("nij,nj->ni", to_world, 0.5 * (box_lo + box_hi))
+        reach = np.einsum("nij,nj->ni", np.abs(to_world), 0.5 * (box_hi - box_lo))
+        # Two voxels of slack on each side absorb rounding here and in the kernel's block test.
+        lo_voxel = np.floor((centre - reach - anchor) / self.voxel_size).astype(np.int64) - 2
+        hi_voxel = np.floor((centre + reach - anchor) / self.voxel_size).astype(np.int64) + 2
+        top_voxel = np.floor((highest - anchor) / self.voxel_size).astype(np.int64)
+        block = 4
+        while np.prod((top_voxel // block + 1).astype(np.float64)) > _MAX_GRID_CELLS:
+            block *= 2
+        return _voxel_means_in_marked_blocks(points, anchor, self.voxel_size, block, top_voxel,
+                                             np.ascontiguousarray(lo_voxel), np.ascontiguousarray(hi_voxel))
 
     def _region_bounds(self, grasps: GraspGroup, approach_dist: float) -> np.ndarray:
         """(N, 10) float64 region limits, computed in float32 like the official expressions."""
@@ -247,6 +311,83 @@ class _PointGrid:
                            np.ascontiguousarray(inverse_transposed),
                            np.ascontiguousarray(bounds), counts)
         return counts
+
+
+@numba.njit(cache=True)
+def _voxel_means_in_marked_blocks(points, anchor, voxel_size, block, top_voxel, lo_voxel, hi_voxel):
+    """Voxel means (ordered by voxel index) of the voxels in blocks of ``block``^3 voxels that meet
+    any [lo, hi] voxel box; indices and sums exactly as voxel_downsample computes them."""
+    block_dims = top_voxel // block + 1
+    marked = np.zeros((block_dims[0], block_dims[1], block_dims[2]), np.bool_)
+    first = block_dims.copy()   # marked block range -> the local voxel table
+    last = np.full(3, -1, np.int64)
+    for g in range(lo_voxel.shape[0]):
+        lo = np.empty(3, np.int64)
+        hi = np.empty(3, np.int64)
+        empty = False
+        for k in range(3):
+            lo[k] = max(lo_voxel[g, k], 0) // block
+            hi[k] = min(hi_voxel[g, k] // block, block_dims[k] - 1)
+            if hi_voxel[g, k] < 0 or lo[k] > hi[k]:
+                empty = True
+        if empty:
+            continue
+        marked[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1] = True
+        for k in range(3):
+            first[k] = min(first[k], lo[k])
+            last[k] = max(last[k], hi[k])
+    if last[0] < 0:
+        return np.zeros((0, 3), np.float64)
+    origin = first * block
+    dims = np.empty(3, np.int64)
+    for k in range(3):
+        dims[k] = min((last[k] + 1) * block - 1, top_voxel[k]) - origin[k] + 1
+    slots = np.zeros(dims[0] * dims[1] * dims[2], np.int32)
+    kept = np.empty(points.shape[0], np.int64)
+    keys = np.empty(points.shape[0], np.int64)
+    n_kept = 0
+    index = np.empty(3, np.int64)
+    inverse = 1.0 / voxel_size
+    for i in range(points.shape[0]):
+        # The block test uses a reciprocal (off by at most one voxel at a border); a voxel that
+        # can meet a box lies two voxels inside the marked blocks (the slack of lo/hi), so all
+        # its points pass. The kept point's key uses the exact division, as voxel_downsample does.
+        b0 = int(np.floor((np.float64(points[i, 0]) - anchor[0]) * inverse)) // block
+        b1 = int(np.floor((np.float64(points[i, 1]) - anchor[1]) * inverse)) // block
+        b2 = int(np.floor((np.float64(points[i, 2]) - anchor[2]) * inverse)) // block
+        if not marked[min(max(b0, 0), block_dims[0] - 1), min(max(b1, 0), block_dims[1] - 1),
+                      min(max(b2, 0), block_dims[2] - 1)]:
+            continue
+        inside = True
+        for k in range(3):
+            index[k] = int(np.floor((np.float64(points[i, k]) - anchor[k]) / voxel_size)) - origin[k]
+            if index[k] < 0 or index[k] >= dims[k]:
+                inside = False
+        if not inside:  # a border point of a voxel no gripper box can reach
+            continue
+        key = 0
+        for k in range(3):
+            key = key * dims[k] + index[k]
+        kept[n_kept] = i
+        keys[n_kept] = key
+        n_kept += 1
+        slots[key] += 1
+    counts = np.empty(n_kept, np.int64)
+    n_occupied = 0
+    for key in range(slots.shape[0]):
+        if slots[key] > 0:
+            counts[n_occupied] = slots[key]
+            slots[key] = n_occupied
+            n_occupied += 1
+    sums = np.zeros((n_occupied, 3), np.float64)
+    for j in range(n_kept):  # input order, as Open3D accumulates
+        slot = slots[keys[j]]
+        for k in range(3):
+            sums[slot, k] += np.float64(points[kept[j], k])
+    for slot in range(n_occupied):
+        for k in range(3):
+            sums[slot, k] /= counts[slot]
+    return sums
 
 
 # Serial on purpose: ~4 ms for 1024 grasps already, and numba's default (workqueue) threading
