@@ -108,14 +108,14 @@ def test_grconvnet_on_the_example_scene_gives_top_down_grasps_on_objects(onnx_re
 
 def test_without_filters_every_decoded_grasp_is_published_best_first(onnx_result, example_scene, intrinsics):
     detector, _ = onnx_result
-    plain = detector.config.replace(collision_thresh=0.0, table_plane_mode="none", nms_enabled=False,
-                                    planar_num_grasps=6)
+    plain = detector.config.replace(collision_thresh=0.0, table_plane_mode="none", executability_filter=False,
+                                    nms_enabled=False, planar_num_grasps=6)
     detector.update_config(plain)
     try:
         result = detector.detect(example_scene["color"], example_scene["depth"], "16UC1", intrinsics)
     finally:
         detector.update_config(detector.config.replace(**{k: getattr(DetectorConfig(), k) for k in (
-            "collision_thresh", "table_plane_mode", "nms_enabled", "planar_num_grasps")}))
+            "collision_thresh", "table_plane_mode", "executability_filter", "nms_enabled", "planar_num_grasps")}))
     assert result.status == "ok"
     assert result.counts["decoded"] == result.counts["published"] == 6
     assert np.all(np.diff(result.grasps.scores) <= 0)
@@ -124,7 +124,8 @@ def test_without_filters_every_decoded_grasp_is_published_best_first(onnx_result
 def test_planar_grasps_outside_the_depth_range_are_dropped(onnx_result, example_scene, intrinsics):
     detector, reference = onnx_result
     limit = float(np.median(reference.grasps.translations[:, 2]))
-    near = GraspDetector(detector.config.replace(max_depth_m=limit, collision_thresh=0.0, table_plane_mode="none"),
+    near = GraspDetector(detector.config.replace(max_depth_m=limit, collision_thresh=0.0, table_plane_mode="none",
+                                                 executability_filter=False),
                          runner=detector.runner)
     result = near.detect(example_scene["color"], example_scene["depth"], "16UC1", intrinsics)
     assert result.counts["rejected_workspace"] >= 1

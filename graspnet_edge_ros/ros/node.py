@@ -208,7 +208,8 @@ class GraspDetectorNode(Node):
         num_points = getattr(runner, "num_points", None) or self._config.num_points
         # The table and approach filters would reject the few synthetic grasps before the
         # collision check and NMS had run (and compiled) once.
-        self._detector.update_config(self._config.replace(table_plane_mode="none", approach_max_angle_deg=180.0,
+        self._detector.update_config(self._config.replace(table_plane_mode="none", executability_filter=False,
+                                                          approach_max_angle_deg=180.0, workspace_mode="off",
                                                           workspace_mask_path="", workspace_min_xyz=(),
                                                           workspace_max_xyz=()))
         start = time.perf_counter()
