@@ -141,8 +141,7 @@ def decode_depth(data: np.ndarray, encoding: str, depth_scale: float = 0.001) ->
     """
     depth = _as_single_channel(np.asarray(data), "depth", encoding)
     if encoding in DEPTH_ENCODINGS_UINT16:
-        if depth.dtype != np.uint16:
-            raise InputError(f"depth encoding {encoding!r} needs uint16 data, got {depth.dtype}")
+        depth = integer_depth_as_uint16(depth, encoding)
         if not (math.isfinite(depth_scale) and depth_scale > 0):
             raise ConfigError(f"depth_scale must be a positive number of metres per unit, got {depth_scale}")
         return depth.astype(np.float32) * np.float32(depth_scale)
@@ -155,6 +154,27 @@ def decode_depth(data: np.ndarray, encoding: str, depth_scale: float = 0.001) ->
         return metres
     supported = ", ".join(DEPTH_ENCODINGS_UINT16 + DEPTH_ENCODINGS_FLOAT)
     raise InputError(f"unsupported depth encoding {encoding!r} (supported: {supported})")
+
+
+def integer_depth_as_uint16(depth: np.ndarray, what: str = "16UC1") -> np.ndarray:
+    """Integer depth units as uint16, never wrapped.
+
+    Wider integer images (a 32-bit PNG/TIFF, ``int32`` arrays) are accepted only when every value
+    fits 16 bits: a negative value or one above 65535 is an ``InputError`` with the counts, since
+    ``astype(uint16)`` would silently wrap it into a plausible-looking distance.
+    """
+    if depth.dtype == np.uint16:
+        return depth
+    if depth.dtype.kind not in "iu":
+        raise InputError(f"depth {what!r} needs integer (uint16) data, got {depth.dtype}")
+    if depth.size:
+        negative = int(np.count_nonzero(depth < 0)) if depth.dtype.kind == "i" else 0
+        too_far = int(np.count_nonzero(depth > np.iinfo(np.uint16).max))
+        if negative or too_far:
+            raise InputError(f"depth {what!r} has {negative} negative and {too_far} values above 65535 "
+                             f"(range {int(depth.min())}..{int(depth.max())}): not 16-bit depth units; "
+                             "refusing to wrap them")
+    return depth.astype(np.uint16)
 
 
 def decode_color(data: np.ndarray, encoding: str) -> np.ndarray:

@@ -24,6 +24,7 @@ from graspnet_edge_ros.postprocess import filters
 from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector
 from graspnet_edge_ros.postprocess.decode import DecodeConfig, decode_grasps
 from graspnet_edge_ros.postprocess.nms import grasp_nms
+from graspnet_edge_ros.runtime.health import check_raw_outputs
 from graspnet_edge_ros.timing import StageTimer
 
 STATUS_OK = "ok"
@@ -168,6 +169,7 @@ class GraspDetector:
         cfg = self.config
         with timer("model"):
             raw = self.runner(cloud.sampled)
+            check_raw_outputs(raw)
         self._record_model_timings(timer)
         with timer("decode"):
             grasps = decode_grasps(raw, DecodeConfig(cfg.grasp_max_width_m, cfg.grasp_max_tolerance_m))
