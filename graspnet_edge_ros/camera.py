@@ -18,6 +18,7 @@ import numpy as np
 from graspnet_edge_ros.errors import ConfigError, InputError
 
 DEPTH_ENCODINGS_UINT16 = ("16UC1", "mono16")
+MIN_FOCAL_PX, MAX_FOCAL_PX = 1e-3, 1e8  # accepted focal lengths in pixels
 DEPTH_ENCODINGS_FLOAT = ("32FC1",)
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
@@ -49,6 +50,10 @@ class CameraIntrinsics:
                     f"camera intrinsics: {name} must be > 0, got {getattr(self, name)} "
                     "(an all-zero K usually means an uncalibrated camera_info)"
                 )
+            # Beyond these, back-projection overflows (fx = 1e-300 gives infinite rays): not a pinhole camera.
+            if not MIN_FOCAL_PX <= getattr(self, name) <= MAX_FOCAL_PX:
+                raise InputError(f"camera intrinsics: {name}={getattr(self, name)} is outside "
+                                 f"[{MIN_FOCAL_PX:g}, {MAX_FOCAL_PX:g}] pixels")
         for name in ("width", "height"):
             if getattr(self, name) <= 0:
                 raise InputError(f"camera intrinsics: {name} must be > 0, got {getattr(self, name)}")

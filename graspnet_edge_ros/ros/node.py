@@ -31,10 +31,9 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from graspnet_edge_ros.camera import CameraIntrinsics, prepare_points
-from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError, ModelError
+from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, ModelError
 from graspnet_edge_ros.grasps import GraspGroup
-from graspnet_edge_ros.pipeline import (STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK,
-                                        DetectionResult)
+from graspnet_edge_ros.pipeline import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK
 from graspnet_edge_ros.poses import tcp_poses
 from graspnet_edge_ros.ros import conversions, params
 from graspnet_edge_ros.ros.diagnostics import DiagnosticsReporter, NodeStatistics
@@ -463,17 +462,7 @@ class GraspDetectorNode(Node):
         config, settings = self._config, self._settings
         if self._detector.config is not config:
             self._detector.update_config(config)
-        convert_start = time.perf_counter()
-        try:
-            color = conversions.color_from_image(frame.color)
-            depth, encoding = conversions.depth_from_image(frame.depth)
-            intrinsics = conversions.intrinsics_from_camera_info(frame.info)
-        except InputError as exc:
-            convert_ms = (time.perf_counter() - convert_start) * 1e3
-            result = DetectionResult(STATUS_NO_VALID_INPUT, str(exc), model_id=self.model_id)
-        else:
-            convert_ms = (time.perf_counter() - convert_start) * 1e3
-            result = self._detector.detect(color, depth, encoding, intrinsics)
+        result, convert_ms = conversions.detect_on_messages(self._detector, frame.color, frame.depth, frame.info)
         timings = {"convert": convert_ms, **result.timings_ms}
 
         source_frame = frame.color.header.frame_id
