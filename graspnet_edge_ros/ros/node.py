@@ -48,6 +48,7 @@ EXECUTOR_THREADS = 4
 # How often pending ~/detect_grasps calls are checked against their deadline.
 REQUEST_DEADLINE_PERIOD_S = 0.05
 OUTPUT_QUEUE_DEPTH = 10
+SERVICE_QUEUE_DEPTH = 1000
 
 
 class TransformUnavailableError(GraspNetEdgeError):
@@ -188,8 +189,11 @@ class GraspDetectorNode(Node):
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QUEUE_DEPTH)
         if self._settings.target_frame:
             self._transformer = _TargetFrameTransformer(self)
+        # The default service queue (depth 10) silently drops requests of a burst of callers.
+        service_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=SERVICE_QUEUE_DEPTH,
+                                 reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
         self._service = self.create_service(DetectGrasps, "~/detect_grasps", self._on_detect_grasps,
-                                            callback_group=ReentrantCallbackGroup())
+                                            qos_profile=service_qos, callback_group=ReentrantCallbackGroup())
         # rclpy sends what the callback returns; deferred responses are held back (see _send_or_defer).
         self._send_response_now = self._service.send_response
         self._service.send_response = self._send_or_defer
