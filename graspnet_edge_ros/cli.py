@@ -275,13 +275,18 @@ def detector_parameters(path) -> dict:
     return {key: value for key, value in values.items() if key not in node_only or key in detector_fields}
 
 
+# Parameters of the node itself (ros/params.py NodeSettings and the ROS built-ins): the node's
+# YAML carries them, the detector has no use for them. Listed here because the core must not
+# import the ROS layer; test_hostile_inputs.py checks the list against NodeSettings.
+NODE_ONLY_PARAMETERS = frozenset({
+    "color_topic", "depth_topic", "camera_info_topic", "object_mask_topic", "qos_reliability", "qos_depth", "slop",
+    "queue_size", "exact_sync", "warmup", "diagnostics_period_s", "mode", "service_timeout_s", "target_frame",
+    "tf_timeout_s", "max_markers", "input_timeout_s", "use_sim_time",
+})
+
+
 def _node_only_parameters() -> frozenset:
-    """NodeSettings fields and ROS built-ins (read from the ROS-free part of ros/params.py)."""
-    try:
-        from graspnet_edge_ros.ros.params import ROS_BUILTIN_PARAMETERS, NodeSettings
-    except ImportError:  # pip install without the ROS layer: nothing is node-only
-        return frozenset()
-    return frozenset(NodeSettings.__dataclass_fields__) | ROS_BUILTIN_PARAMETERS
+    return NODE_ONLY_PARAMETERS
 
 
 def result_to_json(result, config) -> dict:

@@ -190,6 +190,12 @@ def test_params_file_in_the_node_layout_drops_node_only_keys_with_one_notice(tmp
         from_mapping(cli.detector_parameters(both))
 
 
+def test_node_only_parameter_list_matches_the_node_settings():
+    from graspnet_edge_ros.ros.params import ROS_BUILTIN_PARAMETERS, NodeSettings
+
+    assert cli.NODE_ONLY_PARAMETERS == frozenset(NodeSettings.__dataclass_fields__) | ROS_BUILTIN_PARAMETERS
+
+
 def test_params_file_depth_scale_is_not_replaced_by_the_mat_factor(split_model_dir, shared_dir, tmp_path):
     data = shared_dir / "data" / "graspnet_example"
     params = tmp_path / "p.yaml"
