@@ -18,6 +18,7 @@ import numpy as np
 from graspnet_edge_ros.errors import ConfigError, InputError
 
 DEPTH_ENCODINGS_UINT16 = ("16UC1", "mono16")
+MIN_FOCAL_PX, MAX_FOCAL_PX = 1e-3, 1e8  # accepted focal lengths in pixels
 DEPTH_ENCODINGS_FLOAT = ("32FC1",)
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
@@ -49,6 +50,10 @@ class CameraIntrinsics:
                     f"camera intrinsics: {name} must be > 0, got {getattr(self, name)} "
                     "(an all-zero K usually means an uncalibrated camera_info)"
                 )
+            # Beyond these, back-projection overflows (fx = 1e-300 gives infinite rays): not a pinhole camera.
+            if not MIN_FOCAL_PX <= getattr(self, name) <= MAX_FOCAL_PX:
+                raise InputError(f"camera intrinsics: {name}={getattr(self, name)} is outside "
+                                 f"[{MIN_FOCAL_PX:g}, {MAX_FOCAL_PX:g}] pixels")
         for name in ("width", "height"):
             if getattr(self, name) <= 0:
                 raise InputError(f"camera intrinsics: {name} must be > 0, got {getattr(self, name)}")
@@ -141,8 +146,7 @@ def decode_depth(data: np.ndarray, encoding: str, depth_scale: float = 0.001) ->
     """
     depth = _as_single_channel(np.asarray(data), "depth", encoding)
     if encoding in DEPTH_ENCODINGS_UINT16:
-        if depth.dtype != np.uint16:
-            raise InputError(f"depth encoding {encoding!r} needs uint16 data, got {depth.dtype}")
+        depth = integer_depth_as_uint16(depth, encoding)
         if not (math.isfinite(depth_scale) and depth_scale > 0):
             raise ConfigError(f"depth_scale must be a positive number of metres per unit, got {depth_scale}")
         return depth.astype(np.float32) * np.float32(depth_scale)
@@ -155,6 +159,27 @@ def decode_depth(data: np.ndarray, encoding: str, depth_scale: float = 0.001) ->
         return metres
     supported = ", ".join(DEPTH_ENCODINGS_UINT16 + DEPTH_ENCODINGS_FLOAT)
     raise InputError(f"unsupported depth encoding {encoding!r} (supported: {supported})")
+
+
+def integer_depth_as_uint16(depth: np.ndarray, what: str = "16UC1") -> np.ndarray:
+    """Integer depth units as uint16, never wrapped.
+
+    Wider integer images (a 32-bit PNG/TIFF, ``int32`` arrays) are accepted only when every value
+    fits 16 bits: a negative value or one above 65535 is an ``InputError`` with the counts, since
+    ``astype(uint16)`` would silently wrap it into a plausible-looking distance.
+    """
+    if depth.dtype == np.uint16:
+        return depth
+    if depth.dtype.kind not in "iu":
+        raise InputError(f"depth {what!r} needs integer (uint16) data, got {depth.dtype}")
+    if depth.size:
+        negative = int(np.count_nonzero(depth < 0)) if depth.dtype.kind == "i" else 0
+        too_far = int(np.count_nonzero(depth > np.iinfo(np.uint16).max))
+        if negative or too_far:
+            raise InputError(f"depth {what!r} has {negative} negative and {too_far} values above 65535 "
+                             f"(range {int(depth.min())}..{int(depth.max())}): not 16-bit depth units; "
+                             "refusing to wrap them")
+    return depth.astype(np.uint16)
 
 
 def decode_color(data: np.ndarray, encoding: str) -> np.ndarray:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError, ModelFormatError
+from graspnet_edge_ros.errors import (BackendUnavailableError, ConfigError, GraspNetEdgeError, InputError,
+                                      ModelError, ModelFormatError)
 from graspnet_edge_ros.grasps import OBJECT_ID
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
@@ -32,9 +35,67 @@ def cmd_env(_args) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------ output paths
+def check_output_file(path, option: str) -> Path:
+    """``path`` can be written as a file: ConfigError naming ``option`` otherwise (checked before any work).
+
+    Missing parent directories are created (as writing would); an existing file is left untouched.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a directory; give a file name")
+    parent = _creatable_directory(path.parent, option)
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{option} {path} is not writable")
+        return path
+    try:  # the only reliable test (read-only mounts, /proc, permissions): create it and remove it
+        with open(path, "x"):
+            pass
+        path.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot create a file in {parent} ({exc.strerror or exc})") from exc
+    return path
+
+
+def check_output_directory(path, option: str) -> Path:
+    """``path`` is or can become a writable directory; ConfigError naming ``option`` otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} exists and is not a directory")
+    _creatable_directory(path, option)
+    probe = path / f".graspnet_edge_write_test_{os.getpid()}"
+    try:
+        with open(probe, "x"):
+            pass
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from exc
+    return path
+
+
+def _creatable_directory(directory: Path, option: str) -> Path:
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option}: {existing} is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option}: cannot create directory {directory} ({exc.strerror or exc})") from exc
+    return directory
+
+
 # ------------------------------------------------------------------------------------ export
 def cmd_export(args) -> int:
     from graspnet_edge_ros.planar.formats import detect_planar_model_type
+
+    _require_torch("export")
+    if args.split:
+        check_output_directory(args.output, "--output")
+    else:
+        check_output_file(args.output, "--output")
 
     model_type = args.model_type or detect_planar_model_type(args.checkpoint) or "graspnet"
     if model_type != "graspnet":
@@ -60,6 +121,16 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+def _require_torch(command: str) -> None:
+    """BackendUnavailableError naming the extra to install when PyTorch is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise BackendUnavailableError(f"`graspnet-edge {command}` needs PyTorch, which is not installed: "
+                                      "pip install 'graspnet_edge_ros[torch]' (or the CPU wheel from "
+                                      "https://download.pytorch.org/whl/cpu)")
+
+
 def _export_planar(args, model_type: str) -> int:
     """GR-ConvNet / AFFGA-Net checkpoint -> one static-shape ONNX file, checked in onnxruntime."""
     from graspnet_edge_ros.digest import file_digest
@@ -83,6 +154,14 @@ def cmd_infer_points(args) -> int:
     from graspnet_edge_ros.postprocess.decode import decode_grasps
     from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner, thread_options
 
+    if args.repeat < 1:
+        raise ConfigError(f"--repeat must be >= 1, got {args.repeat}")
+    if args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+    if args.dump:
+        check_output_file(args.dump, "--dump")
+    if args.grasps:
+        check_output_file(args.grasps, "--grasps")
     points = _load_points(args.points)
     runner = load_graspnet_runner(args.model, args.backend, **thread_options(args.backend, args.model, args.threads))
     # A raw dump must hold every seed; otherwise skip the head for seeds the decoder drops.
@@ -106,10 +185,24 @@ def cmd_infer_points(args) -> int:
 
 
 def _load_points(path) -> np.ndarray:
+    """(N, 3) float32 points from .npy, or from .npz holding one array (or one named 'points')."""
     try:
-        points = np.load(path)
+        loaded = np.load(path)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                names = list(loaded.files)
+                if "points" in names:
+                    loaded = loaded["points"]
+                elif len(names) == 1:
+                    loaded = loaded[names[0]]
+                else:
+                    raise InputError(f"{path}: an .npz with several arrays needs one named 'points' "
+                                     f"(has {names})")
+        points = np.asarray(loaded)
     except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
         raise InputError(f"cannot read points {path}: {exc or 'empty file'}") from exc
+    if points.dtype.kind not in "fiu":
+        raise InputError(f"{path}: points must be numbers, got dtype {points.dtype}")
     if points.ndim == 3 and points.shape[0] == 1:
         points = points[0]
     if points.ndim != 2 or points.shape[1] != 3:
@@ -124,17 +217,27 @@ def cmd_detect(args) -> int:
     from graspnet_edge_ros.config import DetectorConfig, from_mapping, load_yaml
     from graspnet_edge_ros.pipeline import GraspDetector
 
+    # Everything that can be checked without the model comes first: outputs, parameters, inputs.
+    check_output_file(args.output, "--output")
+    if args.overlay:
+        check_output_file(args.overlay, "--overlay")
+    values = detector_parameters(args.params_file) if args.params_file else {}
     color = read_color(args.color)
     depth, encoding = read_depth(args.depth)
     intrinsics, file_scale = read_intrinsics(args, depth.shape)
-    values = load_yaml(args.params_file) if args.params_file else {}
     values.update({"model_path": str(args.model), "backend": args.backend or values.get("backend", "")})
     if args.model_type:
         values["model_type"] = args.model_type
     if args.workspace_mask:
         values["workspace_mask_path"] = str(args.workspace_mask)
-    if args.depth_scale is not None or file_scale is not None:
-        values["depth_scale"] = args.depth_scale if args.depth_scale is not None else file_scale
+    # Precedence: --depth-scale, then the parameter file, then the camera file's factor.
+    if args.depth_scale is not None:
+        values["depth_scale"] = args.depth_scale
+    elif "depth_scale" in values and file_scale is not None:
+        print(f"graspnet-edge: note: depth_scale {values['depth_scale']} from {args.params_file} overrides "
+              f"{file_scale:g} from {args.camera_info}", file=sys.stderr)
+    elif file_scale is not None:
+        values["depth_scale"] = file_scale
     if args.seed is not None:
         values["sampling_seed"] = args.seed
     if args.max_grasps is not None:
@@ -146,7 +249,6 @@ def cmd_detect(args) -> int:
     detector = GraspDetector(config)
     result = detector.detect(color, depth, encoding, intrinsics, object_labels=labels)
     report = result_to_json(result, config)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
     print_result_table(result)
     print(f"grasps -> {args.output}")
@@ -155,7 +257,40 @@ def cmd_detect(args) -> int:
 
         save_overlay(args.overlay, color, result.grasps, intrinsics)
         print(f"overlay -> {args.overlay}")
+    if result.status == "error":
+        return EXIT_MODEL
     return EXIT_OK if result.status in ("ok", "no_grasp") else EXIT_INPUT
+
+
+def detector_parameters(path) -> dict:
+    """Detector parameters of a YAML file: flat, or the node's ROS layout (``/**`` or the node's name).
+
+    Keys only the node uses (topics, QoS, ``use_sim_time``...) are dropped with one notice on
+    stderr; any other unknown key is a ConfigError with a did-you-mean (from ``from_mapping``).
+    """
+    from graspnet_edge_ros.config import DetectorConfig, load_yaml
+
+    values = load_yaml(path)
+    node_only = sorted(key for key in values if key in _node_only_parameters())
+    if node_only:
+        print(f"graspnet-edge: note: ignoring node-only parameter(s) in {path}: {', '.join(node_only)}",
+              file=sys.stderr)
+    detector_fields = DetectorConfig.__dataclass_fields__
+    return {key: value for key, value in values.items() if key not in node_only or key in detector_fields}
+
+
+# Parameters of the node itself (ros/params.py NodeSettings and the ROS built-ins): the node's
+# YAML carries them, the detector has no use for them. Listed here because the core must not
+# import the ROS layer; test_hostile_inputs.py checks the list against NodeSettings.
+NODE_ONLY_PARAMETERS = frozenset({
+    "color_topic", "depth_topic", "camera_info_topic", "object_mask_topic", "qos_reliability", "qos_depth", "slop",
+    "queue_size", "exact_sync", "warmup", "diagnostics_period_s", "mode", "service_timeout_s", "target_frame",
+    "tf_timeout_s", "max_markers", "input_timeout_s", "use_sim_time",
+})
+
+
+def _node_only_parameters() -> frozenset:
+    return NODE_ONLY_PARAMETERS
 
 
 def result_to_json(result, config) -> dict:
@@ -207,26 +342,37 @@ def read_color(path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InputError(f"cannot read colour image {path}: {exc}") from exc
 
 
 def read_depth(path) -> tuple[np.ndarray, str]:
     """Depth PNG (uint16 units, '16UC1') or .npy (float32 metres, '32FC1')."""
+    from PIL import Image
+
+    from graspnet_edge_ros.camera import integer_depth_as_uint16
+
     path = Path(path)
     try:
         if path.suffix == ".npy":
             depth = np.load(path)
-            return depth.astype(np.float32), "32FC1"
-        from PIL import Image
-
-        with Image.open(path) as image:
-            depth = np.asarray(image)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read depth image {path}: {exc}") from exc
-    if depth.dtype != np.uint16 and depth.dtype != np.int32:
+        else:
+            with Image.open(path) as image:
+                depth = np.asarray(image)
+    except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InputError(f"cannot read depth image {path}: {exc or 'empty file'}") from exc
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[:, :, 0]
+    if depth.ndim != 2 or min(depth.shape) == 0:
+        raise InputError(f"{path}: depth must be an (H, W) image, got shape {depth.shape}")
+    if path.suffix == ".npy":
+        if depth.dtype.kind != "f":
+            raise InputError(f"{path}: .npy depth must be float metres, got {depth.dtype}")
+        return depth.astype(np.float32), "32FC1"
+    if depth.dtype.kind not in "iu" or depth.dtype.itemsize < 2:
         raise InputError(f"{path}: depth PNG must be 16-bit (got {depth.dtype}); use .npy for float metres")
-    return depth.astype(np.uint16), "16UC1"
+    # A 32-bit PNG/TIFF is accepted only if every value fits 16 bits: never wrapped.
+    return integer_depth_as_uint16(depth, f"{path.name} (16UC1)"), "16UC1"
 
 
 def read_labels(path) -> np.ndarray:
@@ -267,20 +413,68 @@ def read_intrinsics(args, shape):
     if not path.is_file():
         raise InputError(f"camera info file not found: {path}")
     if path.suffix == ".mat":
-        import scipy.io
-
-        meta = scipy.io.loadmat(path)
-        scale = 1.0 / float(np.asarray(meta["factor_depth"]).ravel()[0]) if "factor_depth" in meta else None
-        return CameraIntrinsics.from_matrix(np.asarray(meta["intrinsic_matrix"], float), width, height), scale
+        return _intrinsics_from_mat(path, width, height)
     import yaml
 
-    data = yaml.safe_load(path.read_text())
-    matrix = data.get("k") or data.get("K") or (data.get("camera_matrix") or {}).get("data")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read camera info {path}: {first}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping with 'k', 'K' or 'camera_matrix.data', "
+                         f"got {type(data).__name__}")
+    camera_matrix = data.get("camera_matrix")
+    matrix = data.get("k", data.get("K", camera_matrix.get("data") if isinstance(camera_matrix, dict) else None))
     if matrix is None:
         raise InputError(f"{path}: no 'k', 'K' or 'camera_matrix.data' entry")
-    return CameraIntrinsics.from_matrix(np.asarray(matrix, float).reshape(3, 3),
-                                        int(data.get("width", data.get("image_width", width))),
-                                        int(data.get("height", data.get("image_height", height)))), None
+    return CameraIntrinsics.from_matrix(_matrix_3x3(matrix, path),
+                                        _image_size(data, ("width", "image_width"), width, path),
+                                        _image_size(data, ("height", "image_height"), height, path)), None
+
+
+def _matrix_3x3(values, source) -> np.ndarray:
+    try:
+        matrix = np.asarray(values, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{source}: camera matrix must be 9 numbers, got {values!r}") from exc
+    if matrix.size != 9:
+        raise InputError(f"{source}: camera matrix must be 9 numbers (3x3), got {matrix.size}")
+    return matrix.reshape(3, 3)
+
+
+def _image_size(data: dict, keys: tuple, default: int, source) -> int:
+    value = next((data[key] for key in keys if key in data), default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer() \
+            or not 0 < value < 1_000_000:
+        raise InputError(f"{source}: {keys[0]} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _intrinsics_from_mat(path: Path, width: int, height: int):
+    """(CameraIntrinsics, metres per depth unit or None) from a GraspNet meta.mat."""
+    import scipy.io
+
+    from graspnet_edge_ros.camera import CameraIntrinsics
+
+    try:
+        meta = scipy.io.loadmat(path)
+    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, ... for foreign files
+        raise InputError(f"cannot read {path} as a .mat file: {type(exc).__name__}: {exc}") from exc
+    if "intrinsic_matrix" not in meta:
+        raise InputError(f"{path}: no 'intrinsic_matrix' entry (has {sorted(k for k in meta if not k.startswith('__'))})")
+    intrinsics = CameraIntrinsics.from_matrix(_matrix_3x3(meta["intrinsic_matrix"], path), width, height)
+    if "factor_depth" not in meta:
+        return intrinsics, None
+    factor = np.asarray(meta["factor_depth"]).ravel()
+    try:
+        value = float(factor[0]) if factor.size == 1 else math.nan
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{path}: factor_depth must be one positive number (depth units per metre), "
+                         f"got {factor.tolist()}")
+    return intrinsics, 1.0 / value
 
 
 # -------------------------------------------------------------------------------------- main
@@ -310,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("infer-points", help="one forward pass on exact input points")
-    p.add_argument("--points", required=True, help=".npy (N,3) float32 camera frame, metres")
+    p.add_argument("--points", required=True,
+                   help=".npy (N,3) float32 camera frame, metres (or .npz with one array / an array 'points')")
     p.add_argument("--model", required=True, help="checkpoint, .onnx file, or split directory")
     p.add_argument("--backend", choices=["torch", "onnxruntime", "hobot_dnn"], default=None)
     p.add_argument("--dump", help="write raw outputs (official end_points names) to this .npz")
@@ -335,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-type", choices=["auto", "graspnet", "grconvnet", "affga"], default=None,
                    help="default: detected from the model file (give it for a compiled .bin)")
     p.add_argument("--backend", choices=["torch", "onnxruntime", "hobot_dnn"], default=None)
-    p.add_argument("--params-file", help="YAML of detector parameters (same names as the node's)")
+    p.add_argument("--params-file", help="YAML of detector parameters: flat, or the node's parameter file "
+                                         "(config/default.yaml; node-only keys are ignored)")
     p.add_argument("--seed", type=int, help="sampling seed for reproducible runs")
     p.add_argument("--max-grasps", type=int)
     p.add_argument("--output", required=True, help="grasps.json")
@@ -362,22 +558,39 @@ def _add_optional_commands(sub) -> None:
         module.add_commands(sub)
 
 
+DEBUG_ENV = "GRASPNET_EDGE_DEBUG"  # set to 1 to get the traceback of an unexpected error
+
+
 def main(argv=None) -> int:
+    """Run one sub-command; errors become one line on stderr and an exit code (see module docstring).
+
+    Exit codes: 2 usage/configuration, 3 input, 4 model/runtime (incl. a missing runtime), 1 other.
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"graspnet-edge: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"configuration error: {exc}", EXIT_USAGE)
     except InputError as exc:
-        print(f"graspnet-edge: bad input: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except ModelFormatError as exc:
-        print(f"graspnet-edge: model error: {exc}", file=sys.stderr)
-        return EXIT_MODEL
+        return _fail(f"bad input: {exc}", EXIT_INPUT)
+    except (ModelFormatError, ModelError, BackendUnavailableError) as exc:
+        return _fail(f"model error: {exc}", EXIT_MODEL)
     except GraspNetEdgeError as exc:
-        print(f"graspnet-edge: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 128 + 2)
+    except MemoryError:
+        return _fail("out of memory (lower num_points or the image size)", EXIT_ERROR)
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback on request
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        return _fail(f"internal error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)",
+                     EXIT_ERROR)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"graspnet-edge: {' '.join(str(message).split())}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

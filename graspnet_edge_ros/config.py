@@ -25,6 +25,64 @@ INT_ARRAY_FIELDS = frozenset({"target_object_ids"})
 RESTART_FIELDS = frozenset({"model_path", "model_type", "backend", "num_threads"})
 
 
+# Accepted ranges [low, high] (inclusive) of numeric parameters. config.validate enforces them and
+# the node declares them as ROS parameter ranges, so `ros2 param set` refuses a value outside
+# before the node sees it. Upper bounds keep one frame's cost finite (3 M points took 14 s and
+# 1.2 GB per frame); sizes are metres, angles degrees.
+MAX_NUM_POINTS = 100_000
+BOUNDS: dict[str, tuple[float, float]] = {
+    "num_threads": (0, 256),
+    "num_points": (1, MAX_NUM_POINTS),
+    "depth_scale": (1e-6, 1.0),
+    "min_depth_m": (0.0, 20.0),
+    "max_depth_m": (0.0, 20.0),
+    "sampling_seed": (-1, 2**31 - 1),
+    "grasp_max_width_m": (1e-4, 1.0),
+    "grasp_max_tolerance_m": (1e-4, 1.0),
+    "planar_num_grasps": (1, 1000),
+    "planar_min_quality": (-1.0, 1.0),
+    "planar_width_scale": (1e-3, 10_000.0),
+    "planar_depth_window_px": (1, 101),
+    "planar_insertion_depth_m": (0.0, 0.5),
+    "collision_thresh": (-1.0, 1.0),
+    "collision_voxel_size_m": (0.001, 0.5),
+    "collision_approach_dist_m": (0.0, 1.0),
+    "finger_width_m": (1e-4, 0.5),
+    "finger_length_m": (1e-4, 0.5),
+    "nms_translation_m": (0.0, 1.0),
+    "nms_rotation_deg": (0.0, 180.0),
+    "min_score": (-1000.0, 1000.0),
+    "max_grasps": (1, 10_000),
+    "gripper_max_width_m": (0.0, 1.0),
+    "gripper_min_width_m": (0.0, 1.0),
+    "width_margin_m": (-1.0, 1.0),
+    "approach_max_angle_deg": (1e-3, 180.0),
+    "min_table_height_m": (-1.0, 1.0),
+    "gripper_finger_length_m": (0.0, 1.0),
+    "gripper_finger_width_m": (0.0, 1.0),
+    "gripper_finger_thickness_m": (0.0, 1.0),
+    "gripper_palm_depth_m": (0.0, 1.0),
+    "gripper_palm_width_m": (0.0, 1.0),
+    "gripper_palm_thickness_m": (0.0, 1.0),
+    "gripper_wrist_length_m": (0.0, 1.0),
+    "gripper_wrist_radius_m": (0.0, 1.0),
+    "gripper_table_tolerance_m": (0.0, 1.0),
+    "workspace_max_height_m": (-5.0, 5.0),
+    "workspace_min_height_m": (-5.0, 5.0),
+    "workspace_extent_margin_m": (0.0, 5.0),
+    "target_sampling_fraction": (0.0, 1.0),
+    "target_context_m": (0.0, 5.0),
+    "tcp_offset_m": (-1.0, 1.0),
+    "pre_grasp_distance_m": (0.0, 2.0),
+}
+# Array elements: workspace box corners, approach axis and plane coefficients.
+ARRAY_ELEMENT_BOUNDS: dict[str, tuple[float, float]] = {
+    "workspace_min_xyz": (-20.0, 20.0), "workspace_max_xyz": (-20.0, 20.0),
+    "approach_direction": (-1e3, 1e3), "table_plane": (-1e3, 1e3),
+    "target_object_ids": (1, 2**31 - 1),
+}
+
+
 def _f(default, description: str, **extra):
     return field(default=default, metadata={"description": description, **extra})
 
@@ -134,6 +192,13 @@ def validate(cfg: DetectorConfig) -> None:
         value = getattr(cfg, f.name)
         if isinstance(value, float):
             _require(math.isfinite(value), f"{f.name} must be finite, got {value}")
+        if f.name in BOUNDS:
+            low, high = BOUNDS[f.name]
+            _require(low <= value <= high, f"{f.name} must be in [{low:g}, {high:g}], got {value}")
+        if f.name in ARRAY_ELEMENT_BOUNDS:
+            low, high = ARRAY_ELEMENT_BOUNDS[f.name]
+            _require(all(isinstance(v, (int, float)) and math.isfinite(v) and low <= v <= high for v in value),
+                     f"{f.name} values must be finite and in [{low:g}, {high:g}], got {list(value)}")
     _require(cfg.num_points >= 1, f"num_points must be >= 1, got {cfg.num_points}")
     _require(cfg.num_threads >= 0, f"num_threads must be >= 0, got {cfg.num_threads}")
     _require(cfg.depth_scale > 0, f"depth_scale must be > 0, got {cfg.depth_scale}")
@@ -207,35 +272,73 @@ def _as_int(value) -> int:
 
 
 def _coerce(key: str, value, default):
+    """``value`` in the type of ``default``; ConfigError when it is not one (no silent guesses)."""
+    if isinstance(default, bool):
+        # Only true/false: "maybe", "no" or 0 must not silently switch a feature off.
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
     try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
         if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError("not an integer")
             return int(value)
         if isinstance(default, float):
+            if isinstance(value, bool):
+                raise ValueError("not a number")
             return float(value)
         if isinstance(default, tuple):
+            if isinstance(value, (str, bytes)):
+                raise ValueError("not a list")
             if key in INT_ARRAY_FIELDS:
                 return tuple(_as_int(v) for v in value)
             return tuple(float(v) for v in value)
+        if isinstance(value, (dict, list, tuple)):
+            raise ValueError("not a string")
         return str(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{key}: cannot use {value!r} ({type(default).__name__} expected)") from exc
 
 
-def load_yaml(path) -> dict:
-    """Parameters from a YAML file: a flat mapping, or the ROS 2 ``node: ros__parameters:`` layout."""
+def load_yaml(path, node_name: str = "graspnet_edge_node") -> dict:
+    """Parameters from a YAML file: a flat mapping, or the ROS 2 parameter-file layout.
+
+    In the ROS layout (``<node>: ros__parameters: {...}``) the entries for every node (``/**``)
+    apply first, then those of ``node_name`` (with or without a leading '/'); other nodes'
+    entries are ignored.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not YAML, or not a mapping of parameters.
+    """
     import yaml
 
-    with open(path) as handle:
-        data = yaml.safe_load(handle) or {}
+    try:
+        with open(path) as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read parameter file {path}: {exc.strerror or exc}") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: not valid YAML ({first})") from exc
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of parameters")
-    for value in data.values():
-        if isinstance(value, dict) and "ros__parameters" in value:
-            return dict(value["ros__parameters"])
-    return data
+        raise ConfigError(f"{path}: expected a mapping of parameters, got {type(data).__name__}")
+    sections = {str(key).lstrip("/"): value for key, value in data.items()
+                if isinstance(value, dict) and "ros__parameters" in value}
+    if not sections:
+        return {str(key): value for key, value in data.items()}
+    merged: dict = {}
+    for section in ("**", node_name.lstrip("/")):
+        parameters = sections.get(section, {}).get("ros__parameters") if section in sections else {}
+        if parameters is None:
+            parameters = {}
+        if not isinstance(parameters, dict):
+            raise ConfigError(f"{path}: {section}.ros__parameters must be a mapping")
+        merged.update({str(key): value for key, value in parameters.items()})
+    if not merged and len(sections) == 1:
+        # A file for a renamed node (replay --node-name): its only section is ours.
+        merged = dict(next(iter(sections.values()))["ros__parameters"] or {})
+    return merged

@@ -21,6 +21,11 @@ class ModelFormatError(GraspNetEdgeError):
     """A model file is missing, unreadable, or does not match the expected layout."""
 
 
+class ModelError(GraspNetEdgeError):
+    """The model loaded but misbehaves: non-finite raw outputs, a failed warm-up, a segment that
+    does not take what its manifest says it takes."""
+
+
 class BackendUnavailableError(GraspNetEdgeError):
     """The requested inference runtime is not importable on this machine."""
 

@@ -26,6 +26,7 @@ from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector
 from graspnet_edge_ros.postprocess.decode import DecodeConfig, decode_grasps
 from graspnet_edge_ros.postprocess.executability import GripperGeometry, executability_filters
 from graspnet_edge_ros.postprocess.nms import grasp_nms
+from graspnet_edge_ros.runtime.health import check_raw_outputs
 from graspnet_edge_ros.support_plane import SupportPlane, SupportPlaneTracker, fit_support_plane
 from graspnet_edge_ros.targeting import check_labels, grasp_object_ids, present_labels, with_object_ids
 from graspnet_edge_ros.timing import StageTimer
@@ -301,6 +302,7 @@ class GraspDetector:
         cfg = self.config
         with timer("model"):
             raw = self.runner(cloud.sampled)
+            check_raw_outputs(raw)
         self._record_model_timings(timer)
         with timer("decode"):
             grasps = decode_grasps(raw, DecodeConfig(cfg.grasp_max_width_m, cfg.grasp_max_tolerance_m))

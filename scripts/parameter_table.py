@@ -21,5 +21,20 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+def bounds_markdown() -> str:
+    """The accepted range of every bounded numeric parameter (README "Failure behaviour")."""
+    from graspnet_edge_ros.config import ARRAY_ELEMENT_BOUNDS
+    from graspnet_edge_ros.ros.params import all_bounds
+
+    lines = ["| parameter | accepted range |", "|---|---|"]
+    for name, (low, high) in all_bounds().items():
+        lines.append(f"| `{name}` | {low:g} .. {high:g} |")
+    for name, (low, high) in ARRAY_ELEMENT_BOUNDS.items():
+        lines.append(f"| `{name}` (each value) | {low:g} .. {high:g} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(markdown())
+    import sys
+
+    print(bounds_markdown() if sys.argv[1:] == ["--bounds"] else markdown())

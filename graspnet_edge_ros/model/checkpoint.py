@@ -20,17 +20,52 @@ from graspnet_edge_ros.model.graspnet import GraspNet
 _MAX_LISTED = 5
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file and return its model state dict (on CPU)."""
+def _numpy_safe_globals() -> list:
+    """The numpy globals official training checkpoints pickle (scalars in 'loss'/'epoch' and their dtypes)."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    dtype_classes = [type(np.dtype(kind)) for kind in (np.float32, np.float64, np.int32, np.int64, np.bool_)]
+    return [scalar, np.dtype, *dict.fromkeys(dtype_classes)]
+
+
+def safe_torch_load(path: str | Path):
+    """``torch.load(weights_only=True)`` with only numpy scalars/dtypes allowed beyond tensors and containers.
+
+    A pickle naming any other global (e.g. ``os.system``) is refused before anything runs.
+
+    Raises:
+        ModelFormatError: unreadable file, or a pickled global outside the allow-list.
+    """
+    import pickle
+
     path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"checkpoint not found: {path}")
+    allowed = _numpy_safe_globals()
     try:
-        # Official files store an optimizer state and numpy scalars: weights_only=False is needed.
-        # Only load checkpoints you trust (torch.load can execute pickled code).
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        if hasattr(torch.serialization, "safe_globals"):  # torch >= 2.5: scoped to this call
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        if hasattr(torch.serialization, "add_safe_globals"):  # torch 2.4
+            torch.serialization.add_safe_globals(allowed)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((line.strip() for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first
+                      else type(exc).__name__)
+        raise ModelFormatError(f"refused to load {path}: it is not a plain weights file, loading it would run "
+                               f"pickled code ({detail})") from exc
     except Exception as exc:  # torch raises many types for a corrupt or foreign file
         raise ModelFormatError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file (weights only, see ``safe_torch_load``) and return its model state dict (on CPU)."""
+    payload = safe_torch_load(path)
     if isinstance(payload, dict) and "model_state_dict" in payload:
         payload = payload["model_state_dict"]
     if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):

@@ -63,6 +63,28 @@ def intrinsics_from_camera_info(msg) -> CameraIntrinsics:
     return CameraIntrinsics.from_camera_info(msg)
 
 
+def detect_on_messages(detector, color_msg, depth_msg, info_msg):
+    """(DetectionResult, conversion ms): the node's path from three messages to a detection.
+
+    Conversion errors become ``no_valid_input`` with the reason; the detector reports everything
+    else in its status. Used by the node's worker and by the fuzz test, so both run the same code.
+    """
+    import time
+
+    from graspnet_edge_ros.pipeline import DetectionResult
+
+    start = time.perf_counter()
+    try:
+        color = color_from_image(color_msg)
+        depth, encoding = depth_from_image(depth_msg)
+        intrinsics = intrinsics_from_camera_info(info_msg)
+    except InputError as exc:
+        return (DetectionResult(STATUS_NO_VALID_INPUT, str(exc), model_id=str(detector.model_id)),
+                (time.perf_counter() - start) * 1e3)
+    convert_ms = (time.perf_counter() - start) * 1e3
+    return detector.detect(color, depth, encoding, intrinsics), convert_ms
+
+
 def stamp_nanoseconds(stamp) -> int:
     """Integer nanoseconds of a builtin_interfaces/Time."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)

@@ -7,8 +7,11 @@ Topics (defaults follow the RealSense driver; set them with parameters or remap 
 
 Threads: the executor only matches messages, answers services and parameters; detection runs in
 one worker thread fed through a one-slot mailbox, so the newest frame wins and the node stays
-responsive while a frame takes seconds. Run it with a MultiThreadedExecutor (``main`` does): a
-service call waits for a frame, which a single-threaded executor could never deliver meanwhile.
+responsive while a frame takes seconds. A ~/detect_grasps call never holds an executor thread:
+its response is deferred (registered, then sent by the worker when the next frame's result is
+published, or by a steady timer at its deadline), so any number of concurrent callers are
+answered while frames and diagnostics keep flowing. Request timeouts are clamped to
+``params.MAX_SERVICE_TIMEOUT_S``; a NaN timeout is refused at once.
 
 Nothing is ever invented: unusable input, no grasp, a failed TF lookup or an internal error
 each give a GraspArray with its status, a reason and no grasps.
@@ -16,9 +19,10 @@ each give a GraspArray with its status, a reason and no grasps.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -27,10 +31,9 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from graspnet_edge_ros.camera import CameraIntrinsics, prepare_points
-from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError
+from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, ModelError
 from graspnet_edge_ros.grasps import GraspGroup
-from graspnet_edge_ros.pipeline import (STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK,
-                                        DetectionResult)
+from graspnet_edge_ros.pipeline import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK
 from graspnet_edge_ros.poses import tcp_poses
 from graspnet_edge_ros.ros import conversions, params
 from graspnet_edge_ros.ros.diagnostics import DiagnosticsReporter, NodeStatistics
@@ -41,9 +44,11 @@ NODE_NAME = "graspnet_edge_node"
 LOG_THROTTLE_S = 5.0
 # A step back in stamps larger than this is a restarted bag or clock, not a reordered frame.
 CLOCK_RESET_JUMP_NS = 1_000_000_000
-# Service calls block one executor thread each while they wait for a frame.
 EXECUTOR_THREADS = 4
+# How often pending ~/detect_grasps calls are checked against their deadline.
+REQUEST_DEADLINE_PERIOD_S = 0.05
 OUTPUT_QUEUE_DEPTH = 10
+SERVICE_QUEUE_DEPTH = 1000
 
 
 class TransformUnavailableError(GraspNetEdgeError):
@@ -60,11 +65,20 @@ class _Frame:
 
 @dataclass
 class _PendingRequest:
-    """A ~/detect_grasps call waiting for the first frame synchronised after ``after_seq``."""
+    """A ~/detect_grasps call waiting for the first frame synchronised after ``after_seq``.
+
+    Its response goes out once both are known: the result (``filled``) and the request header,
+    which rclpy hands over only after the service callback has returned.
+    """
 
     after_seq: int
-    done: threading.Event = field(default_factory=threading.Event)
-    result: object = None
+    request: object
+    response: object
+    timeout_s: float
+    deadline: float  # time.monotonic()
+    header: object = None
+    claimed: bool = False  # a result or the timeout has been taken for this request
+    filled: bool = False   # ... and written into ``response``
 
 
 class _TargetFrameTransformer:
@@ -135,6 +149,7 @@ class GraspDetectorNode(Node):
         super().__init__(node_name, **node_kwargs)
         self._mailbox = LatestMailbox()
         self._worker: threading.Thread | None = None
+        self._shutting_down = threading.Event()
         try:
             self._start(detector_factory)
         except BaseException:
@@ -144,6 +159,10 @@ class GraspDetectorNode(Node):
 
     def _start(self, detector_factory) -> None:
         self._config, self._settings = params.declare_parameters(self)
+        # rclpy keeps the overrides meant for this node (params file, -p) without declaring them.
+        notice = params.unknown_parameter_notice(getattr(self, "_parameter_overrides", {}) or {})
+        if notice:
+            self.get_logger().warning(notice)
         if detector_factory is None:
             from graspnet_edge_ros.pipeline import GraspDetector
 
@@ -152,6 +171,7 @@ class GraspDetectorNode(Node):
         self._stats = NodeStatistics()
         self._lock = threading.Lock()  # guards the request list and the frame counters
         self._requests: list[_PendingRequest] = []
+        self._deferred: dict[int, _PendingRequest] = {}  # id(response) -> request awaiting its header
         self._frames_synced = 0
         self._newest_stamp_ns: int | None = None
         self._transformer: _TargetFrameTransformer | None = None
@@ -169,13 +189,22 @@ class GraspDetectorNode(Node):
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QUEUE_DEPTH)
         if self._settings.target_frame:
             self._transformer = _TargetFrameTransformer(self)
+        # The default service queue (depth 10) silently drops requests of a burst of callers.
+        service_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=SERVICE_QUEUE_DEPTH,
+                                 reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
         self._service = self.create_service(DetectGrasps, "~/detect_grasps", self._on_detect_grasps,
-                                            callback_group=ReentrantCallbackGroup())
+                                            qos_profile=service_qos, callback_group=ReentrantCallbackGroup())
+        # rclpy sends what the callback returns; deferred responses are held back (see _send_or_defer).
+        self._send_response_now = self._service.send_response
+        self._service.send_response = self._send_or_defer
         self._sync_implementation = self._subscribe_inputs()
         self._diagnostics = DiagnosticsReporter(f"{self.get_name()}: grasp detection")
         # Steady clock: diagnostics keep coming with use_sim_time even when no /clock is published.
         self._diagnostics_timer = self.create_timer(self._settings.diagnostics_period_s, self._publish_diagnostics,
                                                     clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._request_timer = self.create_timer(REQUEST_DEADLINE_PERIOD_S, self._expire_requests,
+                                                callback_group=MutuallyExclusiveCallbackGroup(),
+                                                clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = threading.Thread(target=self._work, name="graspnet_detection", daemon=True)
         self._worker.start()
@@ -233,7 +262,8 @@ class GraspDetectorNode(Node):
             tcp_poses(pair)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         if result.status == STATUS_ERROR:
-            self.get_logger().error(f"warm-up frame failed after {elapsed_ms:.0f} ms: {result.reason}")
+            # A model that fails on a clean synthetic frame would fail on every real one.
+            raise ModelError(f"the warm-up frame failed after {elapsed_ms:.0f} ms: {result.reason}")
         else:
             self.get_logger().info(f"warm-up frame: {elapsed_ms:.0f} ms ({result.status}, "
                                    f"{len(result.grasps)} grasps)")
@@ -295,39 +325,92 @@ class GraspDetectorNode(Node):
             self._stats.record_dropped()
 
     def _on_detect_grasps(self, request, response):
-        settings, config = self._settings, self._config
-        timeout_s = float(request.timeout_s) if request.timeout_s > 0 else settings.service_timeout_s
-        max_grasps = int(request.max_grasps) or config.max_grasps
+        """Register the call and return at once; the response is sent later (see _finish_request)."""
+        settings = self._settings
+        requested = float(request.timeout_s)
+        if math.isnan(requested):
+            response.success = False
+            response.message = "timeout_s is NaN: give seconds to wait (0 = service_timeout_s)"
+            response.result = self._status_only_now(STATUS_NO_VALID_INPUT, response.message)
+            return response
+        # <= 0: the parameter; above the maximum (inf included): the maximum.
+        timeout_s = min(requested if requested > 0 else settings.service_timeout_s, params.MAX_SERVICE_TIMEOUT_S)
         with self._lock:
-            pending = _PendingRequest(after_seq=self._frames_synced)
+            pending = _PendingRequest(after_seq=self._frames_synced, request=request, response=response,
+                                      timeout_s=timeout_s, deadline=time.monotonic() + timeout_s)
             self._requests.append(pending)
-        pending.done.wait(timeout_s)
+            self._deferred[id(response)] = pending
+        return response
+
+    def _send_or_defer(self, response, header) -> None:
+        """rclpy's send_response: hold a registered call's response back until its result is in."""
         with self._lock:
-            if pending in self._requests:
-                self._requests.remove(pending)
+            pending = self._deferred.pop(id(response), None)
+            if pending is not None:
+                pending.header = header
+                ready = pending.filled
+        if pending is None or ready:
+            self._send(response, header)
+
+    def _send(self, response, header) -> None:
+        try:
+            self._send_response_now(response, header)
+        except Exception:  # noqa: BLE001 - the client or the context went away meanwhile
+            if not self._shutting_down.is_set() and self.context.ok():
+                raise
+
+    def _expire_requests(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            expired = [request for request in self._requests if request.deadline <= now]
+            self._requests = [request for request in self._requests if request.deadline > now]
+        for pending in expired:
+            self._finish_request(pending, None)
+
+    def _finish_request(self, pending: _PendingRequest, message) -> None:
+        """Fill ``pending``'s response with ``message`` (None = timed out) and send it once its header is in."""
+        with self._lock:
+            if pending.claimed:
+                return
+            pending.claimed = True
             frames_since = self._frames_synced - pending.after_seq
-        if pending.result is None:
+        self._fill_response(pending, message, frames_since)
+        with self._lock:
+            pending.filled = True
+            header = pending.header
+        if header is not None:
+            self._send(pending.response, header)
+
+    def _fill_response(self, pending: _PendingRequest, message, frames_since: int) -> None:
+        settings, response = self._settings, pending.response
+        if message is None:
             response.success = False
             if frames_since:
                 status = STATUS_ERROR
-                response.message = (f"timed out after {timeout_s:.1f} s: a frame arrived but its detection did "
-                                    "not finish in time (raise timeout_s or service_timeout_s)")
+                response.message = (f"timed out after {pending.timeout_s:.1f} s: a frame arrived but its detection "
+                                    "did not finish in time (raise timeout_s or service_timeout_s)")
             else:
                 status = STATUS_NO_VALID_INPUT
-                response.message = (f"timed out waiting for a frame after {timeout_s:.1f} s: no synchronised "
-                                    f"{settings.color_topic} + {settings.depth_topic} + {settings.camera_info_topic}")
-            response.result = conversions.grasp_array(
-                self.get_clock().now().to_msg(), settings.target_frame, status, response.message,
-                model_id=self.model_id, pose_convention=config.pose_convention,
-                pre_grasp_distance=config.pre_grasp_distance_m)
-            return response
-        result = conversions.truncated(pending.result, max_grasps)
+                response.message = (f"timed out waiting for a frame after {pending.timeout_s:.1f} s: no "
+                                    f"synchronised {settings.color_topic} + {settings.depth_topic} + "
+                                    f"{settings.camera_info_topic}")
+            response.result = self._status_only_now(status, response.message)
+            return
+        # Per-request options are applied here, to this caller's copy of the frame's result.
+        max_grasps = int(pending.request.max_grasps) if pending.request.max_grasps > 0 else self._config.max_grasps
+        result = conversions.truncated(message, max_grasps)
         response.result = result
         response.success = result.status in (result.STATUS_OK, result.STATUS_NO_GRASP)
         total_ms = dict(zip(result.stage_names, result.stage_latencies_ms)).get(conversions.TOTAL_STAGE, 0.0)
         response.message = (f"{len(result.grasps)} grasps in {total_ms:.0f} ms" if result.status == result.STATUS_OK
                             else f"{_status_name(result.status)}: {result.status_reason}")
-        return response
+
+    def _status_only_now(self, status: str, reason: str):
+        config = self._config
+        return conversions.grasp_array(
+            self.get_clock().now().to_msg(), self._settings.target_frame, status, reason,
+            model_id=self.model_id, pose_convention=config.pose_convention,
+            pre_grasp_distance=config.pre_grasp_distance_m)
 
     def _on_set_parameters(self, parameters):
         from rcl_interfaces.msg import SetParametersResult
@@ -367,7 +450,15 @@ class GraspDetectorNode(Node):
                                         throttle_duration_sec=LOG_THROTTLE_S)
                 message, grasps, transform = self._status_only(
                     frame.color.header, STATUS_ERROR, f"internal error: {type(exc).__name__}: {exc}"), None, None
-            self._publish_result(message, grasps, transform)
+            if self._shutting_down.is_set():
+                return  # the context may already be gone: nothing can be published any more
+            try:
+                self._publish_result(message, grasps, transform)
+            except Exception as exc:  # noqa: BLE001 - e.g. the context shut down mid-frame (Ctrl-C)
+                if self._shutting_down.is_set() or not self.context.ok():
+                    return
+                self.get_logger().error(f"cannot publish frame {frame.seq}: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=LOG_THROTTLE_S)
             self._complete_requests(frame.seq, message)
 
     def _process(self, frame: _Frame):
@@ -376,17 +467,7 @@ class GraspDetectorNode(Node):
         config, settings = self._config, self._settings
         if self._detector.config is not config:
             self._detector.update_config(config)
-        convert_start = time.perf_counter()
-        try:
-            color = conversions.color_from_image(frame.color)
-            depth, encoding = conversions.depth_from_image(frame.depth)
-            intrinsics = conversions.intrinsics_from_camera_info(frame.info)
-        except InputError as exc:
-            convert_ms = (time.perf_counter() - convert_start) * 1e3
-            result = DetectionResult(STATUS_NO_VALID_INPUT, str(exc), model_id=self.model_id)
-        else:
-            convert_ms = (time.perf_counter() - convert_start) * 1e3
-            result = self._detector.detect(color, depth, encoding, intrinsics)
+        result, convert_ms = conversions.detect_on_messages(self._detector, frame.color, frame.depth, frame.info)
         timings = {"convert": convert_ms, **result.timings_ms}
 
         source_frame = frame.color.header.frame_id
@@ -445,10 +526,11 @@ class GraspDetectorNode(Node):
             ready = [request for request in self._requests if request.after_seq < seq]
             self._requests = [request for request in self._requests if request.after_seq >= seq]
         for request in ready:
-            request.result = message
-            request.done.set()
+            self._finish_request(request, message)
 
     def destroy_node(self) -> None:
+        """Stop the worker (it finishes or abandons its frame without publishing), then the node."""
+        self._shutting_down.set()
         self._mailbox.close()
         worker = self._worker
         if worker is not None and worker.is_alive() and threading.current_thread() is not worker:
@@ -463,8 +545,12 @@ def _status_name(code: int) -> str:
     return _STATUS_NAMES.get(code, f"status {code}")
 
 
-def main(args=None) -> int:
-    """Entry point of ``graspnet_edge_node`` (``python -m graspnet_edge_ros.ros.node --ros-args ...``)."""
+def main(args=None, *, detector_factory=None) -> int:
+    """Entry point of ``graspnet_edge_node`` (``python -m graspnet_edge_ros.ros.node --ros-args ...``).
+
+    Exit codes: 0 after SIGINT/SIGTERM (also mid-frame), 1 when the node cannot start (bad
+    parameters, a model that does not load or fails its warm-up frame), logged in one line.
+    """
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
@@ -472,7 +558,7 @@ def main(args=None) -> int:
 
     rclpy.init(args=args)
     try:
-        node = GraspDetectorNode()
+        node = GraspDetectorNode(detector_factory=detector_factory)
     except (GraspNetEdgeError, ParameterException) as exc:  # bad parameters or model: one line, exit 1
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {type(exc).__name__}: {exc}")
         rclpy.try_shutdown()

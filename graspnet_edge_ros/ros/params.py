@@ -15,11 +15,26 @@ import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 
-from graspnet_edge_ros.config import INT_ARRAY_FIELDS, RESTART_FIELDS, DetectorConfig, from_mapping
+from graspnet_edge_ros.config import BOUNDS, INT_ARRAY_FIELDS, RESTART_FIELDS, DetectorConfig, from_mapping
 from graspnet_edge_ros.errors import ConfigError
 
 MODES = ("continuous", "on_demand")
 QOS_RELIABILITIES = ("best_effort", "reliable")
+# ~/detect_grasps waits at most this long: a request's timeout_s above it (or inf) is clamped.
+MAX_SERVICE_TIMEOUT_S = 600.0
+# Accepted ranges [low, high] of the node's numeric settings (see config.BOUNDS for the detector's).
+NODE_BOUNDS: dict[str, tuple[float, float]] = {
+    "qos_depth": (1, 1000),
+    "queue_size": (1, 1000),
+    "slop": (0.0, 10.0),
+    "diagnostics_period_s": (0.01, 3600.0),
+    "service_timeout_s": (0.001, MAX_SERVICE_TIMEOUT_S),
+    "tf_timeout_s": (0.0, 60.0),
+    "max_markers": (0, 1000),
+    "input_timeout_s": (0.001, 3600.0),
+}
+# Paths a parameter may name: checked at start and whenever they are set.
+PATH_PARAMETERS = ("workspace_mask_path",)
 
 
 def _f(default, description: str):
@@ -163,9 +178,48 @@ def validate_settings(settings: NodeSettings) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    for name, (low, high) in NODE_BOUNDS.items():
+        value = getattr(settings, name)
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be in [{low:g}, {high:g}], got {value}")
     if settings.target_frame != settings.target_frame.strip() or settings.target_frame.startswith("/"):
         raise ConfigError(f"target_frame must be a TF frame id without spaces or a leading '/', "
                           f"got {settings.target_frame!r}")
+
+
+def all_bounds() -> dict[str, tuple[float, float]]:
+    """{parameter: (low, high)} of every bounded numeric parameter (detector and node)."""
+    return {**BOUNDS, **NODE_BOUNDS}
+
+
+def check_paths(config: DetectorConfig) -> None:
+    """ConfigError when a path parameter names no readable file (empty = unset, fine)."""
+    import os
+
+    for name in PATH_PARAMETERS:
+        path = getattr(config, name)
+        if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            raise ConfigError(f"{name}: no readable file at {path!r}")
+
+
+def unknown_parameter_notice(names) -> str | None:
+    """A warning naming parameters the node does not declare (with a did-you-mean), or None."""
+    import difflib
+
+    known = sorted(declared_parameter_names())
+    unknown = sorted(str(name) for name in names if str(name) not in known and not _is_ros_parameter(str(name)))
+    if not unknown:
+        return None
+    described = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        described.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"ignoring unknown parameter(s) {', '.join(described)}: the node does not declare them"
+
+
+def _is_ros_parameter(name: str) -> bool:
+    # QoS overrides and other rclpy-owned parameters are not ours to judge.
+    return name.startswith("qos_overrides.") or name in ("start_type_description_service",)
 
 
 def settings_from_mapping(values: dict, base: NodeSettings | None = None) -> NodeSettings:
@@ -201,7 +255,10 @@ def apply_changes(changes: dict, config: DetectorConfig,
                 raise ConfigError(f"{name} cannot change while the node runs: restart required "
                                   f"(current value {current!r})")
     detector_changes, node_changes = split_values(changes)
-    return from_mapping(detector_changes, config), settings_from_mapping(node_changes, settings)
+    new_config = from_mapping(detector_changes, config)
+    if any(name in detector_changes for name in PATH_PARAMETERS):
+        check_paths(new_config)
+    return new_config, settings_from_mapping(node_changes, settings)
 
 
 def overrides_from_strings(values: dict[str, str]) -> dict:
@@ -218,7 +275,10 @@ def overrides_from_strings(values: dict[str, str]) -> dict:
     overrides = {}
     for name, text in values.items():
         if name not in _TABLE and name not in ROS_BUILTIN_PARAMETERS:
-            raise ConfigError(f"unknown parameter {name!r}")
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(declared_parameter_names()), n=1)
+            raise ConfigError(f"unknown parameter {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
         text = str(text).strip()
         if not text:
             continue
@@ -247,10 +307,11 @@ def declare_parameters(node) -> tuple[DetectorConfig, NodeSettings]:
     Raises:
         ConfigError: a value has the wrong type or is out of range.
     """
-    from rcl_interfaces.msg import ParameterDescriptor
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
     constraints = {"float": "double", "float_array": "array of doubles ([] = unset)",
                    "int_array": "array of integers ([] = unset)"}
+    bounds = all_bounds()
     for name, (default, kind, description) in _TABLE.items():
         dynamic = kind in constraints
         if name in RESTART_REQUIRED:
@@ -259,10 +320,20 @@ def declare_parameters(node) -> tuple[DetectorConfig, NodeSettings]:
             name=name, description=description, dynamic_typing=dynamic,
             additional_constraints=constraints.get(kind, ""),
             read_only=False)
+        if name in bounds:
+            # rclpy refuses a set_parameters value outside the range before our callback runs.
+            low, high = bounds[name]
+            if kind == "int":
+                descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=0)]
+            else:
+                descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high),
+                                                                      step=0.0)]
         # An empty array has no ROS type: declared unset (None), read back as ().
         is_array = kind in ("float_array", "int_array")
         initial = (list(default) or None) if is_array else default
         node.declare_parameter(name, initial, descriptor)
     values = {name: node.get_parameter(name).value for name in _TABLE}
     detector_values, node_values = split_values(values)
-    return from_mapping(detector_values), settings_from_mapping(node_values)
+    config = from_mapping(detector_values)
+    check_paths(config)
+    return config, settings_from_mapping(node_values)

@@ -12,7 +12,12 @@ frames (from the node's diagnostics) and wall time.
 Order of events: wait until the node's output topics have publishers and our recorders are
 matched to them, wait until the node subscribes to the bag's topics, play, then drain: stop once
 the result for the last frame has arrived (the node only ever processes the newest frame, so
-nothing else is pending), or once no result has arrived for a while, or at ``drain_timeout_s``.
+nothing else is pending), or once the node's diagnostics counters say every frame it received
+was answered or dropped, or at a timeout that grows with the measured per-frame latency (a slow
+node is waited for). With ``every_frame`` the next frame is published only after the node has
+answered the previous one: one result per bag frame whatever the machine's speed (regression
+runs). A ``stop`` event (set by the CLI on SIGINT/SIGTERM) ends playing or draining early; what
+was recorded is still flushed and summarised.
 
 Only rclpy-dependent code lives in functions; importing this module needs no ROS.
 """
@@ -43,6 +48,11 @@ TOTAL_STAGE = "total"
 STATUS_NAMES = {0: "ok", 1: "no_valid_input", 2: "no_grasp", 3: "error"}
 SETTLE_S = 0.3  # after both ends report a match: lets the reverse direction of discovery finish
 OTHER_TOPICS_GRACE_S = 5.0
+# Diagnostics counters count as final only if published this long after the last frame went out
+# (frames still in transit would not be in them yet).
+COUNTERS_SETTLE_S = 0.5
+# A slow node gets this many times its slowest frame per frame still pending before drain gives up.
+LATENCY_FACTOR = 3.0
 
 
 class ReplayError(GraspNetEdgeError):
@@ -191,6 +201,8 @@ class ReplaySummary:
     diagnostics: dict[str, dict] = field(default_factory=dict)  # last status per name
     e2e_latency_ms: list[float] = field(default_factory=list)
     drain_reason: str = ""
+    interrupted: str = ""  # the signal that stopped the replay early, if any
+    every_frame: bool = False
 
     @property
     def results_out(self) -> int:
@@ -257,6 +269,10 @@ class ReplaySummary:
             ("diagnostics / marker msgs", f"{self.diagnostics_received} / {self.markers_received}"),
             ("wall time", f"{self.wall_time_s:.1f} s (playing {self.play_time_s:.1f} s; drain: {self.drain_reason})"),
         ]
+        if self.interrupted:
+            rows.append(("INTERRUPTED", f"{self.interrupted}: the summary covers what happened until then"))
+        if self.every_frame:
+            rows.append(("mode", "every frame (next frame only after the previous answer)"))
         counters = self.node_counters()
         if counters:
             rows.append(("node counters (diagnostics)", ", ".join(f"{k} {v}" for k, v in counters.items())))
@@ -304,6 +320,7 @@ class ReplaySummary:
             "e2e_latency_ms": {"median": float(np.median(self.e2e_latency_ms)),
                                "p90": float(np.percentile(self.e2e_latency_ms, 90))} if self.e2e_latency_ms else None,
             "diagnostics": self.diagnostics, "drain_reason": self.drain_reason,
+            "interrupted": self.interrupted or None, "every_frame": self.every_frame,
         }
 
 
@@ -311,8 +328,11 @@ class ReplaySummary:
 class _Recorder:
     """Raw subscriptions -> MCAP writer + decoded GraspArray / diagnostics bookkeeping."""
 
-    def __init__(self, typestore, record_path: Path | None):
+    def __init__(self, typestore, record_path: Path | None, node_name: str = ""):
         self.typestore = typestore
+        self.node_name = node_name
+        self.counters: dict[str, int] | None = None  # the node's frames_* counters, last diagnostics
+        self.counters_s = 0.0
         self.lock = threading.Condition()
         self.results: list[ResultRecord] = []
         self.diagnostics: dict[str, dict] = {}
@@ -372,6 +392,12 @@ class _Recorder:
             level = level[0] if isinstance(level, (bytes, bytearray, np.ndarray)) else level
             values = {kv.key: kv.value for kv in status.values}
             self.diagnostics[status.name] = {"level": int(level), "message": status.message, **values}
+            if "frames_received" in values and (not self.node_name or status.name.startswith(self.node_name + ":")):
+                try:
+                    self.counters = {k: int(float(v)) for k, v in values.items() if k.startswith("frames_")}
+                    self.counters_s = now
+                except ValueError:
+                    pass
             for key, value in values.items():
                 if "drop" in key.lower():
                     try:
@@ -405,12 +431,18 @@ def _matching_qos(publishers, depth: int = 100):
                       durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
 
 
-def _wait(predicate, deadline: float, alive=None, poll_s: float = 0.05) -> bool:
+class ReplayInterrupted(ReplayError):
+    """The replay was stopped (SIGINT/SIGTERM) before it started playing."""
+
+
+def _wait(predicate, deadline: float, alive=None, poll_s: float = 0.05, stop=None) -> bool:
     while True:
         if predicate():
             return True
         if alive is not None and not alive():
             raise ReplayError("the node exited while the replay was waiting for it")
+        if stop is not None and stop.is_set():
+            raise ReplayInterrupted("interrupted while waiting for the node")
         if time.monotonic() >= deadline:
             return False
         time.sleep(poll_s)
@@ -421,7 +453,8 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
                node_name: str = DEFAULT_NODE_NAME, topics: dict[str, str] | None = None,
                frame_topic: str | None = None, start_timeout_s: float = 60.0, drain_timeout_s: float = 60.0,
                quiet_s: float | None = None, alive=None, log=print, clock: bool = False,
-               large_data: bool = True, on_play=None) -> ReplaySummary:
+               large_data: bool = True, on_play=None, every_frame: bool = False,
+               stop: threading.Event | None = None) -> ReplaySummary:
     """Play ``bag`` into the running node and record its outputs (see the module docstring).
 
     Args:
@@ -440,6 +473,9 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
         large_data: give this process's Fast DDS participant a 32 MB shared-memory segment (see
             ``use_large_data_transport``); without it best-effort subscribers get no HD images.
         on_play: called once, without arguments, right before the first message is published.
+        every_frame: publish a frame only after the node answered the previous one (waiting at
+            most ``drain_timeout_s`` or LATENCY_FACTOR x the slowest frame, whichever is longer).
+        stop: when set (SIGINT/SIGTERM in the CLI), stop playing/draining; the summary says so.
     """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -474,7 +510,7 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
     executor = None
     spin_thread = None
     try:
-        recorder = _Recorder(typestore, Path(record) if record else None)
+        recorder = _Recorder(typestore, Path(record) if record else None, node_name)
         node = rclpy.create_node(f"graspnet_edge_replay_{os.getpid()}", context=context)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
@@ -483,7 +519,7 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
 
         # 1. the node's outputs: wait for its GraspArray publisher, then subscribe QoS-compatibly
         deadline = time.monotonic() + start_timeout_s
-        if not _wait(lambda: node.get_publishers_info_by_topic(grasp_topic), deadline, alive):
+        if not _wait(lambda: node.get_publishers_info_by_topic(grasp_topic), deadline, alive, stop=stop):
             raise ReplayError(f"no publisher on {grasp_topic} after {start_timeout_s:.0f} s; is the node running "
                               f"(same ROS_DOMAIN_ID={_domain()}, node name {node_name!r})?")
         subscriptions = {}
@@ -494,7 +530,7 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
                 message_class(msgtype), topic,
                 lambda raw, _topic=topic, _type=msgtype: recorder.on_message(_topic, _type, raw),
                 _matching_qos(publishers), raw=True)
-        if not _wait(lambda: subscriptions[grasp_topic].get_publisher_count() > 0, deadline, alive):
+        if not _wait(lambda: subscriptions[grasp_topic].get_publisher_count() > 0, deadline, alive, stop=stop):
             raise ReplayError(f"the recorder did not match the publisher of {grasp_topic} "
                               f"within {start_timeout_s:.0f} s")
 
@@ -519,10 +555,10 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
                              f"bag topics: {sorted(publishers)})")
         # the node subscribes to its inputs together: once the frame topic is matched, give the
         # others a short grace period (a bag may carry topics nobody listens to, e.g. /tf_static)
-        if not _wait(lambda: publishers[frame_topic].get_subscription_count() > 0, deadline, alive):
+        if not _wait(lambda: publishers[frame_topic].get_subscription_count() > 0, deadline, alive, stop=stop):
             raise ReplayError(f"nobody subscribes to {frame_topic} after {start_timeout_s:.0f} s")
         _wait(lambda: all(p.get_subscription_count() > 0 for p in publishers.values()),
-              min(deadline, time.monotonic() + OTHER_TOPICS_GRACE_S), alive)
+              min(deadline, time.monotonic() + OTHER_TOPICS_GRACE_S), alive, stop=stop)
         unmatched = sorted(t for t, p in publishers.items() if p.get_subscription_count() == 0)
         if unmatched:
             log(f"replay: no subscriber on {', '.join(unmatched)}; playing them anyway")
@@ -538,12 +574,24 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
         play_start = time.monotonic()
         first_t = None
         last_check = play_start
+        stop = stop or threading.Event()
+        interrupted = ""
+        header_topics = {c.topic for c in connections if c.msgtype in _HEADER_TYPES}
         for conn, t_ns, raw in reader.messages():
+            if stop.is_set():
+                interrupted = "stopped while playing"
+                break
+            if every_frame and input_stamps and conn.topic in header_topics \
+                    and cdr_header(raw)[0] > input_stamps[-1]:
+                # The next frame starts: wait for the previous one's answer, then shift the schedule.
+                waited_from = time.monotonic()
+                _await_answer(recorder, input_stamps[-1], drain_timeout_s, alive, stop)
+                play_start += time.monotonic() - waited_from
             first_t = t_ns if first_t is None else first_t
             target = play_start + (t_ns - first_t) / 1e9 / rate
             delay = target - time.monotonic()
             if delay > 0:
-                time.sleep(delay)
+                stop.wait(delay)
             if clock_pub is not None:
                 from rosgraph_msgs.msg import Clock
                 from builtin_interfaces.msg import Time
@@ -563,8 +611,8 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
         log(f"replay: {len(input_stamps)} frames published in {play_end - play_start:.1f} s; draining")
 
         # 4. drain: until the last frame is answered, results stop coming, or the timeout
-        drain_reason = _drain(recorder, input_stamps[-1] if input_stamps else None, play_end,
-                              drain_timeout_s, quiet_s, alive)
+        drain_reason = interrupted or _drain(recorder, input_stamps[-1] if input_stamps else None, play_end,
+                                             drain_timeout_s, quiet_s, alive, stop)
         end = time.monotonic()
         with recorder.lock:
             results = list(recorder.results)
@@ -574,7 +622,8 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
                 results=results, wall_time_s=end - started, play_time_s=play_end - play_start,
                 messages_published=count, diagnostics_received=recorder.diagnostics_count,
                 markers_received=recorder.markers_count, dropped_frames=recorder.dropped,
-                diagnostics=dict(recorder.diagnostics), e2e_latency_ms=e2e, drain_reason=drain_reason)
+                diagnostics=dict(recorder.diagnostics), e2e_latency_ms=e2e, drain_reason=drain_reason,
+                every_frame=every_frame)
     finally:
         if executor is not None:
             executor.shutdown(timeout_sec=2.0)
@@ -591,27 +640,69 @@ def replay_bag(bag, record: str | Path | None = None, *, rate: float = 1.0,
     return summary
 
 
+_HEADER_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", "sensor_msgs/msg/CompressedImage")
+
+
+def _latency_timeout(recorder: _Recorder, base_s: float, frames: int = 1) -> float:
+    """``base_s``, or LATENCY_FACTOR x the slowest frame seen per frame when that is longer."""
+    slowest = max((_frame_ms(r) for r in recorder.results), default=0.0) / 1e3
+    return max(base_s, LATENCY_FACTOR * slowest * max(frames, 1))
+
+
+def _await_answer(recorder: _Recorder, stamp_ns: int, timeout_s: float, alive, stop) -> bool:
+    """Block until a result stamped ``stamp_ns`` arrived (every-frame mode); False on timeout/stop."""
+    start = time.monotonic()
+    with recorder.lock:
+        while not any(r.stamp_ns == stamp_ns for r in recorder.results[-50:]):
+            if stop.is_set() or time.monotonic() - start > _latency_timeout(recorder, timeout_s):
+                return False
+            if alive is not None and not alive():
+                raise ReplayError("the node died during the replay")
+            recorder.lock.wait(timeout=0.1)
+    return True
+
+
 def _drain(recorder: _Recorder, last_stamp: int | None, play_end: float, timeout_s: float,
-           quiet_s: float | None, alive) -> str:
-    deadline = play_end + timeout_s
+           quiet_s: float | None, alive, stop: threading.Event | None = None) -> str:
+    """Wait for the node to finish what it received; returns why the wait ended.
+
+    Done when the last frame is answered, or when the node's diagnostics counters (published
+    after the last frame) account for every frame it received (processed + dropped + skipped).
+    While they say frames are still in work, a slow node is waited for up to LATENCY_FACTOR x
+    its slowest frame per pending frame (at least ``timeout_s``); without diagnostics, drain
+    stops ``quiet_s`` after the last result.
+    """
     answered_at = None
     with recorder.lock:
         while True:
             now = time.monotonic()
             results = recorder.results
+            if stop is not None and stop.is_set():
+                return "interrupted while draining"
             if last_stamp is not None and answered_at is None and any(r.stamp_ns == last_stamp for r in results):
                 answered_at = now
             if answered_at is not None:
                 # one more diagnostics message after the last result, so the drop counter is final
                 if recorder.diagnostics_count == 0 or recorder.last_diag_s > answered_at or now - answered_at > 3.0:
                     return "last frame answered"
-            slowest = max((_frame_ms(r) for r in results), default=0.0) / 1e3
-            quiet = quiet_s if quiet_s is not None else max(3.0, 3.0 * slowest)
-            last_activity = max([play_end] + [r.received_s for r in results[-1:]])
-            if answered_at is None and now - last_activity > quiet:
-                return f"no result for {quiet:.1f} s"
+            counters = recorder.counters if recorder.counters_s > play_end + COUNTERS_SETTLE_S else None
+            pending = None
+            if counters is not None:
+                pending = counters.get("frames_received", 0) - sum(
+                    counters.get(k, 0) for k in ("frames_processed", "frames_dropped", "frames_skipped"))
+                if answered_at is None and pending <= 0:
+                    return (f"every received frame answered or dropped (received {counters.get('frames_received')}, "
+                            f"dropped {counters.get('frames_dropped', 0)})")
+            deadline = play_end + _latency_timeout(recorder, timeout_s, (pending or 0) + 1)
             if now >= deadline:
-                return f"timeout after {timeout_s:.0f} s"
+                return f"timeout after {deadline - play_end:.0f} s" + (
+                    f" with {pending} frame(s) still in work" if pending else "")
+            if recorder.counters is None:  # no diagnostics from this node: fall back to quiet time
+                slowest = max((_frame_ms(r) for r in results), default=0.0) / 1e3
+                quiet = quiet_s if quiet_s is not None else max(3.0, LATENCY_FACTOR * slowest)
+                last_activity = max([play_end] + [r.received_s for r in results[-1:]])
+                if answered_at is None and now - last_activity > quiet:
+                    return f"no result for {quiet:.1f} s (no diagnostics to tell whether the node is still working)"
             if alive is not None and not alive():
                 return "node exited"
             recorder.lock.wait(timeout=0.1)

@@ -43,6 +43,9 @@ def add_commands(subparsers) -> None:
                    help="seconds to wait for results after the last frame")
     p.add_argument("--top", type=int, default=10, help="grasps shown from the last result")
     p.add_argument("--summary-json", help="also write the summary as JSON here")
+    p.add_argument("--every-frame", action="store_true",
+                   help="regression mode: publish the next frame only after the node answered the previous "
+                        "one, so every bag frame gets exactly one result whatever the machine's speed")
     p.set_defaults(func=cmd_replay)
 
 
@@ -88,6 +91,16 @@ def node_environment() -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the replay dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class NodeProcess:
     """The node as a child process: started on enter, stopped with SIGINT (then SIGTERM, SIGKILL)."""
 
@@ -105,8 +118,11 @@ class NodeProcess:
             Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
             output = self._log
+        # Own process group: a Ctrl-C in the terminal reaches the replay only, which forwards it.
         self.process = subprocess.Popen(self.command, env=node_environment(), stdout=output,
-                                        stderr=subprocess.STDOUT if output else None, stdin=subprocess.DEVNULL)
+                                        stderr=subprocess.STDOUT if output else None, stdin=subprocess.DEVNULL,
+                                        start_new_session=True,
+                                        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -153,8 +169,34 @@ class NodeProcess:
         return self._stopped
 
 
+class _StopSignals:
+    """SIGINT/SIGTERM set ``event`` (the replay then stops playing, flushes and summarises)."""
+
+    def __init__(self):
+        import threading
+
+        self.event = threading.Event()
+        self.name = ""
+        self._previous = {}
+
+    def __enter__(self) -> "_StopSignals":
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        self.name = signal.Signals(signum).name
+        self.event.set()
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
 def cmd_replay(args) -> int:
-    from graspnet_edge_ros.ros.replay import output_topics, replay_bag
+    from graspnet_edge_ros.cli import check_output_directory, check_output_file
+    from graspnet_edge_ros.ros.params import overrides_from_strings
+    from graspnet_edge_ros.ros.replay import ReplayError, ReplayInterrupted, output_topics, replay_bag
 
     bag = Path(args.bag)
     if not bag.exists():
@@ -168,22 +210,46 @@ def cmd_replay(args) -> int:
     if Path(args.record).exists():
         raise ConfigError(f"{args.record} exists already; choose a new --record path")
     params = parse_param_overrides(args.param)
+    overrides_from_strings(params)  # unknown names (did you mean ...?) and bad values fail here, not in the node
+    if args.params_file:
+        from graspnet_edge_ros.config import load_yaml
+
+        load_yaml(args.params_file, args.node_name)  # a missing or malformed file: one line now
+    # Outputs are checked before the node starts (a typo must not cost a model load and a replay).
+    if Path(args.record).suffix == ".mcap":
+        check_output_file(args.record, "--record")
+    else:
+        check_output_directory(Path(args.record).parent, "--record")
+    for option, path in (("--summary-json", args.summary_json), ("--node-log", args.node_log)):
+        if path:
+            check_output_file(path, option)
+    if args.overlay_dir:
+        check_output_directory(args.overlay_dir, "--overlay-dir")
     command = node_command(args.model, backend=args.backend, params_file=args.params_file, params=params,
                            node_name=args.node_name)
     print("starting node: " + " ".join(command[1:]), flush=True)
     node = NodeProcess(command, args.node_log)
     summary = None
-    with node:
+    died = None
+    with _StopSignals() as signals, node:
         try:
             summary = replay_bag(bag, args.record, rate=args.rate, node_name=args.node_name,
                                  topics=output_topics(args.node_name), start_timeout_s=args.start_timeout,
                                  drain_timeout_s=args.drain_timeout, alive=node.alive,
-                                 log=lambda text: print(text, flush=True))
+                                 log=lambda text: print(text, flush=True), every_frame=args.every_frame,
+                                 stop=signals.event)
+        except ReplayError as exc:
+            _write_failure_json(args.summary_json, exc, signals.name)
+            if isinstance(exc, ReplayInterrupted):
+                exc.args = (f"{signals.name or 'stopped'} {exc}",)
+            raise
         finally:
             code, how = node.stop()
             died = node.died_early
             print(f"node stopped ({how}, exit code {code})" if died is None
                   else f"node DIED during the replay (exit code {died})", flush=True)
+    if signals.name:
+        summary.interrupted = f"{signals.name} received"
     print()
     print(summary.table())
     print()
@@ -195,12 +261,23 @@ def cmd_replay(args) -> int:
         print(f"summary -> {args.summary_json}")
     if args.overlay_dir:
         _write_overlay(args, bag, summary, params)
+    if signals.name:
+        print(f"graspnet-edge replay: stopped by {signals.name}; recording flushed", file=sys.stderr)
+        return 128 + int(getattr(signal, signals.name))
     if died is not None:
         return EXIT_ERROR
     if summary.frames_in and not summary.results_out:
         print("graspnet-edge replay: the node published no result", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _write_failure_json(path, error, signal_name: str) -> None:
+    if path:
+        import json
+
+        Path(path).write_text(json.dumps({"error": f"{type(error).__name__}: {error}",
+                                          "interrupted": signal_name or None}, indent=2) + "\n")
 
 
 def _write_overlay(args, bag, summary, params) -> None:

@@ -11,6 +11,8 @@ from graspnet_edge_ros.model.config import GraspNetConfig
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "graspnet_edge_split"
 MANIFEST_VERSION = 1
+# What the split runtime calls, in order (runtime/split.py).
+REQUIRED_SEGMENTS = ("sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach", "grasp_head")
 
 
 @dataclass(frozen=True)
@@ -87,20 +89,87 @@ class SplitManifest:
             raise ModelFormatError(f"no {MANIFEST_NAME} in {directory}: not a split GraspNet export")
         try:
             data = json.loads(path.read_text())
-            if data.get("format") != MANIFEST_FORMAT:
-                raise ModelFormatError(f"{path}: format is {data.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ModelFormatError(f"{path}: unreadable manifest ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(data, dict):
+            raise ModelFormatError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != MANIFEST_FORMAT:
+            raise ModelFormatError(f"{path}: format is {data.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+        try:
             segments = tuple(
-                SegmentEntry(s["name"], dict(s["files"]), tuple(s["input"]["shape"]), tuple(s["output"]["shape"]),
-                             s.get("description", ""))
+                SegmentEntry(str(s["name"]), {str(k): str(v) for k, v in dict(s["files"]).items()},
+                             _shape(s["input"]["shape"]), _shape(s["output"]["shape"]), str(s.get("description", "")))
                 for s in data["segments"])
-            return cls(directory=path.parent, segments=segments, model=GraspNetConfig.from_json(data["model"]),
-                       head_chunk_seeds=int(data["head_chunk_seeds"]), source=dict(data.get("source", {})),
-                       steps=tuple(data.get("steps", ())), build_hints=dict(data.get("build_hints", {})))
-        except ModelFormatError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
+            manifest = cls(directory=path.parent, segments=segments, model=GraspNetConfig.from_json(data["model"]),
+                           head_chunk_seeds=int(data["head_chunk_seeds"]), source=dict(data.get("source", {})),
+                           steps=tuple(data.get("steps", ())), build_hints=dict(data.get("build_hints", {})))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFormatError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from exc
+        problems = manifest.problems()
+        if problems:
+            raise ModelFormatError(f"{path}: invalid manifest: {'; '.join(problems)}")
+        return manifest
 
+    def problems(self) -> list[str]:
+        """What makes this manifest unusable by the split runtime (empty when it is fine)."""
+        m, problems = self.model, []
+        names = self.segment_names
+        missing = [name for name in REQUIRED_SEGMENTS if name not in names]
+        if missing:
+            problems.append(f"segments {missing} are missing")
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            problems.append(f"segments {duplicated} are listed twice")
+        for name, value in (("head_chunk_seeds", self.head_chunk_seeds), ("num_view", m.num_view),
+                            ("num_angle", m.num_angle), ("num_depth", m.num_depth),
+                            ("crop_nsample", m.crop_nsample)):
+            if value < 1:
+                problems.append(f"{name} must be >= 1, got {value}")
+        if len(m.sa_layers) != 4:
+            problems.append(f"sa_layers must hold 4 layers, got {len(m.sa_layers)}")
+        for index, (npoint, radius, nsample) in enumerate(m.sa_layers, 1):
+            if npoint < 1 or nsample < 1 or not radius > 0:
+                problems.append(f"sa_layers[{index}] needs npoint, nsample >= 1 and radius > 0, "
+                                f"got {(npoint, radius, nsample)}")
+        if len(m.sa_layers) == 4 and any(m.sa_layers[i][0] < m.sa_layers[i + 1][0] for i in range(3)):
+            problems.append("sa_layers npoint must not grow from SA1 to SA4")
+        if len(m.hmax_list) != m.num_depth:
+            problems.append(f"hmax_list has {len(m.hmax_list)} entries, num_depth is {m.num_depth}")
+        if not m.cylinder_radius > 0:
+            problems.append(f"cylinder_radius must be > 0, got {m.cylinder_radius}")
+        for entry in self.segments:
+            if not entry.files:
+                problems.append(f"segment {entry.name!r} lists no file")
+        if not problems:
+            problems += self._shape_problems()
+        return problems
+
+    def _shape_problems(self) -> list[str]:
+        """Segment shapes that contradict the model constants (same layout as model/segments.py)."""
+        m = self.model
+        (n1, _, k1), (n2, _, _) = m.sa_layers[:2]
+        rows = self.head_chunk_seeds * m.num_depth
+        expected = {
+            ("sa1", "input"): (1, 3, n1, k1),
+            ("fp2_approach", "output"): (1, 2 + m.num_view, n2, 1),
+            ("grasp_head", "input"): (1, 3, rows, m.crop_nsample),
+            ("grasp_head", "output"): (1, 4 * m.num_angle, rows, 1),
+        }
+        problems = []
+        for (name, side), shape in expected.items():
+            entry = self.segment(name)
+            actual = entry.input_shape if side == "input" else entry.output_shape
+            if tuple(actual) != shape:
+                problems.append(f"segment {name!r} {side} shape {list(actual)} does not match the model "
+                                f"constants (expected {list(shape)})")
+        return problems
+
+
+def _shape(values) -> tuple[int, ...]:
+    shape = tuple(int(v) for v in values)
+    if not shape or any(v < 1 for v in shape):
+        raise ValueError(f"a shape needs positive sizes, got {list(values)}")
+    return shape
 
 def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
     """Machine-readable description of what runs between segments (for ports to other runtimes)."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from graspnet_edge_ros.errors import InputError, ModelError, ModelFormatError
 from graspnet_edge_ros.export.names import SEGMENT_INPUT, SEGMENT_OUTPUT
 from graspnet_edge_ros.runtime.manifest import SplitManifest, geometry_steps
 
@@ -20,16 +21,39 @@ def backend_runners(manifest: SplitManifest, backend: str, **backend_options) ->
     runners = {}
     for entry in manifest.segments:
         engine = select_backend(manifest.segment_path(entry.name, backend), prefer=backend, **backend_options)
-        runners[entry.name] = _BackendSegment(engine)
+        _check_segment_file(entry, engine)
+        runners[entry.name] = _BackendSegment(engine, entry.name)
     return runners
 
 
+def _check_segment_file(entry, engine) -> None:
+    """ModelFormatError when a segment file does not take/give what the manifest says.
+
+    Sizes are compared as element counts: a compiled .bin may store another layout (NHWC).
+    """
+    for side, declared, specs in (("input", entry.input_shape, engine.inputs),
+                                  ("output", entry.output_shape, engine.outputs)):
+        if len(specs) != 1:
+            raise ModelFormatError(f"segment {entry.name!r} ({engine.model_path}): expected one {side}, "
+                                   f"the file has {len(specs)}")
+        shape = specs[0].shape
+        if all(isinstance(d, int) for d in shape) and int(np.prod(shape)) != int(np.prod(declared)):
+            raise ModelFormatError(f"segment {entry.name!r} ({engine.model_path}): {side} shape {list(shape)} "
+                                   f"does not match the manifest's {list(declared)}: manifest and segment "
+                                   "files come from different exports")
+
+
 class _BackendSegment:
-    def __init__(self, engine):
+    def __init__(self, engine, name: str = ""):
         self.engine = engine
+        self.name = name
 
     def __call__(self, tensor: np.ndarray) -> np.ndarray:
-        return self.engine.run({SEGMENT_INPUT: tensor})[SEGMENT_OUTPUT]
+        try:
+            return self.engine.run({SEGMENT_INPUT: tensor})[SEGMENT_OUTPUT]
+        except InputError as exc:
+            # The split runtime built this tensor from the manifest: a mismatch is the model's fault.
+            raise ModelError(f"segment {self.name!r} refused its input: {exc}") from exc
 
 
 class _TorchSegment:

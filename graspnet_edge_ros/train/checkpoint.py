@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from graspnet_edge_ros.errors import ModelFormatError
-from graspnet_edge_ros.model.checkpoint import adapt_state_dict, read_state_dict
+from graspnet_edge_ros.model.checkpoint import adapt_state_dict, read_state_dict, safe_torch_load
 
 HEAD_CONV_PREFIXES = ("view_estimator.vpmodule.conv", "grasp_generator.operation.conv",
                       "grasp_generator.tolerance.conv")
@@ -87,7 +87,7 @@ def load_for_training(path: str | Path, model: nn.Module, optimizer: torch.optim
         bare state dict (weights only, e.g. fine-tuning from GraspNet-Edge ``grasp.pth``).
     """
     model.load_state_dict(adapt_state_dict(read_state_dict(path), model), strict=True)
-    payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+    payload = safe_torch_load(path)
     if not (isinstance(payload, dict) and "optimizer_state_dict" in payload):
         return 0, False
     if "epoch" not in payload:
