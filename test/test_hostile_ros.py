@@ -244,11 +244,11 @@ os.environ["ROS_DOMAIN_ID"] = domain
 from graspnet_edge_ros.ros.node import main
 
 class SlowDetector(StandInDetector):
-    def detect(self, *args):
+    def detect(self, *args, **options):
         print("DETECT STARTED", flush=True)
         time.sleep(3.0)
         self.release.set()
-        return super().detect(*args)
+        return super().detect(*args, **options)
 
 sys.exit(main(detector_factory=SlowDetector))
 """

@@ -504,7 +504,7 @@ class StandInDetector:
     def update_config(self, config):
         self.config = config
 
-    def detect(self, color, depth, encoding, intrinsics):
+    def detect(self, color, depth, encoding, intrinsics, **options):
         from graspnet_edge_ros.pipeline import DetectionResult
         from graspnet_edge_ros.poses import tcp_poses
 

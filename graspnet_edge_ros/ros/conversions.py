@@ -63,11 +63,22 @@ def intrinsics_from_camera_info(msg) -> CameraIntrinsics:
     return CameraIntrinsics.from_camera_info(msg)
 
 
-def detect_on_messages(detector, color_msg, depth_msg, info_msg):
-    """(DetectionResult, conversion ms): the node's path from three messages to a detection.
+def labels_from_image(msg) -> np.ndarray:
+    """(H, W) integer instance labels from a label Image (mono8, mono16, 16UC1 or 32SC1)."""
+    from graspnet_edge_ros.targeting import LABEL_ENCODINGS
+
+    if msg.encoding not in LABEL_ENCODINGS:
+        raise InputError(f"object mask encoding {msg.encoding!r} is not a label image "
+                         f"(supported: {', '.join(LABEL_ENCODINGS)})")
+    return image_to_array(msg)
+
+
+def detect_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, support_plane=None):
+    """(DetectionResult, conversion ms): the node's path from the input messages to a detection.
 
     Conversion errors become ``no_valid_input`` with the reason; the detector reports everything
     else in its status. Used by the node's worker and by the fuzz test, so both run the same code.
+    ``mask_msg``: optional instance-label image; ``support_plane``: a given plane in the camera frame.
     """
     import time
 
@@ -78,11 +89,13 @@ def detect_on_messages(detector, color_msg, depth_msg, info_msg):
         color = color_from_image(color_msg)
         depth, encoding = depth_from_image(depth_msg)
         intrinsics = intrinsics_from_camera_info(info_msg)
+        labels = labels_from_image(mask_msg) if mask_msg is not None else None
     except InputError as exc:
         return (DetectionResult(STATUS_NO_VALID_INPUT, str(exc), model_id=str(detector.model_id)),
                 (time.perf_counter() - start) * 1e3)
     convert_ms = (time.perf_counter() - start) * 1e3
-    return detector.detect(color, depth, encoding, intrinsics), convert_ms
+    return detector.detect(color, depth, encoding, intrinsics, object_labels=labels,
+                           support_plane=support_plane), convert_ms
 
 
 def stamp_nanoseconds(stamp) -> int:
@@ -182,6 +195,30 @@ def _grasp_messages(grasps, poses) -> list:
             score=float(score), width=float(width), height=float(height), depth=float(depth),
             object_id=int(round(object_id)), rank=rank))
     return messages
+
+
+def on_objects(msg, object_ids):
+    """A new GraspArray keeping only the grasps on ``object_ids`` (ranks renumbered), with a status
+    that says why it is empty when it is."""
+    result = type(msg)()
+    for name in msg.get_fields_and_field_types():
+        setattr(result, name, getattr(msg, name))
+    if msg.status != msg.STATUS_OK:
+        return result
+    import copy
+
+    wanted = {int(i) for i in object_ids}
+    # Copies: other callers share ``msg`` and its ranks.
+    kept = [copy.deepcopy(grasp) for grasp in msg.grasps if grasp.object_id in wanted]
+    for rank, grasp in enumerate(kept):
+        grasp.rank = rank
+    result.grasps = kept
+    if not kept:
+        present = sorted({grasp.object_id for grasp in msg.grasps})
+        result.status = msg.STATUS_NO_GRASP
+        result.status_reason = (f"none of the frame's {len(msg.grasps)} grasps is on object(s) {sorted(wanted)} "
+                                f"(grasps are on {present}; -1 = no label, is object_mask_topic set?)")
+    return result
 
 
 def truncated(msg, max_grasps: int):

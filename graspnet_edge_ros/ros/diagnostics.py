@@ -31,6 +31,9 @@ class StatisticsSnapshot:
     last_error: str = ""
     last_error_time: float | None = None
     last_timings_ms: dict = field(default_factory=dict)
+    support_plane: str = ""     # "fit|held|given [nx, ny, nz, d]" of the last frame, or "none"
+    support_plane_note: str = ""
+    last_rejections: dict = field(default_factory=dict)  # reason -> grasps removed, last frame
 
 
 class NodeStatistics:
@@ -66,6 +69,10 @@ class NodeStatistics:
         if status in (STATUS_ERROR, STATUS_NO_VALID_INPUT):
             changes.update(last_error=f"{status}: {reason}", last_error_time=self._clock())
         self._increment("frames_processed", **changes)
+
+    def record_frame_details(self, support_plane: str, note: str, rejections: dict) -> None:
+        """The last frame's support plane (and why it was held or missing) and rejection counts."""
+        self._update(support_plane=support_plane, support_plane_note=note, last_rejections=dict(rejections))
 
     def snapshot(self) -> StatisticsSnapshot:
         with self._lock:
@@ -121,6 +128,8 @@ class DiagnosticsReporter:
             "seconds_since_error": "" if snapshot.last_error_time is None
             else f"{now - snapshot.last_error_time:.1f}",
         }
+        values.update({"support_plane": snapshot.support_plane, "support_plane_note": snapshot.support_plane_note})
+        values.update({f"rejected.{reason}": count for reason, count in snapshot.last_rejections.items()})
         values.update({f"latency_ms.{stage}": f"{ms:.1f}" for stage, ms in snapshot.last_timings_ms.items()})
         status = DiagnosticStatus(
             level=DiagnosticStatus.WARN if level == LEVEL_WARN else DiagnosticStatus.OK,

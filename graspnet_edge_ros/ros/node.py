@@ -61,6 +61,7 @@ class _Frame:
     color: object
     depth: object
     info: object
+    mask: object = None  # instance-label image, when object_mask_topic is set
 
 
 @dataclass
@@ -211,7 +212,8 @@ class GraspDetectorNode(Node):
         s = self._settings
         self.get_logger().info(
             f"ready: backend {self.backend_name}, model {self.model_id}, mode {s.mode}; inputs {s.color_topic} + "
-            f"{s.depth_topic} + {s.camera_info_topic} ({s.qos_reliability}, "
+            f"{s.depth_topic} + {s.camera_info_topic}{' + ' + s.object_mask_topic if s.object_mask_topic else ''} "
+            f"({s.qos_reliability}, "
             f"{'exact' if s.exact_sync else f'slop {s.slop} s'}, {self._sync_implementation}); output "
             f"{self._grasp_publisher.topic_name} in {s.target_frame or 'the image frame'}")
 
@@ -281,6 +283,8 @@ class GraspDetectorNode(Node):
         s, qos = self._settings, self._input_qos()
         group = MutuallyExclusiveCallbackGroup()
         topics = [(Image, s.color_topic), (Image, s.depth_topic), (CameraInfo, s.camera_info_topic)]
+        if s.object_mask_topic:
+            topics.append((Image, s.object_mask_topic))
         try:
             import message_filters
         except ImportError:
@@ -303,7 +307,7 @@ class GraspDetectorNode(Node):
         return "built-in synchroniser"
 
     # ------------------------------------------------------------------------ executor side
-    def _on_synced_frame(self, color, depth, info) -> None:
+    def _on_synced_frame(self, color, depth, info, mask=None) -> None:
         stamp_ns = conversions.stamp_nanoseconds(color.header.stamp)
         with self._lock:
             newest = self._newest_stamp_ns
@@ -321,7 +325,7 @@ class GraspDetectorNode(Node):
             self._publish_result(self._status_only(color.header, STATUS_NO_VALID_INPUT, reason), None, None)
         elif not wanted:
             self._stats.record_skipped()
-        elif self._mailbox.put(_Frame(seq, color, depth, info)):
+        elif self._mailbox.put(_Frame(seq, color, depth, info, mask)):
             self._stats.record_dropped()
 
     def _on_detect_grasps(self, request, response):
@@ -398,7 +402,10 @@ class GraspDetectorNode(Node):
             return
         # Per-request options are applied here, to this caller's copy of the frame's result.
         max_grasps = int(pending.request.max_grasps) if pending.request.max_grasps > 0 else self._config.max_grasps
-        result = conversions.truncated(message, max_grasps)
+        result = message
+        if len(pending.request.target_object_ids):
+            result = conversions.on_objects(result, pending.request.target_object_ids)
+        result = conversions.truncated(result, max_grasps)
         response.result = result
         response.success = result.status in (result.STATUS_OK, result.STATUS_NO_GRASP)
         total_ms = dict(zip(result.stage_names, result.stage_latencies_ms)).get(conversions.TOTAL_STAGE, 0.0)
@@ -467,10 +474,20 @@ class GraspDetectorNode(Node):
         config, settings = self._config, self._settings
         if self._detector.config is not config:
             self._detector.update_config(config)
-        result, convert_ms = conversions.detect_on_messages(self._detector, frame.color, frame.depth, frame.info)
-        timings = {"convert": convert_ms, **result.timings_ms}
-
         source_frame = frame.color.header.frame_id
+        try:
+            given_plane = self._given_support_plane(source_frame, frame.color.header.stamp)
+        except GraspNetEdgeError as exc:
+            return self._status_only(frame.color.header, STATUS_ERROR, str(exc)), None, None
+        result, convert_ms = conversions.detect_on_messages(self._detector, frame.color, frame.depth, frame.info,
+                                                            frame.mask, given_plane)
+        timings = {"convert": convert_ms, **result.timings_ms}
+        self._stats.record_frame_details(
+            "none" if result.support_plane is None else
+            f"{result.support_plane.source} {[round(float(v), 4) for v in result.support_plane.coefficients]}",
+            "; ".join(([result.plane_note] if result.plane_note else []) + list(result.warnings)),
+            {k[len("rejected_"):]: v for k, v in result.counts.items() if k.startswith("rejected_")})
+
         frame_id = settings.target_frame or source_frame
         status, reason, grasps, poses, transform = result.status, result.reason, result.grasps, result.poses, None
         if status == STATUS_OK and frame_id != source_frame:
@@ -490,6 +507,18 @@ class GraspDetectorNode(Node):
             pose_convention=config.pose_convention, pre_grasp_distance=config.pre_grasp_distance_m,
             grasps=grasps, poses=poses, timings_ms=timings, total_ms=(time.perf_counter() - start) * 1e3)
         return message, grasps, transform
+
+    def _given_support_plane(self, camera_frame: str, stamp):
+        """``table_plane`` moved from ``table_plane_frame`` into the camera frame at ``stamp`` (or None)."""
+        config = self._config
+        if config.table_plane_mode != "given" or not config.table_plane_frame \
+                or config.table_plane_frame == camera_frame:
+            return None
+        from graspnet_edge_ros.support_plane import SupportPlane
+
+        matrix = self._transformer_for_lookup().matrix(camera_frame, config.table_plane_frame, stamp,
+                                                       self._settings.tf_timeout_s)
+        return SupportPlane.from_coefficients(config.table_plane).transformed(matrix)
 
     def _transformer_for_lookup(self) -> _TargetFrameTransformer:
         if self._transformer is None:
