@@ -11,15 +11,15 @@ INSTALL_HINT = "pybullet is not installed: pip install .[sim] (or pip install py
 
 def import_pybullet():
     """(pybullet, pybullet_data), or BackendUnavailableError with the install hint."""
-    if "pybullet" not in sys.modules:
-        try:
+    try:
+        if sys.modules.get("pybullet") is None:
             # pybullet prints its build time from C at import: keep the CLI's output clean.
             with _quiet_fds():
                 import pybullet  # noqa: F401
-        except ImportError as exc:
-            raise BackendUnavailableError(INSTALL_HINT) from exc
-    import pybullet
-    import pybullet_data
+        import pybullet
+        import pybullet_data
+    except ImportError as exc:
+        raise BackendUnavailableError(INSTALL_HINT) from exc
 
     return pybullet, pybullet_data
 

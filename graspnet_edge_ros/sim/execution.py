@@ -35,7 +35,7 @@ from graspnet_edge_ros.config import DetectorConfig
 from graspnet_edge_ros.errors import ConfigError
 from graspnet_edge_ros.sim.scenes import TIME_STEP_S, SimWorld
 
-PARK_POSITION = (0.0, 0.0, 5.0)   # far above the scene (grippers are created after rendering)
+PARK_POSITION = (0.0, 0.0, 5.0)   # where the gripper is made, far above the scene
 
 
 @dataclass(frozen=True)
@@ -112,21 +112,17 @@ class GraspOutcome:
 
 
 class GraspExecutor:
-    """A gripper body in ``world``; call ``world.save_settled()`` after creating every executor."""
+    """Executes grasps in ``world`` from its settled state (``world.save_settled()`` first); each
+    attempt rebuilds the world and the gripper, so attempts cannot influence one another."""
 
     def __init__(self, world: SimWorld, geometry: GripperGeometry, options: ExecutionOptions = ExecutionOptions()):
         self.world, self.geometry, self.options = world, geometry, options
         self.p, self.client = world.p, world.client
-        self.body = self._build_gripper()
-        self.constraint = self.p.createConstraint(
-            self.body, -1, -1, -1, self.p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], PARK_POSITION,
-            physicsClientId=self.client)
-        self.p.changeConstraint(self.constraint, PARK_POSITION, maxForce=options.arm_force_n,
-                                physicsClientId=self.client)
+        self.body = self.constraint = None
 
     # -- gripper --------------------------------------------------------------------------------
     def _build_gripper(self) -> int:
-        p, c, g = self.p, self.client, self.geometry
+        p, c, g = self.p, self.world.client, self.geometry
         palm_z = -g.finger_length - g.palm_depth / 2
         shapes = dict(shapeTypes=[p.GEOM_BOX], halfExtents=[[g.palm_width / 2, g.palm_thickness / 2,
                                                                 g.palm_depth / 2]],
@@ -170,8 +166,12 @@ class GraspExecutor:
 
     # -- one attempt ----------------------------------------------------------------------------
     def execute(self, grasp: GraspCommand) -> GraspOutcome:
-        p, c, o, world = self.p, self.client, self.options, self.world
+        p, o, world = self.p, self.options, self.world
         world.restore_settled()
+        c = self.client = world.client
+        self.body = self._build_gripper()
+        self.constraint = p.createConstraint(self.body, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], [0, 0, 0],
+                                             PARK_POSITION, physicsClientId=c)
         tips, rotation = grasp.frame()
         approach = rotation[:, 2]
         quaternion = _quaternion_xyzw(rotation)
@@ -223,10 +223,6 @@ class GraspExecutor:
             if any(point[8] < -self.options.contact_tolerance_m for point in points):
                 return name
         return ""
-
-    def park(self) -> None:
-        self.p.resetBasePositionAndOrientation(self.body, PARK_POSITION, [0, 0, 0, 1], physicsClientId=self.client)
-        self._move_to(PARK_POSITION, [0, 0, 0, 1])
 
 
 def _quaternion_xyzw(rotation: np.ndarray) -> list[float]:

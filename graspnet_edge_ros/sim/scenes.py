@@ -21,7 +21,7 @@ pybullet is imported lazily, so importing this module never needs it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -202,7 +202,8 @@ class SimWorld:
         self.client = self.p.connect(self.p.DIRECT)
         self.objects: list[int] = []            # body ids, label = index + 1
         self.object_assets: list[ObjectAsset] = []
-        self.settled_state: int | None = None
+        self.object_colours: list = []
+        self.settled: list | None = None         # (asset, colour, position, orientation) per object
         self.reset()
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -229,7 +230,7 @@ class SimWorld:
         visual = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=TABLE_RGBA, physicsClientId=c)
         self.table = p.createMultiBody(0, shape, visual, [0, 0, TABLE_TOP_Z / 2], physicsClientId=c)
         p.changeDynamics(self.table, -1, lateralFriction=1.0, physicsClientId=c)
-        self.objects, self.object_assets, self.settled_state = [], [], None
+        self.objects, self.object_assets, self.object_colours = [], [], []
 
     # -- building -------------------------------------------------------------------------------
     def add_object(self, asset: ObjectAsset, position, orientation_xyzw=(0, 0, 0, 1), colour=None) -> int:
@@ -255,6 +256,7 @@ class SimWorld:
                 p.changeVisualShape(body, -1, rgbaColor=list(colour) + [1.0], physicsClientId=c)
         self.objects.append(body)
         self.object_assets.append(asset)
+        self.object_colours.append(colour)
         return body
 
     def step(self, seconds: float) -> None:
@@ -263,25 +265,38 @@ class SimWorld:
 
     def remove_fallen_objects(self) -> None:
         """Objects that rolled off the table are removed (the labels stay 1..N, in order)."""
-        kept, kept_assets = [], []
-        for body, asset in zip(self.objects, self.object_assets):
+        kept, kept_assets, kept_colours = [], [], []
+        for body, asset, colour in zip(self.objects, self.object_assets, self.object_colours):
             position = self.p.getBasePositionAndOrientation(body, physicsClientId=self.client)[0]
             if position[2] < TABLE_TOP_Z - 0.01 or max(abs(position[0]), abs(position[1])) > 0.45:
                 self.p.removeBody(body, physicsClientId=self.client)
             else:
                 kept.append(body)
                 kept_assets.append(asset)
-        self.objects, self.object_assets = kept, kept_assets
+                kept_colours.append(colour)
+        self.objects, self.object_assets, self.object_colours = kept, kept_assets, kept_colours
 
-    def save_settled(self) -> int:
-        """Remember the current state; GraspExecutor restores it before every grasp."""
-        self.settled_state = self.p.saveState(physicsClientId=self.client)
-        return self.settled_state
+    def save_settled(self) -> None:
+        """Remember every object's pose; restore_settled() rebuilds the world from it."""
+        self.settled = []
+        for body, asset, colour in zip(self.objects, self.object_assets, self.object_colours):
+            position, orientation = self.p.getBasePositionAndOrientation(body, physicsClientId=self.client)
+            self.settled.append((asset, colour, position, orientation))
 
     def restore_settled(self) -> None:
-        if self.settled_state is None:
+        """A fresh simulation with the objects at their saved poses, at rest.
+
+        Rebuilt rather than pybullet's restoreState: after a grasp, contact caches survive a
+        restoreState and the same grasp then ends differently (measured: up to 1.5 cm, and some
+        outcomes flipped). A rebuilt world gives the same result for the same grasp every time.
+        """
+        if self.settled is None:
             raise RuntimeError("save_settled() first")
-        self.p.restoreState(stateId=self.settled_state, physicsClientId=self.client)
+        settled = self.settled
+        self.reset()
+        for asset, colour, position, orientation in settled:
+            self.add_object(asset, position, orientation, colour)
+        self.settled = settled
 
     def object_positions(self) -> np.ndarray:
         return np.array([self.p.getBasePositionAndOrientation(b, physicsClientId=self.client)[0]
