@@ -85,6 +85,22 @@ def test_grasp_from_under_the_table_is_a_pre_grasp_collision(box_world):
     assert outcome.pre_grasp_collision and not outcome.success and outcome.collided_with == "table"
 
 
+def test_each_attempt_starts_from_the_settled_scene_as_rendered():
+    pytest.importorskip("pybullet")
+    from graspnet_edge_ros.sim.scenes import SceneOptions, SimWorld, build_scene
+
+    with SimWorld() as world:
+        build_scene(world, 0, SceneOptions("household", 6))   # teddy and mug: URDFs with an inertial offset
+        settled = world.object_positions()
+        aabbs = [world.p.getAABB(body, physicsClientId=world.client) for body in world.objects]
+        world.save_settled()
+        world.step(0.2)
+        world.restore_settled()
+        np.testing.assert_allclose(world.object_positions(), settled, atol=1e-6)
+        np.testing.assert_allclose([world.p.getAABB(b, physicsClientId=world.client) for b in world.objects],
+                                   aabbs, atol=1e-4)
+
+
 def test_commands_use_the_published_pose_in_either_convention():
     from graspnet_edge_ros.sim.execution import commands_from_result
 

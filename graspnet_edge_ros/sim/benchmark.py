@@ -204,7 +204,8 @@ def run_benchmark(configs: list[EvalConfig], settings: BenchmarkSettings, show_p
                         grasp_rows.append(report.GraspRow(
                             rank, float(result.grasps.scores[rank]), float(result.grasps.widths[rank]),
                             outcome.success, outcome.pre_grasp_collision, outcome.reason,
-                            outcome.lifted_label, outcome.collided_with))
+                            outcome.lifted_label, outcome.collided_with, _rounded(command.point),
+                            _rounded(command.approach), _rounded(command.closing), round(command.depth, 5)))
                     row = report.SceneRow(item.name, seed, view, result.status, result.reason,
                                           len(result.grasps) if result.ok else 0, grasp_rows,
                                           render_s[view], detect_ms, time.perf_counter() - t0)
@@ -215,6 +216,10 @@ def run_benchmark(configs: list[EvalConfig], settings: BenchmarkSettings, show_p
             bar.update(1)
     bar.close()
     return BenchmarkResult(rows, tiles, skipped, time.perf_counter() - started)
+
+
+def _rounded(vector) -> list:
+    return [round(float(v), 5) for v in vector]
 
 
 def settings_dict(configs: list[EvalConfig], settings: BenchmarkSettings) -> dict:

@@ -30,6 +30,11 @@ class GraspRow:
     reason: str
     lifted_label: int = 0
     collided_with: str = ""
+    # the executed grasp in the world frame (z up, table top at scenes.TABLE_TOP_Z), m
+    point: list = field(default_factory=list)
+    approach: list = field(default_factory=list)
+    closing: list = field(default_factory=list)
+    depth: float = 0.0
 
 
 @dataclass

@@ -295,7 +295,10 @@ class SimWorld:
         settled = self.settled
         self.reset()
         for asset, colour, position, orientation in settled:
-            self.add_object(asset, position, orientation, colour)
+            body = self.add_object(asset, position, orientation, colour)
+            # The saved pose is the inertial frame's (getBasePositionAndOrientation); loadURDF places
+            # the link frame, which differs for URDFs with an inertial origin (e.g. the teddy).
+            self.p.resetBasePositionAndOrientation(body, position, orientation, physicsClientId=self.client)
         self.settled = settled
 
     def object_positions(self) -> np.ndarray:
