@@ -4,6 +4,7 @@
     pip install .[onnx]      # + ONNX Runtime backend and ONNX export checks
     pip install .[torch]     # + PyTorch backend
     pip install .[train]     # + what training needs
+    pip install .[sim]       # + pybullet for the pick-success benchmark (graspnet-edge sim-eval)
 
 ROS users build with colcon instead: package.xml declares build_type ament_cmake, so colcon
 ignores this file. Do not pip-install it into the colcon venv: it would shadow the installed
@@ -37,6 +38,8 @@ setup(
         "train": ["torch>=2.1", "pyyaml>=6", "tqdm>=4.60"],
         # X5 kit on a workstation: export (torch), ONNX checks and the int8 simulation, bag frames
         "x5": ["torch>=2.1", "onnx>=1.15", "onnxruntime>=1.16", "rosbags>=0.10"],
+        # pick-success benchmark in simulation (graspnet-edge sim-eval); never needed by the runtime
+        "sim": ["pybullet>=3.2.5"],
     },
     entry_points={"console_scripts": ["graspnet-edge = graspnet_edge_ros.cli:main"]},
     classifiers=[

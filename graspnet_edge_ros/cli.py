@@ -546,7 +546,7 @@ def _add_optional_commands(sub) -> None:
     """Commands whose modules add their own sub-parsers (kept out of this file)."""
     import importlib
 
-    for module_name in ("graspnet_edge_ros.ros.replay_cli", "graspnet_edge_ros.x5.cli"):
+    for module_name in ("graspnet_edge_ros.ros.replay_cli", "graspnet_edge_ros.x5.cli", "graspnet_edge_ros.sim.cli"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
