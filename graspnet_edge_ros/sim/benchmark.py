@@ -5,7 +5,6 @@ from the settled state, so grasps and configurations cannot disturb one another.
 """
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,11 +139,11 @@ def depth_for(config: DetectorConfig, depth_mm: np.ndarray) -> np.ndarray:
 
 
 def detect(detector, config: DetectorConfig, scene):
-    """GraspDetector.detect on a SimScene; instance labels go along when the API takes them."""
-    kwargs = {}
-    if "object_labels" in inspect.signature(detector.detect).parameters:
-        kwargs["object_labels"] = scene.labels
-    return detector.detect(scene.color, depth_for(config, scene.depth_mm), "16UC1", scene.intrinsics, **kwargs)
+    """GraspDetector.detect on a SimScene with its instance labels; each scene is a new view, so the
+    support plane of the previous scene is not held over."""
+    detector.reset_support_plane()
+    return detector.detect(scene.color, depth_for(config, scene.depth_mm), "16UC1", scene.intrinsics,
+                           object_labels=scene.labels)
 
 
 @dataclass
