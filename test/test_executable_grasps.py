@@ -384,3 +384,27 @@ def test_detect_cli_labels_and_targets_objects(split_model_dir, tabletop, tmp_pa
                                    "--output", str(tmp_path / "bad.json")], capture_output=True, text=True)
     assert bad.returncode == 3 and "single-channel" in bad.stderr and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------- rendered pybullet scenes (issue 17)
+@pytest.mark.parametrize("seed", [3, 11])
+def test_simulated_oblique_scenes_plane_workspace_and_labels(seed, split_model_dir):
+    pytest.importorskip("pybullet", reason="pip install .[sim]")
+    from graspnet_edge_ros.sim.scenes import render_scene
+
+    scene = render_scene(seed, view="oblique")
+    truth = np.asarray(scene.table_plane, float)
+    plane = fit_support_plane(_cloud(scene))
+    assert _angle_deg(plane.normal, truth[:3]) < 2.0 and abs(plane.offset - truth[3]) < 0.01
+    detector = GraspDetector(DetectorConfig(model_path=str(split_model_dir), sampling_seed=0))
+    result = detector.detect(scene.color, scene.depth_mm, "16UC1", scene.intrinsics, object_labels=scene.labels)
+    assert result.ok, result.reason
+    heights = lowest_heights(result.grasps, truth[:3], truth[3], GRIPPER)
+    assert (heights.palm >= -0.005).all() and (heights.wrist >= -0.005).all()
+    # Automatic workspace: nothing of the model's input lies far above the table or beside it.
+    cloud_heights = result.cloud.cloud @ truth[:3] + truth[3]
+    assert cloud_heights.max() <= 0.35 + 0.01 and cloud_heights.min() >= -0.03
+    # Labels: each grasp's id is the object whose pixels it was found on (or -1 on the table).
+    assert set(result.grasps.object_ids.astype(int)) <= set(range(-1, scene.labels.max() + 1)) - {0}
+    on_objects = result.grasps.object_ids > 0
+    assert on_objects.mean() >= 0.5
