@@ -7,30 +7,57 @@ GRASPNET_MODEL ?= $(SHARED)/models/graspnet_edge_grasp.pth
 EXAMPLE_DATA ?= $(SHARED)/data/graspnet_example
 PYTEST_ARGS ?=
 
-# Sources the venv and the install space for one recipe line.
-WITH_ENV := set +u; . scripts/env.sh; set -u;
+# ROS 2 distribution: kilted (default; .venv, build/, install/) or jazzy (.venv-jazzy, build-jazzy/,
+# install-jazzy/), e.g. `make test ROS_DISTRO=jazzy`. A ROS_DISTRO inherited from the environment
+# (a sourced /opt/ros setup) is ignored; GRASPNET_EDGE_ROS_DISTRO sets the default instead.
+ifeq ($(origin ROS_DISTRO),command line)
+DISTRO := $(ROS_DISTRO)
+else
+DISTRO := $(or $(GRASPNET_EDGE_ROS_DISTRO),kilted)
+endif
 
-.PHONY: all setup test demo bench clean distclean
+# Sources the distribution's venv and install space for one recipe line.
+WITH_ENV := set +u; export GRASPNET_EDGE_ROS_DISTRO=$(DISTRO); . scripts/env.sh; set -u;
+# GRASPNET_EDGE_REQUIRE_ROS=1: tests that need rclpy fail here instead of skipping.
+PYTEST := $(WITH_ENV) GRASPNET_EDGE_REQUIRE_ROS=1 GRASPNET_EDGE_SHARED="$(abspath $(SHARED))" python -m pytest
+
+# Python 3.10 venv with the oldest dependency versions setup.py allows where they matter
+# (test-jammy-deps); see requirements-jammy-deps.txt.
+JAMMY_PYTHON ?= python3.10
+JAMMY_VENV := .venv-jammy-deps
+
+.PHONY: all setup test test-ros test-core test-jammy-deps demo bench clean distclean
 all: test
 
 setup:
-	@scripts/setup_env.sh
+	@scripts/setup_env.sh $(DISTRO)
 
-# GRASPNET_EDGE_REQUIRE_ROS=1: tests that need rclpy fail here instead of skipping.
+# The whole suite on one distribution.
 test: setup
-	@$(WITH_ENV) GRASPNET_EDGE_REQUIRE_ROS=1 GRASPNET_EDGE_SHARED="$(abspath $(SHARED))" \
-		python -m pytest test/ $(PYTEST_ARGS)
+	@$(PYTEST) test/ $(PYTEST_ARGS)
+
+# Only the ROS-facing tests (marker `ros`): what changes between distributions. Fails if none ran.
+test-ros: setup
+	@$(PYTEST) -m ros test/ $(PYTEST_ARGS)
+
+# Only the ROS-free tests.
+test-core: setup
+	@$(PYTEST) -m "not ros" test/ $(PYTEST_ARGS)
+
+# The fallbacks in graspnet_edge_ros/compat.py against really old SciPy/Pillow, on Python 3.10.
+test-jammy-deps:
+	@scripts/jammy_deps.sh "$(JAMMY_PYTHON)" "$(JAMMY_VENV)" $(PYTEST_ARGS)
 
 demo: setup
-	@SHARED="$(abspath $(SHARED))" GRASPNET_MODEL="$(abspath $(GRASPNET_MODEL))" \
-		EXAMPLE_DATA="$(abspath $(EXAMPLE_DATA))" scripts/demo.sh
+	@export GRASPNET_EDGE_ROS_DISTRO=$(DISTRO); SHARED="$(abspath $(SHARED))" \
+		GRASPNET_MODEL="$(abspath $(GRASPNET_MODEL))" EXAMPLE_DATA="$(abspath $(EXAMPLE_DATA))" scripts/demo.sh
 
 bench: setup
 	@$(WITH_ENV) GRASPNET_EDGE_SHARED="$(abspath $(SHARED))" python benchmarks/run_all.py
 
 clean:
-	rm -rf build install log .pytest_cache
+	rm -rf build build-* install install-* log log-* .pytest_cache
 
-# Also removes the venv: the next target reinstalls everything (2-3 min).
+# Also removes the venvs: the next target reinstalls everything (2-3 min per distribution).
 distclean: clean
-	rm -rf .venv
+	rm -rf .venv .venv-*

@@ -1,18 +1,39 @@
 #!/usr/bin/env bash
-# Set up everything from nothing, idempotently: the venv, the pinned requirements (only when
-# requirements.txt changed), the include-path fix of the ROS 2 PyPI wheels, and a colcon build of
-# this package. Each step prints one banner line; a failing step names itself and shows the tail
-# of its log instead of a full traceback.
+# Set up everything from nothing, idempotently, for one ROS 2 distribution: the venv, the pinned
+# requirements (only when the requirements file changed), the include-path fix of the ROS 2 PyPI
+# wheels, and a colcon build of this package. Each step prints one banner line; a failing step
+# names itself and shows the tail of its log instead of a full traceback.
 #
-# Environment: PYTHON (interpreter for a new venv, default python3), GRASPNET_EDGE_VENV (default
-# <repo>/.venv).
+#   scripts/setup_env.sh [DISTRO]     DISTRO: kilted (default) or jazzy
+#
+# Each distribution has its own venv, requirements file and colcon bases, so both can live side
+# by side in one checkout:
+#   kilted: .venv        requirements.txt        build/        install/        log/
+#   jazzy:  .venv-jazzy  requirements-jazzy.txt  build-jazzy/  install-jazzy/  log-jazzy/
+#
+# Environment: GRASPNET_EDGE_ROS_DISTRO (the distribution when no argument is given), PYTHON
+# (interpreter for a new venv, default python3), GRASPNET_EDGE_VENV (overrides the venv path).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-venv=${GRASPNET_EDGE_VENV:-$repo/.venv}
+distro=${1:-${GRASPNET_EDGE_ROS_DISTRO:-kilted}}
+# The default distribution keeps the unsuffixed names; the others get -<distro>.
+case $distro in
+  kilted) suffix= ;;
+  *[!a-z]* | '') echo "setup_env.sh: bad distribution name '$distro'" >&2; exit 2 ;;
+  *) suffix=-$distro ;;
+esac
+requirements=$repo/requirements$suffix.txt
+if [ ! -f "$requirements" ]; then
+  echo "setup_env.sh: no $requirements: supported distributions are kilted and jazzy" >&2
+  exit 2
+fi
+venv=${GRASPNET_EDGE_VENV:-$repo/.venv$suffix}
+build_base=$repo/build$suffix
+install_base=$repo/install$suffix
+log_base=$repo/log$suffix
 python_for_venv=${PYTHON:-python3}
-log_dir=$repo/build/setup-logs
-requirements=$repo/requirements.txt
+log_dir=$build_base/setup-logs
 requirements_stamp=$venv/.requirements.sha256
 
 mkdir -p "$log_dir"
@@ -22,7 +43,7 @@ if command -v flock >/dev/null; then
   flock 9
 fi
 
-banner() { printf '==> setup: %s\n' "$*"; }
+banner() { printf '==> setup (%s): %s\n' "$distro" "$*"; }
 
 # run_step <name> <command...>: output goes to <log_dir>/<name>.log.
 run_step() {
@@ -43,13 +64,13 @@ else
   run_step venv "$python_for_venv" -m venv "$venv"
 fi
 
-# 2. requirements, only when requirements.txt changed since the last successful install
+# 2. requirements, only when the requirements file changed since the last successful install
 requirements_hash=$(sha256sum "$requirements" | cut -d' ' -f1)
 fresh_install=0
 if [ -f "$requirements_stamp" ] && [ "$(cat "$requirements_stamp")" = "$requirements_hash" ]; then
   banner "requirements: unchanged since last install, skipped"
 else
-  banner "requirements: pip install -r requirements.txt (a cold install takes 2-3 min)"
+  banner "requirements: pip install -r ${requirements##*/} (a cold install takes 2-3 min)"
   run_step requirements "$venv/bin/python" -m pip install --disable-pip-version-check \
     -r "$requirements"
   echo "$requirements_hash" >"$requirements_stamp"
@@ -75,14 +96,19 @@ run_step include-path-fix fix_wheel_include_dirs
 # 4. colcon build. The generated C extensions are compiled against the venv's numpy, so a fresh
 # install starts from a clean build directory.
 if [ "$fresh_install" = 1 ]; then
-  rm -rf "$repo/build/graspnet_edge_ros" "$repo/install"
+  rm -rf "$build_base/graspnet_edge_ros" "$install_base"
 fi
 colcon_build() {
   cd "$repo" || return 1
   env AMENT_PREFIX_PATH="$venv" PATH="$venv/bin:$PATH" \
-    "$venv/bin/colcon" build --base-paths . --build-base build --install-base install \
+    "$venv/bin/colcon" --log-base "$log_base" build --base-paths . \
+    --build-base "$build_base" --install-base "$install_base" \
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$venv/bin/python"
 }
-banner "colcon build: graspnet_edge_ros (messages, launchers) into install/"
+banner "colcon build: graspnet_edge_ros (messages, launchers) into ${install_base##*/}/"
 run_step colcon-build colcon_build
-banner "done; source scripts/env.sh to use the install space"
+if [ "$distro" = kilted ]; then
+  banner "done; source scripts/env.sh to use the install space"
+else
+  banner "done; source scripts/env.sh $distro to use the install space"
+fi
