@@ -58,12 +58,40 @@ def example_scene(shared_dir) -> dict:
     return scene
 
 
+# -- the `ros` marker -------------------------------------------------------------------------------
+# ROS-facing tests get rclpy and the generated interfaces through one of these fixtures (directly
+# or through another fixture); each such test is marked `ros`, so `pytest -m ros` runs exactly the
+# tests that touch ROS (`make test-ros`: the part of the suite run on every ROS distribution).
+ROS_FIXTURES = frozenset({"ros_interfaces", "ros_context", "ros"})
+_running_item = None  # the test being set up or run, for import_ros_or_skip's check
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if ROS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ros)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    global _running_item
+    _running_item = item
+    try:
+        return (yield)
+    finally:
+        _running_item = None
+
+
 def import_ros_or_skip():
     """Import rclpy and this package's generated interfaces, or skip the calling test.
 
     Under `make test` (GRASPNET_EDGE_REQUIRE_ROS=1) a missing ROS is a failure, not a skip.
+    A test that reaches ROS without being marked `ros` fails: `make test-ros` would miss it.
     Returns the rclpy module.
     """
+    if _running_item is not None and _running_item.get_closest_marker("ros") is None:
+        pytest.fail(f"{_running_item.nodeid} imports ROS but is not marked `ros`: get rclpy through one of "
+                    f"the fixtures {sorted(ROS_FIXTURES)} or mark it `@pytest.mark.ros`", pytrace=False)
     try:
         import rclpy
         import graspnet_edge_ros.msg  # noqa: F401
