@@ -31,7 +31,10 @@ setup(
     # The ROS layer needs rclpy and the colcon-generated messages; it is not part of the pip package.
     packages=find_packages(include=["graspnet_edge_ros", "graspnet_edge_ros.*"],
                            exclude=["graspnet_edge_ros.ros", "graspnet_edge_ros.ros.*"]),
-    install_requires=["numpy>=1.24", "scipy>=1.10", "pillow>=9", "numba>=0.59", "pyyaml>=6"],
+    # Floors = what `make test-jammy-deps` runs the core tests with (Python 3.10, Ubuntu 22.04's
+    # SciPy and Pillow; graspnet_edge_ros/compat.py covers what they lack; numba 0.59 needs NumPy
+    # >= 1.22). test_compat.py keeps the two in step.
+    install_requires=["numpy>=1.22", "scipy>=1.8", "pillow>=9.0", "numba>=0.59", "pyyaml>=6"],
     extras_require={
         "onnx": ["onnxruntime>=1.16", "onnx>=1.15"],
         "torch": ["torch>=2.1"],
@@ -45,6 +48,9 @@ setup(
     classifiers=[
         "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )

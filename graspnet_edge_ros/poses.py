@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .compat import rotation_as_canonical_quat
 from .errors import ConfigError, InputError
 from .grasps import GraspGroup
 
@@ -103,7 +104,7 @@ def quaternions_xyzw(rotations) -> np.ndarray:
     rotations = np.asarray(rotations, np.float64).reshape(-1, 3, 3)
     if len(rotations) == 0:
         return np.zeros((0, 4), np.float64)
-    return Rotation.from_matrix(rotations).as_quat(canonical=True)
+    return rotation_as_canonical_quat(Rotation.from_matrix(rotations))
 
 
 def tcp_poses(grasps: GraspGroup, convention: str = "z_approach_x_closing",

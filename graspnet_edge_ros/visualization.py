@@ -18,8 +18,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from graspnet_edge_ros import compat
 from graspnet_edge_ros.camera import CameraIntrinsics
 from graspnet_edge_ros.errors import ConfigError, InputError
 from graspnet_edge_ros.grasps import GraspGroup
@@ -262,10 +263,10 @@ class _Fonts:
         self.small_size = max(10, round(self.title_size * 0.75))
         self.rank_size = max(11, round(self.title_size * 0.8))
         self.top_rank_size = max(13, round(self.title_size * 1.1))
-        self.title = ImageFont.load_default(size=self.title_size)
-        self.small = ImageFont.load_default(size=self.small_size)
-        self.rank = ImageFont.load_default(size=self.rank_size)
-        self.top_rank = ImageFont.load_default(size=self.top_rank_size)
+        self.title = compat.load_default_font(self.title_size)
+        self.small = compat.load_default_font(self.small_size)
+        self.rank = compat.load_default_font(self.rank_size)
+        self.top_rank = compat.load_default_font(self.top_rank_size)
         self.stroke = max(2, round(self.title_size / 7))
 
 
@@ -316,7 +317,7 @@ def _draw_wireframes(pixels, drawable, rgb, size, line_width, scale):
     if scale > 1:
         # BOX averages each scale x scale block; Pillow premultiplies alpha when resizing RGBA,
         # so edges fade to transparent instead of to black.
-        layer = layer.resize((right - left, bottom - top), Image.Resampling.BOX)
+        layer = layer.resize((right - left, bottom - top), compat.RESAMPLE_BOX)
     return layer, (left, top)
 
 
@@ -363,8 +364,8 @@ def _draw_rank_labels(canvas, shown, intrinsics, pixels, drawable, fonts, near_p
         x, y = tip_uv + step * offset
         if not (0 <= x < canvas.width and 0 <= y < canvas.height):
             continue
-        draw.text((x, y), str(rank + 1), font=font, anchor="mm", fill=(255, 255, 255, 255),
-                  stroke_width=fonts.stroke, stroke_fill=(0, 0, 0, 255))
+        compat.draw_text(draw, (x, y), str(rank + 1), font, anchor="mm", fill=(255, 255, 255, 255),
+                         stroke_width=fonts.stroke, stroke_fill=(0, 0, 0, 255))
 
 
 def _draw_legend(canvas: Image.Image, shown: GraspGroup, total: int, fonts: _Fonts) -> Image.Image:
@@ -377,7 +378,7 @@ def _draw_legend(canvas: Image.Image, shown: GraspGroup, total: int, fonts: _Fon
         title = f"{drawn}, best score {float(shown.scores[0]):.3f} (#1, white halo)"
     margin = max(4, fonts.title_size // 2)
     probe = ImageDraw.Draw(canvas)
-    left, top, right, bottom = probe.textbbox((0, 0), title, font=fonts.title)
+    left, top, right, bottom = compat.text_bbox(probe, (0, 0), title, fonts.title)
     title_height = bottom - top
     content_width = right - left
     content_height = title_height
@@ -385,8 +386,8 @@ def _draw_legend(canvas: Image.Image, shown: GraspGroup, total: int, fonts: _Fon
         # Colour bar row: "low [ramp] high", the ramp spanning the scores actually drawn.
         scores = shown.scores.astype(np.float64)
         low_text, high_text = f"{np.nanmin(scores):.2f}", f"{np.nanmax(scores):.2f}"
-        low_width = int(np.ceil(probe.textlength(low_text, font=fonts.small)))
-        high_width = int(np.ceil(probe.textlength(high_text, font=fonts.small)))
+        low_width = int(np.ceil(compat.text_length(probe, low_text, fonts.small)))
+        high_width = int(np.ceil(compat.text_length(probe, high_text, fonts.small)))
         bar_height = max(8, fonts.small_size)
         bar_width = max(120, content_width - low_width - high_width - 2 * margin)
         content_width = max(content_width, low_width + high_width + bar_width + 2 * margin)
@@ -405,14 +406,14 @@ def _draw_legend(canvas: Image.Image, shown: GraspGroup, total: int, fonts: _Fon
     if count:
         bar_top = margin + title_height + margin
         bar_middle = bar_top + bar_height / 2
-        draw.text((margin, bar_middle), low_text, font=fonts.small, anchor="lm", fill=white)
+        compat.draw_text(draw, (margin, bar_middle), low_text, fonts.small, anchor="lm", fill=white)
         bar_left = margin + low_width + margin // 2
         ramp = np.round(score_colors(np.linspace(0.0, 1.0, bar_width), 0.0, 1.0) * 255).astype(np.uint8)
         ramp_rgba = np.concatenate([ramp, np.full((bar_width, 1), 255, np.uint8)], axis=1)
         layer.paste(Image.fromarray(np.ascontiguousarray(np.repeat(ramp_rgba[None], bar_height, axis=0)), "RGBA"),
                     (bar_left, bar_top))
-        draw.text((bar_left + bar_width + margin // 2, bar_middle), high_text, font=fonts.small, anchor="lm",
-                  fill=white)
+        compat.draw_text(draw, (bar_left + bar_width + margin // 2, bar_middle), high_text, fonts.small,
+                         anchor="lm", fill=white)
     canvas.alpha_composite(layer, dest=(margin, margin))
     return canvas
 
