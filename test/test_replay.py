@@ -177,6 +177,43 @@ def test_cli_help_lists_replay_without_rclpy():
     assert "replay" in done.stdout
 
 
+def test_replay_node_reads_reliably_only_under_fast_dds_2_and_never_against_the_users_choice(monkeypatch):
+    import importlib.metadata
+
+    from graspnet_edge_ros.ros.replay import best_effort_large_images_are_lossy
+    from graspnet_edge_ros.ros.replay_cli import reliable_inputs_for_lossy_dds
+
+    versions = {}
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: versions[name])
+    monkeypatch.delenv("RMW_IMPLEMENTATION", raising=False)
+    for rclpy_version, lossy in (("3.3.16", True), ("7.1.5", True), ("9.1.2", False), ("10.0.1", False)):
+        versions["rclpy"] = rclpy_version
+        assert best_effort_large_images_are_lossy() == lossy, rclpy_version
+        params = {"sampling_seed": "0"}
+        notice = reliable_inputs_for_lossy_dds(params, {})
+        assert ("qos_reliability:=reliable" in notice) == lossy
+        assert params == ({"sampling_seed": "0", "qos_reliability": "reliable"} if lossy else {"sampling_seed": "0"})
+    versions["rclpy"] = "7.1.5"
+    # the user's choice wins, from --param or from the parameter file
+    for params, file_params in (({"qos_reliability": "best_effort"}, {}), ({}, {"qos_reliability": "best_effort"})):
+        before = dict(params)
+        assert reliable_inputs_for_lossy_dds(params, file_params) == "" and params == before
+    # another RMW: not measured, left alone
+    monkeypatch.setenv("RMW_IMPLEMENTATION", "rmw_cyclonedds_cpp")
+    assert not best_effort_large_images_are_lossy()
+    # no rclpy metadata (e.g. a source build): ROS_DISTRO decides
+    monkeypatch.delenv("RMW_IMPLEMENTATION")
+    versions.clear()
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    for distro, lossy in (("jazzy", True), ("humble", True), ("kilted", False)):
+        monkeypatch.setenv("ROS_DISTRO", distro)
+        assert best_effort_large_images_are_lossy() == lossy, distro
+
+
 # ------------------------------------------------------------------ replay into the node
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_replay_gives_one_result_per_frame_equal_to_offline_pipeline(
@@ -191,6 +228,10 @@ def test_replay_gives_one_result_per_frame_equal_to_offline_pipeline(
     done = run_replay(tmp_path / "in", record, split_model, mask_path, *extra)
     assert done.returncode == 0, explain(done, record)
     assert "results out" in done.stdout and "top 10 of" in done.stdout
+    from graspnet_edge_ros.ros.replay import best_effort_large_images_are_lossy
+
+    # Fast DDS 2.x (Jazzy): the node was started with reliable inputs, and said so; Kilted: default
+    assert ("reads its inputs reliably" in done.stdout) == best_effort_large_images_are_lossy(), done.stdout
 
     outputs = recorded_messages(record)
     results = outputs[GRASPS_TOPIC]
@@ -286,3 +327,34 @@ def test_replay_fails_cleanly_when_the_node_cannot_start(ros_interfaces, capture
     assert done.returncode == 1, explain(done, record)
     assert "node DIED" in done.stdout and "ReplayError" in done.stderr, explain(done, record)
     assert "empty_model_dir" in record.with_suffix(".node.log").read_text()  # the node said what failed
+
+
+def test_drain_with_reliable_inputs_waits_for_frames_still_in_flight():
+    """Reliable inputs: a frame repaired late by DDS still arrives, so the node's counters
+    ("received 2, all answered") end the drain only once it received every frame played."""
+    import threading
+    import time as clock
+
+    from graspnet_edge_ros.ros import replay
+
+    class Recorder:
+        lock = threading.Condition()
+        results = []
+        diagnostics_count = 1
+        last_diag_s = 0.0
+        counters_s = clock.monotonic() + 10.0  # published after the end of play (+ settle)
+        counters = {"frames_received": 2, "frames_processed": 2, "frames_dropped": 0, "frames_skipped": 0}
+
+    def third_frame_arrives():
+        clock.sleep(0.5)
+        with Recorder.lock:
+            Recorder.counters = {**Recorder.counters, "frames_received": 3, "frames_processed": 3}
+            Recorder.lock.notify_all()
+
+    play_end = clock.monotonic()
+    reason = replay._drain(Recorder, None, play_end, 30.0, None, None)
+    assert reason.startswith("every received frame answered") and "received 2" in reason
+    threading.Thread(target=third_frame_arrives, daemon=True).start()
+    started = clock.monotonic()
+    reason = replay._drain(Recorder, None, play_end, 30.0, None, None, expect_received=3)
+    assert "received 3" in reason and 0.4 < clock.monotonic() - started < 10.0

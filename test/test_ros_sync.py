@@ -178,3 +178,28 @@ def test_mailbox_take_blocks_until_put_and_close_wakes_it():
     waiting.join(timeout=5)
     assert not waiting.is_alive() and taken == ["frame", None]
     assert mailbox.put("late") is False and mailbox.take(timeout=0) is None
+
+
+def test_publisher_count_uses_matched_publishers_or_humbles_graph_count():
+    """rclpy_compat.publisher_count: Subscription.get_publisher_count() where rclpy has it (>= 4),
+    else the node's count of the topic's publishers (Humble's Subscription lacks the method)."""
+    from graspnet_edge_ros.ros.rclpy_compat import publisher_count
+
+    class Node:
+        def __init__(self):
+            self.asked = []
+
+        def count_publishers(self, topic):
+            self.asked.append(topic)
+            return 2
+
+    class HumbleSubscription:
+        topic_name = "/graspnet_edge_node/grasps"
+
+    class Subscription(HumbleSubscription):
+        def get_publisher_count(self):
+            return 1
+
+    node = Node()
+    assert publisher_count(Subscription(), node) == 1 and node.asked == []
+    assert publisher_count(HumbleSubscription(), node) == 2 and node.asked == ["/graspnet_edge_node/grasps"]

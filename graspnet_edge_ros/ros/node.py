@@ -598,6 +598,11 @@ def main(args=None, *, detector_factory=None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # rclpy < 9 (Jazzy, Humble): a SIGINT/SIGTERM that shuts the context down while the
+        # executor builds its wait set raises RCLError instead (see ros/rclpy_compat.py).
+        if rclpy.ok():
+            raise
     finally:
         executor.shutdown()
         node.destroy_node()

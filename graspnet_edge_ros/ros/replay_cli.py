@@ -61,6 +61,20 @@ def parse_param_overrides(items) -> dict[str, str]:
     return params
 
 
+def reliable_inputs_for_lossy_dds(params: dict, file_params: dict) -> str:
+    """Under Fast DDS 2.x (Jazzy, Humble) best-effort HD images from this process get lost (see
+    ``replay.best_effort_large_images_are_lossy``): unless the user chose ``qos_reliability``, the
+    node started here reads its inputs reliably. Adds it to ``params``; returns the notice to print
+    ("" when nothing changed)."""
+    from graspnet_edge_ros.ros.replay import best_effort_large_images_are_lossy
+
+    if "qos_reliability" in params or "qos_reliability" in file_params or not best_effort_large_images_are_lossy():
+        return ""
+    params["qos_reliability"] = "reliable"
+    return ("replay: Fast DDS 2.x loses best-effort HD images between processes: the node started here reads its "
+            "inputs reliably (qos_reliability:=reliable; --param qos_reliability=best_effort to keep the default)")
+
+
 def node_command(model, *, backend=None, params_file=None, params=None, node_name="graspnet_edge_node") -> list[str]:
     """argv that starts the node with this interpreter; ``-p`` overrides come after the file."""
     command = [sys.executable, "-m", "graspnet_edge_ros.ros.node", "--ros-args",
@@ -211,10 +225,14 @@ def cmd_replay(args) -> int:
         raise ConfigError(f"{args.record} exists already; choose a new --record path")
     params = parse_param_overrides(args.param)
     overrides_from_strings(params)  # unknown names (did you mean ...?) and bad values fail here, not in the node
+    file_params = {}
     if args.params_file:
         from graspnet_edge_ros.config import load_yaml
 
-        load_yaml(args.params_file, args.node_name)  # a missing or malformed file: one line now
+        file_params = load_yaml(args.params_file, args.node_name)  # missing or malformed: one line now
+    notice = reliable_inputs_for_lossy_dds(params, file_params)
+    if notice:
+        print(notice, flush=True)
     # Outputs are checked before the node starts (a typo must not cost a model load and a replay).
     if Path(args.record).suffix == ".mcap":
         check_output_file(args.record, "--record")
@@ -237,7 +255,8 @@ def cmd_replay(args) -> int:
                                  topics=output_topics(args.node_name), start_timeout_s=args.start_timeout,
                                  drain_timeout_s=args.drain_timeout, alive=node.alive,
                                  log=lambda text: print(text, flush=True), every_frame=args.every_frame,
-                                 stop=signals.event)
+                                 stop=signals.event, reliable_inputs=str(
+                                     {**file_params, **params}.get("qos_reliability", "")) == "reliable")
         except ReplayError as exc:
             _write_failure_json(args.summary_json, exc, signals.name)
             if isinstance(exc, ReplayInterrupted):
