@@ -145,7 +145,7 @@ def example_cloud(example_scene):
 @pytest.fixture(scope="session")
 def split_model_dir(graspnet_checkpoint, tmp_path_factory) -> Path:
     """The shared checkpoint exported as split ONNX segments + manifest.json (the runtime model)."""
-    pytest.importorskip("torch", reason="exporting the model needs PyTorch (absent only in make test-jammy-deps)")
+    pytest.importorskip("torch", reason="exporting the model needs PyTorch (not in the make test-jammy-deps venv)")
     from graspnet_edge_ros.export.onnx_export import export_split
     from graspnet_edge_ros.model.checkpoint import load_graspnet
 
