@@ -6,6 +6,8 @@ SHARED ?= $(or $(GRASPNET_EDGE_SHARED),../shared)
 GRASPNET_MODEL ?= $(SHARED)/models/graspnet_edge_grasp.pth
 EXAMPLE_DATA ?= $(SHARED)/data/graspnet_example
 PYTEST_ARGS ?=
+# test paths for test, test-ros and test-core (e.g. TEST_PATHS=test/test_replay.py)
+TEST_PATHS ?= test/
 
 # ROS 2 distribution: kilted (default; .venv, build/, install/) or jazzy (.venv-jazzy, build-jazzy/,
 # install-jazzy/), e.g. `make test ROS_DISTRO=jazzy`. A ROS_DISTRO inherited from the environment
@@ -34,15 +36,15 @@ setup:
 
 # The whole suite on one distribution.
 test: setup
-	@$(PYTEST) test/ $(PYTEST_ARGS)
+	@$(PYTEST) $(TEST_PATHS) $(PYTEST_ARGS)
 
 # Only the ROS-facing tests (marker `ros`): what changes between distributions. Fails if none ran.
 test-ros: setup
-	@$(PYTEST) -m ros test/ $(PYTEST_ARGS)
+	@$(PYTEST) -m ros $(TEST_PATHS) $(PYTEST_ARGS)
 
 # Only the ROS-free tests.
 test-core: setup
-	@$(PYTEST) -m "not ros" test/ $(PYTEST_ARGS)
+	@$(PYTEST) -m "not ros" $(TEST_PATHS) $(PYTEST_ARGS)
 
 # The fallbacks in graspnet_edge_ros/compat.py against really old SciPy/Pillow, on Python 3.10.
 test-jammy-deps:
