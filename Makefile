@@ -16,9 +16,9 @@ all: test
 setup:
 	@scripts/setup_env.sh
 
-# GRASPNET_EDGE_REQUIRE_ROS=1: tests that need rclpy fail here instead of skipping.
+# GRASPNET_EDGE_REQUIRE_ROS=1 / _SHARED=1: tests that need rclpy or ../shared fail here instead of skipping.
 test: setup
-	@$(WITH_ENV) GRASPNET_EDGE_REQUIRE_ROS=1 GRASPNET_EDGE_SHARED="$(abspath $(SHARED))" \
+	@$(WITH_ENV) GRASPNET_EDGE_REQUIRE_ROS=1 GRASPNET_EDGE_REQUIRE_SHARED=1 GRASPNET_EDGE_SHARED="$(abspath $(SHARED))" \
 		python -m pytest test/ $(PYTEST_ARGS)
 
 demo: setup
