@@ -157,8 +157,9 @@ class DetectorConfig:
     # --- object targeting ------------------------------------------------------------------------
     target_object_ids: tuple = _f((), "keep only grasps on these instance labels (empty = all objects)")
     target_sampling_fraction: float = _f(0.5, "share of the model's input points drawn from the target "
-                                               "objects when targeting (0 = uniform sampling)")
-    target_context_m: float = _f(0.0, "when targeting, the model's input is the targets' bounding box grown by "
+                                               "objects when targeting, each target point at most once "
+                                               "(0 = uniform sampling)")
+    target_context_m: float = _f(0.1, "when targeting, the model's input is the targets' bounding box grown by "
                                       "this margin (0 = the whole scene); collisions always use the whole scene")
     # --- poses ---------------------------------------------------------------------------------
     pose_convention: str = _f("z_approach_x_closing", "TCP axes of the published pose")
