@@ -83,32 +83,46 @@ class _PendingRequest:
 
 
 class _TargetFrameTransformer:
-    """Camera -> target frame transforms from tf2_ros at the image stamp."""
+    """Camera -> target frame transforms at the image stamp: tf2_ros when importable, else
+    ``tf_fallback`` (the same buffer interface, fed from /tf and /tf_static). Either way the
+    answer goes through ``conversions.transform_to_matrix`` and ``poses.tcp_poses``."""
 
     def __init__(self, node: Node):
+        self._buffer, self._import_error = None, None
         try:
             import tf2_ros
-        except ImportError as exc:
-            self._tf2_ros, self._buffer, self._import_error = None, None, exc
-            return
-        self._tf2_ros, self._import_error = tf2_ros, None
-        self._buffer = tf2_ros.Buffer()
-        # The executor's other threads fill the buffer while the worker waits in lookup_transform.
-        self._listener = tf2_ros.TransformListener(self._buffer, node)
+        except ImportError:
+            tf2_ros = None
+        try:
+            if tf2_ros is not None:
+                self.implementation = "tf2_ros"
+                self._exception = tf2_ros.TransformException
+                self._buffer = tf2_ros.Buffer()
+                # The executor's other threads fill the buffer while the worker waits in lookup_transform.
+                self._listener = tf2_ros.TransformListener(self._buffer, node)
+            else:
+                from graspnet_edge_ros.ros import tf_fallback
+
+                self.implementation = "tf_fallback"
+                self._exception = tf_fallback.TransformException
+                self._buffer = tf_fallback.TransformBuffer()
+                self._listener = tf_fallback.TransformListener(self._buffer, node)
+        except ImportError as exc:  # tf2_msgs missing as well
+            self._buffer, self._import_error = None, exc
 
     def matrix(self, target: str, source: str, stamp, timeout_s: float) -> np.ndarray:
         """(4, 4) target <- source at ``stamp``; TransformUnavailableError says why not."""
         if self._buffer is None:
             raise TransformUnavailableError(
-                f"target_frame {target!r} is set but tf2_ros is not importable ({self._import_error}); "
-                "install tf2_ros (ros-<distro>-tf2-ros) or clear target_frame")
+                f"target_frame {target!r} is set but neither tf2_ros nor tf2_msgs is importable "
+                f"({self._import_error}); install ros-<distro>-tf2-ros (rosdep) or clear target_frame")
         from rclpy.duration import Duration
         from rclpy.time import Time
 
         try:
             transform = self._buffer.lookup_transform(target, source, Time.from_msg(stamp),
                                                       timeout=Duration(seconds=timeout_s))
-        except self._tf2_ros.TransformException as exc:
+        except self._exception as exc:
             raise TransformUnavailableError(
                 f"no transform from {source!r} to {target!r} at the image stamp "
                 f"{stamp.sec}.{stamp.nanosec:09d}: {exc}") from exc
