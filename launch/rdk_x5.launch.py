@@ -19,7 +19,8 @@ DEFAULT_PARAMS_FILE = os.path.join("config", "rdk_x5.yaml")  # inside the packag
 # The arguments of this platform; launch_arguments adds the common ones (topics, frame, mode, ...).
 ARGUMENTS = launch_arguments(DEFAULT_PARAMS_FILE, {
     "model_path": ("", "split directory with the X5 .bin segments (manifest.json), or one .bin model"),
-    "backend": ("hobot_dnn", "inference runtime: hobot_dnn (BPU) | onnxruntime (CPU fallback)"),
+    "backend": ("", "inference runtime: auto (from the model file: .bin segments -> hobot_dnn) | hobot_dnn | "
+                    "onnxruntime (CPU fallback); empty = from params_file (auto)"),
     "num_threads": ("", "CPU threads of ONNX Runtime segments; empty = from params_file (4)"),
 })
 
