@@ -1,7 +1,8 @@
 """``graspnet_edge_node``: synchronised RGB-D + CameraInfo in, ranked 6-DoF grasps out.
 
-Topics (defaults follow the RealSense driver; set them with parameters or remap them):
-  in   /camera/color/image_raw, /camera/aligned_depth_to_color/image_raw, /camera/color/camera_info
+Topics (defaults follow the RealSense driver; relative names resolve in the node's namespace; set
+them with parameters or remap them):
+  in   camera/color/image_raw, camera/aligned_depth_to_color/image_raw, camera/color/camera_info
   out  ~/grasps (GraspArray), ~/markers (MarkerArray), /diagnostics (DiagnosticArray)
   srv  ~/detect_grasps (DetectGrasps): the result of the next synchronised frame
 
@@ -224,12 +225,23 @@ class GraspDetectorNode(Node):
         self._worker = threading.Thread(target=self._work, name="graspnet_detection", daemon=True)
         self._worker.start()
         s = self._settings
+        color, depth, info, mask = (self._resolved(name) for name in (s.color_topic, s.depth_topic,
+                                                                      s.camera_info_topic, s.object_mask_topic))
         self.get_logger().info(
-            f"ready: backend {self.backend_name}, model {self.model_id}, mode {s.mode}; inputs {s.color_topic} + "
-            f"{s.depth_topic} + {s.camera_info_topic}{' + ' + s.object_mask_topic if s.object_mask_topic else ''} "
+            f"ready: backend {self.backend_name}, model {self.model_id}, mode {s.mode}; inputs {color} + "
+            f"{depth} + {info}{' + ' + mask if s.object_mask_topic else ''} "
             f"({s.qos_reliability}, "
             f"{'exact' if s.exact_sync else f'slop {s.slop} s'}, {self._sync_implementation}); output "
             f"{self._grasp_publisher.topic_name} in {s.target_frame or 'the image frame'}")
+
+    def _resolved(self, topic: str) -> str:
+        """``topic`` expanded in the node's namespace and remapped, as the subscriptions see it."""
+        if not topic:
+            return topic
+        try:
+            return self.resolve_topic_name(topic)
+        except Exception:  # noqa: BLE001 - older rclpy without resolve_topic_name: the name as given
+            return topic
 
     # ------------------------------------------------------------------------------ properties
     @property
