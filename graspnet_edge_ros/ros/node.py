@@ -25,21 +25,33 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from graspnet_edge_ros.dependencies import missing_dependency_message
 
-from graspnet_edge_ros.camera import CameraIntrinsics, prepare_points
-from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, ModelError
-from graspnet_edge_ros.grasps import GraspGroup
-from graspnet_edge_ros.pipeline import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK
-from graspnet_edge_ros.poses import tcp_poses
-from graspnet_edge_ros.ros import conversions, params
-from graspnet_edge_ros.ros.diagnostics import DiagnosticsReporter, NodeStatistics
-from graspnet_edge_ros.ros.markers import grasp_markers
-from graspnet_edge_ros.ros.sync import ApproximateTimeSynchronizer, ExactTimeSynchronizer, LatestMailbox
+try:
+    import numpy as np
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+    from rclpy.clock import Clock, ClockType
+    from rclpy.node import Node
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    from graspnet_edge_ros.camera import CameraIntrinsics, prepare_points
+    from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, ModelError
+    from graspnet_edge_ros.grasps import GraspGroup
+    from graspnet_edge_ros.pipeline import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK
+    from graspnet_edge_ros.poses import tcp_poses
+    from graspnet_edge_ros.ros import conversions, params
+    from graspnet_edge_ros.ros.diagnostics import DiagnosticsReporter, NodeStatistics
+    from graspnet_edge_ros.ros.markers import grasp_markers
+    from graspnet_edge_ros.ros.sync import ApproximateTimeSynchronizer, ExactTimeSynchronizer, LatestMailbox
+except ImportError as _missing:
+    # `python -m graspnet_edge_ros.ros.node` on a robot without e.g. numba: one line, not a traceback
+    # (the installed launcher does the same for its import of this module).
+    if __name__ == "__main__" and missing_dependency_message(_missing, "graspnet_edge_node"):
+        import sys
+
+        print(missing_dependency_message(_missing, "graspnet_edge_node"), file=sys.stderr)
+        sys.exit(1)
+    raise
 
 NODE_NAME = "graspnet_edge_node"
 LOG_THROTTLE_S = 5.0
@@ -616,6 +628,13 @@ def main(args=None, *, detector_factory=None) -> int:
         node = GraspDetectorNode(detector_factory=detector_factory)
     except (GraspNetEdgeError, ParameterException) as exc:  # bad parameters or model: one line, exit 1
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {type(exc).__name__}: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    except ImportError as exc:  # a dependency imported on first use (numba kernels, a runtime): one line
+        message = missing_dependency_message(exc, NODE_NAME)
+        if message is None:
+            raise
+        rclpy.logging.get_logger(NODE_NAME).fatal(message)
         rclpy.try_shutdown()
         return 1
     executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
