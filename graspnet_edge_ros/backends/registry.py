@@ -145,13 +145,14 @@ def resolve_backend(model_path: str | Path, backend: str | None = None) -> str:
 def _split_directory_backend(directory: Path, manifest: Path) -> str:
     import json
 
+    # Only a peek: a broken manifest gets onnxruntime here, and the manifest loader reports it.
     try:
-        segments = json.loads(manifest.read_text()).get("segments") or []
-    except (OSError, ValueError, AttributeError) as exc:
-        raise ModelFormatError(f"{manifest}: not a readable split manifest ({exc})") from exc
-    hobot_files = [segment.get("files", {}).get("hobot_dnn") for segment in segments if isinstance(segment, dict)]
-    if segments and all(name and (directory / name).is_file() for name in hobot_files):
-        return "hobot_dnn"
+        segments = json.loads(manifest.read_text()).get("segments")
+        hobot_files = [segment["files"].get("hobot_dnn") for segment in segments]
+        if segments and all(isinstance(name, str) and (directory / name).is_file() for name in hobot_files):
+            return "hobot_dnn"
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        pass
     return "onnxruntime"
 
 
