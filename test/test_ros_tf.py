@@ -314,3 +314,23 @@ def test_missing_stale_and_future_transforms_give_an_error_without_grasps(tf_nod
     stale = detect_at(client, 40.0)  # the newest transform is 19.9 s older than the image
     assert stale.status == GraspArray.STATUS_ERROR and len(stale.grasps) == 0
     assert "stale" in stale.status_reason and stale.header.frame_id == "world"
+
+
+# RIHS01 hash of tf2_msgs/msg/TFMessage as real ROS 2 (Jazzy, Kilted) publishes it, e.g. in
+# `ros2 topic info /tf --verbose` and in the golden-hash test of rosidl.
+REAL_TFMESSAGE_HASH = "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087"
+
+
+def test_tf2_msgs_in_use_has_the_real_type_hash(tf_messages):
+    """The stand-in built here talks to real /tf publishers: its type hash is the real one."""
+    import json
+    import os
+    from pathlib import Path
+
+    descriptions = [Path(prefix) / "share" / "tf2_msgs" / "msg" / "TFMessage.json"
+                    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if prefix]
+    found = [path for path in descriptions if path.is_file()]
+    if not found:
+        pytest.skip("no TFMessage.json type description (Humble has no type hashes)")
+    hashes = {entry["type_name"]: entry["hash_string"] for entry in json.loads(found[0].read_text())["type_hashes"]}
+    assert hashes["tf2_msgs/msg/TFMessage"] == REAL_TFMESSAGE_HASH
