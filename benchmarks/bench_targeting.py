@@ -26,8 +26,8 @@ SETTINGS = (
     ("no targeting: grasps on the object among all", {}),
     ("target, uniform sampling, whole scene", {"target_sampling_fraction": 0.0, "target_context_m": 0.0}),
     ("target, 50 % of the input on it, whole scene", {"target_sampling_fraction": 0.5, "target_context_m": 0.0}),
-    ("target, uniform, context crop 0.1 m", {"target_sampling_fraction": 0.0, "target_context_m": 0.1}),
-    ("target, 50 % + context crop 0.1 m (default)", {"target_sampling_fraction": 0.5, "target_context_m": 0.1}),
+    ("target, uniform, context crop 0.1 m (default)", {"target_sampling_fraction": 0.0, "target_context_m": 0.1}),
+    ("target, 50 % + context crop 0.1 m", {"target_sampling_fraction": 0.5, "target_context_m": 0.1}),
 )
 
 

@@ -157,7 +157,7 @@ class DetectorConfig:
     workspace_extent_margin_m: float = _f(0.05, "auto workspace: margin around the plane's observed extent")
     # --- object targeting ------------------------------------------------------------------------
     target_object_ids: tuple = _f((), "keep only grasps on these instance labels (empty = all objects)")
-    target_sampling_fraction: float = _f(0.5, "share of the model's input points drawn from the target "
+    target_sampling_fraction: float = _f(0.0, "share of the model's input points drawn from the target "
                                                "objects when targeting, each target point at most once "
                                                "(0 = uniform sampling)")
     target_context_m: float = _f(0.1, "when targeting, the model's input is the targets' bounding box grown by "

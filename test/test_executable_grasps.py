@@ -223,12 +223,13 @@ def test_published_grasps_are_executable_against_the_true_table_and_labelled(aut
 
 
 def test_targeting_keeps_only_the_target_and_samples_it_densely(analytic_detector, tabletop, auto_result):
-    analytic_detector.update_config(analytic_detector.config.replace(target_context_m=0.2))
+    default = analytic_detector.config
+    analytic_detector.update_config(default.replace(target_context_m=0.2, target_sampling_fraction=0.5))
     try:
         result = analytic_detector.detect(tabletop.color, tabletop.depth_mm, "16UC1", tabletop.intrinsics,
                                           object_labels=tabletop.labels, target_object_ids=[2])
     finally:
-        analytic_detector.update_config(analytic_detector.config.replace(target_context_m=0.0))
+        analytic_detector.update_config(default)
     assert result.ok and len(result.grasps) >= 1
     assert set(result.grasps.object_ids.astype(int)) == {2}
     # Collisions are still checked against the whole scene: the cloud is the same as without a target.
