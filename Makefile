@@ -20,8 +20,9 @@ endif
 
 # Sources the distribution's venv and install space for one recipe line.
 WITH_ENV := set +u; export GRASPNET_EDGE_ROS_DISTRO=$(DISTRO); . scripts/env.sh; set -u;
-# GRASPNET_EDGE_REQUIRE_ROS=1: tests that need rclpy fail here instead of skipping.
-PYTEST := $(WITH_ENV) GRASPNET_EDGE_REQUIRE_ROS=1 GRASPNET_EDGE_SHARED="$(abspath $(SHARED))" python -m pytest
+# GRASPNET_EDGE_REQUIRE_ROS=1 / _SHARED=1: tests that need rclpy or ../shared fail here instead of skipping.
+PYTEST := $(WITH_ENV) GRASPNET_EDGE_REQUIRE_ROS=1 GRASPNET_EDGE_REQUIRE_SHARED=1 \
+	GRASPNET_EDGE_SHARED="$(abspath $(SHARED))" python -m pytest
 
 # Python 3.10 venv with the oldest dependency versions setup.py allows where they matter
 # (test-jammy-deps); see requirements-jammy-deps.txt.

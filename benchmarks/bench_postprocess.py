@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 from benchmarks.common import example_points, median_ms  # noqa: E402
-from graspnet_edge_ros.grasps import GraspGroup  # noqa: E402
+from graspnet_edge_ros.grasps import ROTATION, TRANSLATION, GraspGroup  # noqa: E402
 from graspnet_edge_ros.model import views as grasp_views  # noqa: E402
 from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector  # noqa: E402
 from graspnet_edge_ros.postprocess.nms import grasp_nms  # noqa: E402
@@ -79,8 +79,8 @@ def _reference_nms(grasps: GraspGroup, translation_thresh=0.03, rotation_thresh=
         if removed[i]:
             continue
         later = rows[i + 1:]
-        distances = np.sqrt(((later[:, 13:16] - rows[i, 13:16]) ** 2).sum(axis=1))
-        traces = np.clip(later[:, 4:13] @ rows[i, 4:13], -1, 3)
+        distances = np.sqrt(((later[:, TRANSLATION] - rows[i, TRANSLATION]) ** 2).sum(axis=1))
+        traces = np.clip(later[:, ROTATION] @ rows[i, ROTATION], -1, 3)
         close = (distances < translation_thresh) & (np.arccos((traces - 1) / 2) < rotation_thresh)
         removed[i + 1:] |= close
     return GraspGroup(rows[~removed].astype(np.float32))

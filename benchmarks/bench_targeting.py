@@ -24,10 +24,10 @@ from graspnet_edge_ros.pipeline import GraspDetector  # noqa: E402
 
 SETTINGS = (
     ("no targeting: grasps on the object among all", {}),
-    ("target, uniform sampling", {"target_sampling_fraction": 0.0}),
-    ("target, 50 % of the input on it (default)", {"target_sampling_fraction": 0.5}),
+    ("target, uniform sampling, whole scene", {"target_sampling_fraction": 0.0, "target_context_m": 0.0}),
+    ("target, 50 % of the input on it, whole scene", {"target_sampling_fraction": 0.5, "target_context_m": 0.0}),
+    ("target, uniform, context crop 0.1 m (default)", {"target_sampling_fraction": 0.0, "target_context_m": 0.1}),
     ("target, 50 % + context crop 0.1 m", {"target_sampling_fraction": 0.5, "target_context_m": 0.1}),
-    ("target, 50 % + context crop 0.2 m", {"target_sampling_fraction": 0.5, "target_context_m": 0.2}),
 )
 
 
@@ -45,7 +45,7 @@ def split_model(path: str | None) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=6)
-    parser.add_argument("--first-seed", type=int, default=100)
+    parser.add_argument("--first-seed", type=int, default=200)
     parser.add_argument("--model", help="split directory or .pth (default: the shared checkpoint, exported)")
     args = parser.parse_args(argv)
     from graspnet_edge_ros.sim.scenes import render_scene

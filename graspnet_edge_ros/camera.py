@@ -399,10 +399,14 @@ def sample_cloud(selection: WorkspaceSelection, num_points: int, seed: int | Non
     indices = None
     if preferred is not None and preferred_fraction > 0:
         preferred_ids = np.flatnonzero(preferred)
-        wanted = int(round(preferred_fraction * num_points))
+        # Never more than each preferred point once: repeated points change the model's local
+        # features (a ball query groups copies), which costs more grasps than it adds seeds.
+        wanted = min(int(round(preferred_fraction * num_points)), preferred_ids.size)
         if 0 < preferred_ids.size and preferred_ids.size < preferred_fraction * cloud.shape[0] and wanted > 0:
             chosen = preferred_ids[sample_indices(preferred_ids.size, wanted, rng)]
-            rest = sample_indices(cloud.shape[0], num_points - wanted, rng) if num_points > wanted else chosen[:0]
+            others = np.flatnonzero(~preferred)
+            rest = (others[sample_indices(others.size, num_points - wanted, rng)]
+                    if num_points > wanted and others.size else chosen[:0])
             indices = np.concatenate([chosen, rest])
     if indices is None:
         indices = sample_indices(cloud.shape[0], num_points, rng)

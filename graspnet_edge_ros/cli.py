@@ -18,7 +18,7 @@ import numpy as np
 
 from graspnet_edge_ros.errors import (BackendUnavailableError, ConfigError, GraspNetEdgeError, InputError,
                                       ModelError, ModelFormatError)
-from graspnet_edge_ros.grasps import OBJECT_ID
+from graspnet_edge_ros.grasps import DEPTH, HEIGHT, OBJECT_ID, SCORE, WIDTH
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
 GRASPNET_SINGLE_FILE_OPSET = 17
@@ -299,8 +299,8 @@ def result_to_json(result, config) -> dict:
         for rank in range(len(result.grasps)):
             row = result.grasps.array[rank]
             grasps.append({
-                "rank": rank, "score": float(row[0]), "width_m": float(row[1]), "height_m": float(row[2]),
-                "depth_m": float(row[3]),
+                "rank": rank, "score": float(row[SCORE]), "width_m": float(row[WIDTH]),
+                "height_m": float(row[HEIGHT]), "depth_m": float(row[DEPTH]),
                 "position_m": result.poses.positions[rank].tolist(),
                 "orientation_xyzw": result.poses.quaternions[rank].tolist(),
                 "approach": result.poses.approach[rank].tolist(),
@@ -329,7 +329,7 @@ def print_result_table(result, top: int = 10) -> None:
         print(f"{'rank':>4} {'score':>7} {'width':>7} {'depth':>6}   {'x':>7} {'y':>7} {'z':>7}")
         for rank, row in enumerate(result.grasps.array[:top]):
             x, y, z = result.poses.positions[rank]
-            print(f"{rank:>4} {row[0]:7.3f} {row[1]:7.3f} {row[3]:6.2f}   {x:7.3f} {y:7.3f} {z:7.3f}")
+            print(f"{rank:>4} {row[SCORE]:7.3f} {row[WIDTH]:7.3f} {row[DEPTH]:6.2f}   {x:7.3f} {y:7.3f} {z:7.3f}")
     for note in ([result.plane_note] if result.plane_note else []) + list(result.warnings):
         print(f"note: {note}")
     stages = "  ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items() if "." not in k)

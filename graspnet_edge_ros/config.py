@@ -92,7 +92,8 @@ class DetectorConfig:
     # --- model and backend (restart required) -------------------------------------------------
     model_path: str = _f("", "GraspNet artefact (checkpoint, single .onnx, split directory) or planar model (.pt/.onnx)")
     model_type: str = _f("auto", "auto | graspnet | grconvnet | affga; auto = detected from the model file")
-    backend: str = _f("", "runtime: onnxruntime | hobot_dnn | torch; empty = from the model file")
+    backend: str = _f("auto", "runtime: auto (from the model file: .pth/.pt torch, .onnx onnxruntime, .bin/.hbm "
+                              "hobot_dnn, split directory onnxruntime or hobot_dnn) | onnxruntime | hobot_dnn | torch")
     num_threads: int = _f(0, "intra-op threads of the backend (0 = runtime default)")
     # --- points --------------------------------------------------------------------------------
     num_points: int = _f(20000, "points sampled from the workspace as model input")
@@ -156,9 +157,10 @@ class DetectorConfig:
     workspace_extent_margin_m: float = _f(0.05, "auto workspace: margin around the plane's observed extent")
     # --- object targeting ------------------------------------------------------------------------
     target_object_ids: tuple = _f((), "keep only grasps on these instance labels (empty = all objects)")
-    target_sampling_fraction: float = _f(0.5, "share of the model's input points drawn from the target "
-                                               "objects when targeting (0 = uniform sampling)")
-    target_context_m: float = _f(0.0, "when targeting, the model's input is the targets' bounding box grown by "
+    target_sampling_fraction: float = _f(0.0, "share of the model's input points drawn from the target "
+                                               "objects when targeting, each target point at most once "
+                                               "(0 = uniform sampling)")
+    target_context_m: float = _f(0.1, "when targeting, the model's input is the targets' bounding box grown by "
                                       "this margin (0 = the whole scene); collisions always use the whole scene")
     # --- poses ---------------------------------------------------------------------------------
     pose_convention: str = _f("z_approach_x_closing", "TCP axes of the published pose")
@@ -240,6 +242,7 @@ def validate(cfg: DetectorConfig) -> None:
     _require(cfg.pose_convention in POSE_CONVENTIONS,
              f"pose_convention must be one of {POSE_CONVENTIONS}, got {cfg.pose_convention!r}")
     _require(cfg.twin_policy in TWIN_POLICIES, f"twin_policy must be one of {TWIN_POLICIES}, got {cfg.twin_policy!r}")
+    _check_backend_name(cfg.backend)
     _require(cfg.model_type in MODEL_TYPES, f"model_type must be one of {MODEL_TYPES}, got {cfg.model_type!r}")
     _require(cfg.planar_num_grasps >= 1, f"planar_num_grasps must be >= 1, got {cfg.planar_num_grasps}")
     _require(cfg.planar_width_scale > 0, f"planar_width_scale must be > 0, got {cfg.planar_width_scale}")
@@ -248,6 +251,14 @@ def validate(cfg: DetectorConfig) -> None:
     _require(cfg.planar_insertion_depth_m >= 0,
              f"planar_insertion_depth_m must be >= 0, got {cfg.planar_insertion_depth_m}")
     _require(cfg.pre_grasp_distance_m >= 0, f"pre_grasp_distance_m must be >= 0, got {cfg.pre_grasp_distance_m}")
+
+
+def _check_backend_name(backend: str) -> None:
+    """ConfigError (with a did-you-mean) for a backend that is neither auto ("" too) nor a known one."""
+    from graspnet_edge_ros.backends.registry import get_format, is_auto_backend
+
+    if not is_auto_backend(backend):
+        get_format(backend)
 
 
 def from_mapping(values: dict, base: DetectorConfig | None = None) -> DetectorConfig:

@@ -98,14 +98,23 @@ run_step include-path-fix fix_wheel_include_dirs
 if [ "$fresh_install" = 1 ]; then
   rm -rf "$build_base/graspnet_edge_ros" "$install_base"
 fi
+# tf2_msgs is not on PyPI: where the venv (or a sourced ROS) cannot import it, the test stand-in
+# test/ros_interfaces/tf2_msgs (only TFMessage, the real definition, hence the same type hash) is
+# built beside the package, so the TF fallback and its tests have /tf messages. COLCON_IGNORE in
+# test/ros_interfaces keeps it out of every other crawl (workspaces, rosdep).
+base_paths=(.)
+if ! "$venv/bin/python" -c "import tf2_msgs.msg" >/dev/null 2>&1 \
+    || [ -d "$install_base/tf2_msgs" ]; then
+  base_paths+=(test/ros_interfaces/tf2_msgs)
+fi
 colcon_build() {
   cd "$repo" || return 1
   env AMENT_PREFIX_PATH="$venv" PATH="$venv/bin:$PATH" \
-    "$venv/bin/colcon" --log-base "$log_base" build --base-paths . \
+    "$venv/bin/colcon" --log-base "$log_base" build --base-paths "${base_paths[@]}" \
     --build-base "$build_base" --install-base "$install_base" \
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$venv/bin/python"
 }
-banner "colcon build: graspnet_edge_ros (messages, launchers) into ${install_base##*/}/"
+banner "colcon build: graspnet_edge_ros (messages, launchers)${base_paths[1]:+ and the tf2_msgs stand-in} into ${install_base##*/}/"
 run_step colcon-build colcon_build
 if [ "$distro" = kilted ]; then
   banner "done; source scripts/env.sh to use the install space"

@@ -15,6 +15,14 @@ os.environ["ROS_DOMAIN_ID"] = str(os.getpid() % 100 + 1)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REQUIRE_ROS_ENV = "GRASPNET_EDGE_REQUIRE_ROS"
+REQUIRE_SHARED_ENV = "GRASPNET_EDGE_REQUIRE_SHARED"
+
+
+def install_space() -> Path:
+    """This repository's colcon install space for the distribution under test (scripts/env.sh
+    exports GRASPNET_EDGE_ROS_DISTRO): install/ for Kilted, install-<distro>/ otherwise."""
+    distro = os.environ.get("GRASPNET_EDGE_ROS_DISTRO") or "kilted"
+    return REPO_ROOT / ("install" if distro == "kilted" else f"install-{distro}")
 
 
 def shared_dir_path() -> Path:
@@ -27,8 +35,12 @@ def shared_dir_path() -> Path:
 def shared_dir() -> Path:
     path = shared_dir_path()
     if not path.is_dir():
-        pytest.skip(f"reference material not found at {path} "
-                    "(place it beside the repository as ../shared or set GRASPNET_EDGE_SHARED)")
+        reason = (f"reference material not found at {path} "
+                  "(place it beside the repository as ../shared or set GRASPNET_EDGE_SHARED)")
+        # Under `make test` and CI a missing ../shared is a failure: a third of the tests need it.
+        if os.environ.get(REQUIRE_SHARED_ENV) == "1":
+            pytest.fail(f"{REQUIRE_SHARED_ENV}=1 but the {reason}", pytrace=False)
+        pytest.skip(reason)
     return path
 
 

@@ -223,12 +223,13 @@ def test_published_grasps_are_executable_against_the_true_table_and_labelled(aut
 
 
 def test_targeting_keeps_only_the_target_and_samples_it_densely(analytic_detector, tabletop, auto_result):
-    analytic_detector.update_config(analytic_detector.config.replace(target_context_m=0.2))
+    default = analytic_detector.config
+    analytic_detector.update_config(default.replace(target_context_m=0.2, target_sampling_fraction=0.5))
     try:
         result = analytic_detector.detect(tabletop.color, tabletop.depth_mm, "16UC1", tabletop.intrinsics,
                                           object_labels=tabletop.labels, target_object_ids=[2])
     finally:
-        analytic_detector.update_config(analytic_detector.config.replace(target_context_m=0.0))
+        analytic_detector.update_config(default)
     assert result.ok and len(result.grasps) >= 1
     assert set(result.grasps.object_ids.astype(int)) == {2}
     # Collisions are still checked against the whole scene: the cloud is the same as without a target.
@@ -238,9 +239,15 @@ def test_targeting_keeps_only_the_target_and_samples_it_densely(analytic_detecto
     assert np.all(result.cloud.sampled >= target_points.min(axis=0) - 0.2 - 1e-6)  # the context box
     assert np.all(result.cloud.sampled <= target_points.max(axis=0) + 0.2 + 1e-6)
     labels = tabletop.labels.reshape(-1)
-    share = np.mean(labels[result.cloud.pixel_ids[result.cloud.sampled_indices]] == 2)
+    sampled_on_target = result.cloud.sampled_indices[labels[result.cloud.pixel_ids[result.cloud.sampled_indices]] == 2]
+    share = len(sampled_on_target) / len(result.cloud.sampled_indices)
     natural = np.mean(labels[auto_result.cloud.pixel_ids[auto_result.cloud.sampled_indices]] == 2)
-    assert natural < 0.2 and share >= 0.45
+    # Denser on the target: a small target (fewer points than half the input) is in the input
+    # whole, each point once (repeated points would change the model's local features).
+    target_indices = np.flatnonzero(labels[result.cloud.pixel_ids] == 2)
+    assert len(target_indices) < 0.5 * len(result.cloud.sampled_indices)
+    np.testing.assert_array_equal(np.sort(sampled_on_target), target_indices)
+    assert natural < 0.2 and share > 2 * natural
     assert result.counts["rejected_not_target"] > 0
 
 
@@ -408,3 +415,21 @@ def test_simulated_oblique_scenes_plane_workspace_and_labels(seed, split_model_d
     assert set(result.grasps.object_ids.astype(int)) <= set(range(-1, scene.labels.max() + 1)) - {0}
     on_objects = result.grasps.object_ids > 0
     assert on_objects.mean() >= 0.5
+
+
+@pytest.mark.parametrize("num_preferred, expected_on_target, slack", [(300, 300, 0), (3000, 500, 0), (6000, 750, 60)])
+def test_sampling_denser_on_preferred_points_never_repeats_them(num_preferred, expected_on_target, slack):
+    from graspnet_edge_ros.camera import WorkspaceSelection, sample_cloud
+
+    rng = np.random.default_rng(1)
+    cloud = rng.random((8000, 3)).astype(np.float32)
+    selection = WorkspaceSelection(cloud, np.arange(8000, dtype=np.int64), None, 8000)
+    preferred = np.zeros(8000, bool)
+    preferred[rng.choice(8000, num_preferred, replace=False)] = True
+    sampled = sample_cloud(selection, 1000, 0, preferred, 0.5)
+    on_target = sampled.sampled_indices[preferred[sampled.sampled_indices]]
+    # Half the input from the preferred points, each at most once; when they already make up
+    # half of the selection, the official uniform sampling.
+    assert abs(len(on_target) - expected_on_target) <= slack
+    assert len(np.unique(on_target)) == len(on_target)
+    assert len(np.unique(sampled.sampled_indices)) == 1000

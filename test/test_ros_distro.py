@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REQUIRE_ROS_ENV
+from conftest import REQUIRE_ROS_ENV, install_space
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RCLPY_MAJOR = {"humble": 3, "jazzy": 7, "kilted": 9}
@@ -41,7 +41,7 @@ def test_generated_interfaces_come_from_the_selected_install_space(ros_interface
     import graspnet_edge_ros.srv
 
     distro = os.environ["GRASPNET_EDGE_ROS_DISTRO"]
-    install = (REPO_ROOT / ("install" if distro == "kilted" else f"install-{distro}")).resolve()
+    install = install_space().resolve()
     for module in (graspnet_edge_ros.msg, graspnet_edge_ros.srv):
         assert Path(module.__file__).resolve().is_relative_to(install), (module.__file__, install)
     # and the interpreter and rclpy are the distribution's venv

@@ -100,7 +100,7 @@ class HobotDnnBackend(InferenceBackend):
     """
 
     name = "hobot_dnn"
-    suffixes = (".bin",)
+    suffixes = (".bin", ".hbm")
 
     def __init__(self, model_path: str | Path, core_id: int = 0, priority: int = 0) -> None:
         super().__init__(model_path)

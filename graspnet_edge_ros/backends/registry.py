@@ -53,7 +53,7 @@ FORMATS: tuple[BackendFormat, ...] = (
     ),
     BackendFormat(
         name="hobot_dnn",
-        suffixes=(".bin",),
+        suffixes=(".bin", ".hbm"),
         class_path="graspnet_edge_ros.backends.hobot_backend:HobotDnnBackend",
         install_hint="runs only on a Horizon RDK X5 board: install the hobot-spdev deb (RDK OS >= 3.5.0, "
         "provides hbm_runtime) or use the board image's hobot_dnn; do not pip install hbm_runtime",
@@ -93,8 +93,67 @@ def format_for_path(model_path: str | Path) -> BackendFormat:
     for fmt in FORMATS:
         if fmt.matches_path(path):
             return fmt
-    supported = ", ".join(f"{s} ({fmt.name})" for fmt in FORMATS for s in fmt.suffixes)
-    raise ModelFormatError(f"no backend loads {path.name!r}: unknown model format (supported: {supported})")
+    raise ModelFormatError(f"no backend loads {path.name!r}: unknown model format (supported: {supported_kinds()})")
+
+
+# Spellings of "choose the backend from the model file" (the parameter's default).
+AUTO_BACKENDS = ("", "auto")
+SPLIT_MANIFEST = "manifest.json"
+
+
+def supported_kinds() -> str:
+    """The model kinds ``resolve_backend`` knows, for one-line error messages."""
+    files = ", ".join(f"{'/'.join(fmt.suffixes)} ({fmt.name})" for fmt in FORMATS)
+    return f"{files}, or a split directory with {SPLIT_MANIFEST} (onnxruntime, or hobot_dnn when it lists .bin files)"
+
+
+def is_auto_backend(backend: str | None) -> bool:
+    return backend is None or backend.strip().lower() in AUTO_BACKENDS
+
+
+def resolve_backend(model_path: str | Path, backend: str | None = None) -> str:
+    """The backend that runs ``model_path``: ``backend`` (canonical name) unless it is ""/"auto"/None.
+
+    From the model file: a split directory (``manifest.json``) runs with hobot_dnn when every
+    segment lists an existing hobot_dnn file (the converted RDK X5 kit), else with onnxruntime;
+    a single file by its suffix (.onnx onnxruntime, .pth/.pt/.tar torch, .bin/.hbm hobot_dnn).
+
+    Raises:
+        ModelFormatError: the path does not exist, or is of no known kind (one line, listing the kinds).
+        ConfigError: an unknown backend name.
+    """
+    if not is_auto_backend(backend):
+        return get_format(backend).name
+    path = Path(model_path)
+    if not str(model_path).strip():
+        raise ModelFormatError(f"model_path is empty: give the model file or split directory ({supported_kinds()})")
+    if not path.exists():
+        raise ModelFormatError(f"model not found: {path}")
+    if path.is_dir():
+        manifest = path / SPLIT_MANIFEST
+        if not manifest.is_file():
+            raise ModelFormatError(f"{path} is a directory without {SPLIT_MANIFEST}: unknown model kind "
+                                   f"(supported: {supported_kinds()})")
+        return _split_directory_backend(path, manifest)
+    for fmt in FORMATS:
+        if fmt.matches_path(path):
+            return fmt.name
+    raise ModelFormatError(f"{path.name!r}: unknown model kind, cannot choose a backend from it "
+                           f"(supported: {supported_kinds()}); rename it or set backend explicitly")
+
+
+def _split_directory_backend(directory: Path, manifest: Path) -> str:
+    import json
+
+    # Only a peek: a broken manifest gets onnxruntime here, and the manifest loader reports it.
+    try:
+        segments = json.loads(manifest.read_text()).get("segments")
+        hobot_files = [segment["files"].get("hobot_dnn") for segment in segments]
+        if segments and all(isinstance(name, str) and (directory / name).is_file() for name in hobot_files):
+            return "hobot_dnn"
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        pass
+    return "onnxruntime"
 
 
 def load_backend_class(fmt: BackendFormat) -> type[InferenceBackend]:

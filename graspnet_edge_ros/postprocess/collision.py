@@ -204,7 +204,9 @@ class ModelFreeCollisionDetector:
 
         Whole voxels of the full cloud's grid are kept or dropped (in blocks of voxels), so each
         kept mean equals the full cloud's, summed in the same order; a dropped voxel's mean lies
-        outside every gripper box, where it could not have been counted. One pass over the cloud.
+        outside every gripper box, where it could not have been counted. The only voxels that can
+        be cut (by the float pre-test at the union's border) lie two voxels outside every box, so
+        their means do too. One pass over the cloud.
         """
         if not np.isfinite(self.voxel_size) or self.voxel_size <= 0:
             raise ConfigError(f"voxel_size must be > 0, got {self.voxel_size}")
@@ -241,8 +243,13 @@ class ModelFreeCollisionDetector:
         block = 4
         while np.prod((top_voxel // block + 1).astype(np.float64)) > _MAX_GRID_CELLS:
             block *= 2
+        # A cheap float test against the union of the boxes (one voxel wider) skips most of an
+        # unmasked frame before any voxel index is computed.
+        union_lo = anchor + (lo_voxel.min(axis=0) - 1) * self.voxel_size
+        union_hi = anchor + (hi_voxel.max(axis=0) + 2) * self.voxel_size
         return _voxel_means_in_marked_blocks(points, anchor, self.voxel_size, block, top_voxel,
-                                             np.ascontiguousarray(lo_voxel), np.ascontiguousarray(hi_voxel))
+                                             np.ascontiguousarray(lo_voxel), np.ascontiguousarray(hi_voxel),
+                                             union_lo, union_hi)
 
     def _region_bounds(self, grasps: GraspGroup, approach_dist: float) -> np.ndarray:
         """(N, 10) float64 region limits, computed in float32 like the official expressions."""
@@ -314,9 +321,11 @@ class _PointGrid:
 
 
 @numba.njit(cache=True)
-def _voxel_means_in_marked_blocks(points, anchor, voxel_size, block, top_voxel, lo_voxel, hi_voxel):
+def _voxel_means_in_marked_blocks(points, anchor, voxel_size, block, top_voxel, lo_voxel, hi_voxel,
+                                  union_lo, union_hi):
     """Voxel means (ordered by voxel index) of the voxels in blocks of ``block``^3 voxels that meet
-    any [lo, hi] voxel box; indices and sums exactly as voxel_downsample computes them."""
+    any [lo, hi] voxel box; indices and sums exactly as voxel_downsample computes them. Points
+    outside [union_lo, union_hi] (the boxes' union, a voxel wider) are skipped without indexing."""
     block_dims = top_voxel // block + 1
     marked = np.zeros((block_dims[0], block_dims[1], block_dims[2]), np.bool_)
     first = block_dims.copy()   # marked block range -> the local voxel table
@@ -346,28 +355,23 @@ def _voxel_means_in_marked_blocks(points, anchor, voxel_size, block, top_voxel, 
     kept = np.empty(points.shape[0], np.int64)
     keys = np.empty(points.shape[0], np.int64)
     n_kept = 0
-    index = np.empty(3, np.int64)
-    inverse = 1.0 / voxel_size
     for i in range(points.shape[0]):
-        # The block test uses a reciprocal (off by at most one voxel at a border); a voxel that
-        # can meet a box lies two voxels inside the marked blocks (the slack of lo/hi), so all
-        # its points pass. The kept point's key uses the exact division, as voxel_downsample does.
-        b0 = int(np.floor((np.float64(points[i, 0]) - anchor[0]) * inverse)) // block
-        b1 = int(np.floor((np.float64(points[i, 1]) - anchor[1]) * inverse)) // block
-        b2 = int(np.floor((np.float64(points[i, 2]) - anchor[2]) * inverse)) // block
-        if not marked[min(max(b0, 0), block_dims[0] - 1), min(max(b1, 0), block_dims[1] - 1),
-                      min(max(b2, 0), block_dims[2] - 1)]:
+        x, y, z = np.float64(points[i, 0]), np.float64(points[i, 1]), np.float64(points[i, 2])
+        if (x < union_lo[0] or x > union_hi[0] or y < union_lo[1] or y > union_hi[1]
+                or z < union_lo[2] or z > union_hi[2]):
             continue
-        inside = True
-        for k in range(3):
-            index[k] = int(np.floor((np.float64(points[i, k]) - anchor[k]) / voxel_size)) - origin[k]
-            if index[k] < 0 or index[k] >= dims[k]:
-                inside = False
-        if not inside:  # a border point of a voxel no gripper box can reach
+        # Exact voxel index (the division voxel_downsample uses), so whole voxels are kept or
+        # dropped: a kept voxel's mean equals the full cloud's.
+        v0 = int(np.floor((x - anchor[0]) / voxel_size))
+        v1 = int(np.floor((y - anchor[1]) / voxel_size))
+        v2 = int(np.floor((z - anchor[2]) / voxel_size))
+        if not marked[min(max(v0 // block, 0), block_dims[0] - 1), min(max(v1 // block, 0), block_dims[1] - 1),
+                      min(max(v2 // block, 0), block_dims[2] - 1)]:
             continue
-        key = 0
-        for k in range(3):
-            key = key * dims[k] + index[k]
+        l0, l1, l2 = v0 - origin[0], v1 - origin[1], v2 - origin[2]
+        if l0 < 0 or l0 >= dims[0] or l1 < 0 or l1 >= dims[1] or l2 < 0 or l2 >= dims[2]:
+            continue  # a voxel of a marked block's overhang past the cloud's extent
+        key = (l0 * dims[1] + l1) * dims[2] + l2
         kept[n_kept] = i
         keys[n_kept] = key
         n_kept += 1

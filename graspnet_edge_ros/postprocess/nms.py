@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from ..errors import ConfigError
-from ..grasps import GraspGroup
+from ..grasps import ROTATION, TRANSLATION, GraspGroup
 
 
 def grasp_nms(grasps: GraspGroup, translation_thresh: float = 0.03,
@@ -42,8 +42,8 @@ def grasp_nms(grasps: GraspGroup, translation_thresh: float = 0.03,
     order = descending_score_order(grasps.scores)
     ordered = grasps.array[order]
     rows = ordered.astype(np.float64)
-    keep = _greedy_keep(np.ascontiguousarray(rows[:, 13:16]),
-                        np.ascontiguousarray(rows[:, 4:13]),
+    keep = _greedy_keep(np.ascontiguousarray(rows[:, TRANSLATION]),
+                        np.ascontiguousarray(rows[:, ROTATION]),
                         float(translation_thresh), float(rotation_thresh))
     return GraspGroup(ordered[keep])
 

@@ -123,6 +123,20 @@ def transform_to_matrix(transform) -> np.ndarray:
     return matrix
 
 
+def matrix_to_transform(matrix):
+    """geometry_msgs/Transform of a (4, 4) homogeneous matrix (the inverse of transform_to_matrix)."""
+    from geometry_msgs.msg import Transform
+    from scipy.spatial.transform import Rotation
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    transform = Transform()
+    transform.translation.x, transform.translation.y, transform.translation.z = (float(v) for v in matrix[:3, 3])
+    x, y, z, w = Rotation.from_matrix(matrix[:3, :3]).as_quat()
+    transform.rotation.x, transform.rotation.y, transform.rotation.z, transform.rotation.w = (
+        float(x), float(y), float(z), float(w))
+    return transform
+
+
 def status_code(status: str) -> int:
     """GraspArray.STATUS_* constant of a DetectionResult status string."""
     from graspnet_edge_ros.msg import GraspArray

@@ -17,14 +17,15 @@ def launch_arguments(default_params_file: str, platform_arguments: dict) -> dict
     """{name: (default, description)} of a launch file: the common arguments, then its own ones."""
     return {
         "params_file": ("", f"parameter YAML; empty = <share>/{default_params_file}"),
-        "namespace": ("", "ROS namespace of the node"),
+        "namespace": ("", "ROS namespace of the node: its relative input topics, ~/grasps, ~/markers and "
+                                "~/detect_grasps resolve under it"),
         "model": ("", "short for model_path (wins when both are given)"),
         **platform_arguments,
         "target_frame": ("", "TF frame of the published poses (e.g. base_link); empty = from params_file"),
-        "color_topic": ("", "colour image topic; empty = from params_file (/camera/color/image_raw)"),
+        "color_topic": ("", "colour image topic; empty = from params_file (camera/color/image_raw, relative to namespace)"),
         "depth_topic": ("", "aligned depth topic; empty = from params_file "
-                            "(/camera/aligned_depth_to_color/image_raw)"),
-        "camera_info_topic": ("", "CameraInfo topic; empty = from params_file (/camera/color/camera_info)"),
+                            "(camera/aligned_depth_to_color/image_raw)"),
+        "camera_info_topic": ("", "CameraInfo topic; empty = from params_file (camera/color/camera_info)"),
         "mode": ("", "continuous | on_demand; empty = from params_file"),
         "use_sim_time": ("false", "use /clock (bag playback with --clock)"),
     }

@@ -1,7 +1,8 @@
 """``graspnet_edge_node``: synchronised RGB-D + CameraInfo in, ranked 6-DoF grasps out.
 
-Topics (defaults follow the RealSense driver; set them with parameters or remap them):
-  in   /camera/color/image_raw, /camera/aligned_depth_to_color/image_raw, /camera/color/camera_info
+Topics (defaults follow the RealSense driver; relative names resolve in the node's namespace; set
+them with parameters or remap them):
+  in   camera/color/image_raw, camera/aligned_depth_to_color/image_raw, camera/color/camera_info
   out  ~/grasps (GraspArray), ~/markers (MarkerArray), /diagnostics (DiagnosticArray)
   srv  ~/detect_grasps (DetectGrasps): the result of the next synchronised frame
 
@@ -24,21 +25,33 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from graspnet_edge_ros.dependencies import missing_dependency_message
 
-from graspnet_edge_ros.camera import CameraIntrinsics, prepare_points
-from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, ModelError
-from graspnet_edge_ros.grasps import GraspGroup
-from graspnet_edge_ros.pipeline import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK
-from graspnet_edge_ros.poses import tcp_poses
-from graspnet_edge_ros.ros import conversions, params
-from graspnet_edge_ros.ros.diagnostics import DiagnosticsReporter, NodeStatistics
-from graspnet_edge_ros.ros.markers import grasp_markers
-from graspnet_edge_ros.ros.sync import ApproximateTimeSynchronizer, ExactTimeSynchronizer, LatestMailbox
+try:
+    import numpy as np
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+    from rclpy.clock import Clock, ClockType
+    from rclpy.node import Node
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    from graspnet_edge_ros.camera import CameraIntrinsics, prepare_points
+    from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, ModelError
+    from graspnet_edge_ros.grasps import GraspGroup
+    from graspnet_edge_ros.pipeline import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK
+    from graspnet_edge_ros.poses import tcp_poses
+    from graspnet_edge_ros.ros import conversions, params
+    from graspnet_edge_ros.ros.diagnostics import DiagnosticsReporter, NodeStatistics
+    from graspnet_edge_ros.ros.markers import grasp_markers
+    from graspnet_edge_ros.ros.sync import ApproximateTimeSynchronizer, ExactTimeSynchronizer, LatestMailbox
+except ImportError as _missing:
+    # `python -m graspnet_edge_ros.ros.node` on a robot without e.g. numba: one line, not a traceback
+    # (the installed launcher does the same for its import of this module).
+    if __name__ == "__main__" and missing_dependency_message(_missing, "graspnet_edge_node"):
+        import sys
+
+        print(missing_dependency_message(_missing, "graspnet_edge_node"), file=sys.stderr)
+        sys.exit(1)
+    raise
 
 NODE_NAME = "graspnet_edge_node"
 LOG_THROTTLE_S = 5.0
@@ -83,32 +96,46 @@ class _PendingRequest:
 
 
 class _TargetFrameTransformer:
-    """Camera -> target frame transforms from tf2_ros at the image stamp."""
+    """Camera -> target frame transforms at the image stamp: tf2_ros when importable, else
+    ``tf_fallback`` (the same buffer interface, fed from /tf and /tf_static). Either way the
+    answer goes through ``conversions.transform_to_matrix`` and ``poses.tcp_poses``."""
 
     def __init__(self, node: Node):
+        self._buffer, self._import_error = None, None
         try:
             import tf2_ros
-        except ImportError as exc:
-            self._tf2_ros, self._buffer, self._import_error = None, None, exc
-            return
-        self._tf2_ros, self._import_error = tf2_ros, None
-        self._buffer = tf2_ros.Buffer()
-        # The executor's other threads fill the buffer while the worker waits in lookup_transform.
-        self._listener = tf2_ros.TransformListener(self._buffer, node)
+        except ImportError:
+            tf2_ros = None
+        try:
+            if tf2_ros is not None:
+                self.implementation = "tf2_ros"
+                self._exception = tf2_ros.TransformException
+                self._buffer = tf2_ros.Buffer()
+                # The executor's other threads fill the buffer while the worker waits in lookup_transform.
+                self._listener = tf2_ros.TransformListener(self._buffer, node)
+            else:
+                from graspnet_edge_ros.ros import tf_fallback
+
+                self.implementation = "tf_fallback"
+                self._exception = tf_fallback.TransformException
+                self._buffer = tf_fallback.TransformBuffer()
+                self._listener = tf_fallback.TransformListener(self._buffer, node)
+        except ImportError as exc:  # tf2_msgs missing as well
+            self._buffer, self._import_error = None, exc
 
     def matrix(self, target: str, source: str, stamp, timeout_s: float) -> np.ndarray:
         """(4, 4) target <- source at ``stamp``; TransformUnavailableError says why not."""
         if self._buffer is None:
             raise TransformUnavailableError(
-                f"target_frame {target!r} is set but tf2_ros is not importable ({self._import_error}); "
-                "install tf2_ros (ros-<distro>-tf2-ros) or clear target_frame")
+                f"target_frame {target!r} is set but neither tf2_ros nor tf2_msgs is importable "
+                f"({self._import_error}); install ros-<distro>-tf2-ros (rosdep) or clear target_frame")
         from rclpy.duration import Duration
         from rclpy.time import Time
 
         try:
             transform = self._buffer.lookup_transform(target, source, Time.from_msg(stamp),
                                                       timeout=Duration(seconds=timeout_s))
-        except self._tf2_ros.TransformException as exc:
+        except self._exception as exc:
             raise TransformUnavailableError(
                 f"no transform from {source!r} to {target!r} at the image stamp "
                 f"{stamp.sec}.{stamp.nanosec:09d}: {exc}") from exc
@@ -210,12 +237,23 @@ class GraspDetectorNode(Node):
         self._worker = threading.Thread(target=self._work, name="graspnet_detection", daemon=True)
         self._worker.start()
         s = self._settings
+        color, depth, info, mask = (self._resolved(name) for name in (s.color_topic, s.depth_topic,
+                                                                      s.camera_info_topic, s.object_mask_topic))
         self.get_logger().info(
-            f"ready: backend {self.backend_name}, model {self.model_id}, mode {s.mode}; inputs {s.color_topic} + "
-            f"{s.depth_topic} + {s.camera_info_topic}{' + ' + s.object_mask_topic if s.object_mask_topic else ''} "
+            f"ready: backend {self.backend_name}, model {self.model_id}, mode {s.mode}; inputs {color} + "
+            f"{depth} + {info}{' + ' + mask if s.object_mask_topic else ''} "
             f"({s.qos_reliability}, "
             f"{'exact' if s.exact_sync else f'slop {s.slop} s'}, {self._sync_implementation}); output "
             f"{self._grasp_publisher.topic_name} in {s.target_frame or 'the image frame'}")
+
+    def _resolved(self, topic: str) -> str:
+        """``topic`` expanded in the node's namespace and remapped, as the subscriptions see it."""
+        if not topic:
+            return topic
+        try:
+            return self.resolve_topic_name(topic)
+        except Exception:  # noqa: BLE001 - older rclpy without resolve_topic_name: the name as given
+            return topic
 
     # ------------------------------------------------------------------------------ properties
     @property
@@ -590,6 +628,13 @@ def main(args=None, *, detector_factory=None) -> int:
         node = GraspDetectorNode(detector_factory=detector_factory)
     except (GraspNetEdgeError, ParameterException) as exc:  # bad parameters or model: one line, exit 1
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {type(exc).__name__}: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    except ImportError as exc:  # a dependency imported on first use (numba kernels, a runtime): one line
+        message = missing_dependency_message(exc, NODE_NAME)
+        if message is None:
+            raise
+        rclpy.logging.get_logger(NODE_NAME).fatal(message)
         rclpy.try_shutdown()
         return 1
     executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)

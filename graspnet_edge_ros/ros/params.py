@@ -46,10 +46,12 @@ class NodeSettings:
     """Parameters of the ROS node itself (the detector's are DetectorConfig)."""
 
     # --- inputs (restart required) -----------------------------------------------------------
-    color_topic: str = _f("/camera/color/image_raw", "colour image topic (rgb8/bgr8/rgba8/bgra8/mono8)")
-    depth_topic: str = _f("/camera/aligned_depth_to_color/image_raw",
+    # Relative names: resolved in the node's namespace, remappable (-r camera/color/image_raw:=...).
+    color_topic: str = _f("camera/color/image_raw", "colour image topic (rgb8/bgr8/rgba8/bgra8/mono8); "
+                                                    "relative = in the node's namespace")
+    depth_topic: str = _f("camera/aligned_depth_to_color/image_raw",
                           "depth image aligned to the colour image (16UC1/mono16 or 32FC1)")
-    camera_info_topic: str = _f("/camera/color/camera_info", "CameraInfo of the colour (= aligned depth) image")
+    camera_info_topic: str = _f("camera/color/camera_info", "CameraInfo of the colour (= aligned depth) image")
     object_mask_topic: str = _f("", "optional instance-label image aligned to colour (mono8/mono16/16UC1/32SC1, "
                                     "0 = background), synchronised with the other inputs; empty = off")
     qos_reliability: str = _f("best_effort", "input QoS: best_effort (receives from reliable and "

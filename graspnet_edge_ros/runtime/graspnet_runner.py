@@ -62,8 +62,9 @@ def load_graspnet_runner(model_path, backend: str | None = None, **backend_optio
             single file, the backend name (default: chosen by suffix); "torch" for checkpoints.
         **backend_options: passed to the backend constructor (e.g. intra_op_threads).
     """
-    from graspnet_edge_ros.backends.registry import select_backend
+    from graspnet_edge_ros.backends.registry import is_auto_backend, select_backend
 
+    backend = None if is_auto_backend(backend) else backend  # "auto" / "": chosen below from the file
     path = Path(model_path)
     if not path.exists():
         raise ModelFormatError(f"model not found: {path}")
@@ -109,6 +110,8 @@ def thread_options(backend: str | None, model_path, threads: int) -> dict:
     """The backend option that sets ``threads`` CPU threads ({} when 0 or not applicable)."""
     if not threads:
         return {}
+    if backend is not None and backend.strip().lower() in ("", "auto"):
+        backend = None
     path = Path(model_path)
     name = backend or ("torch" if path.suffix in (".pth", ".pt", ".tar") else
                        "hobot_dnn" if path.suffix == ".bin" else "onnxruntime")
