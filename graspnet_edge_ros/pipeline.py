@@ -35,6 +35,8 @@ STATUS_OK = "ok"
 STATUS_NO_VALID_INPUT = "no_valid_input"
 STATUS_NO_GRASP = "no_grasp"
 STATUS_ERROR = "error"
+# The GraspArray.msg STATUS_* constants of each status (a test checks them against the message).
+STATUS_CODES = {STATUS_OK: 0, STATUS_NO_VALID_INPUT: 1, STATUS_NO_GRASP: 2, STATUS_ERROR: 3}
 TABLE_FIT_POINTS = 5000  # planar models: the sample only feeds the support-plane fit
 STAGES = ("preprocess", "support_plane", "model", "decode", "filters", "collision", "nms", "poses")
 

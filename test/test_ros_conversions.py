@@ -193,13 +193,15 @@ def test_status_only_arrays_have_no_grasps_and_map_every_status():
     from builtin_interfaces.msg import Time
 
     from graspnet_edge_ros.msg import GraspArray
-    from graspnet_edge_ros.ros.conversions import grasp_array
+    from graspnet_edge_ros.ros.conversions import grasp_array, status_name
 
     expected = {"ok": GraspArray.STATUS_OK, "no_valid_input": GraspArray.STATUS_NO_VALID_INPUT,
                 "no_grasp": GraspArray.STATUS_NO_GRASP, "error": GraspArray.STATUS_ERROR}
     for status, code in expected.items():
         msg = grasp_array(Time(), "cam", status, "why", grasps=GraspGroup.empty())
         assert msg.status == code and msg.status_reason == "why" and len(msg.grasps) == 0
+        assert status_name(msg.status) == status
+    assert status_name(7) == "status 7"
     with pytest.raises(ValueError, match="unknown detection status"):
         grasp_array(Time(), "cam", "fine")
     with pytest.raises(ValueError, match="one TCP pose per grasp"):

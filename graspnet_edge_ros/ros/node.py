@@ -448,7 +448,7 @@ class GraspDetectorNode(Node):
         response.success = result.status in (result.STATUS_OK, result.STATUS_NO_GRASP)
         total_ms = dict(zip(result.stage_names, result.stage_latencies_ms)).get(conversions.TOTAL_STAGE, 0.0)
         response.message = (f"{len(result.grasps)} grasps in {total_ms:.0f} ms" if result.status == result.STATUS_OK
-                            else f"{_status_name(result.status)}: {result.status_reason}")
+                            else f"{conversions.status_name(result.status)}: {result.status_reason}")
 
     def _status_only_now(self, status: str, reason: str):
         config = self._config
@@ -575,7 +575,7 @@ class GraspDetectorNode(Node):
         if grasps is not None and self._marker_publisher.get_subscription_count() > 0:
             self._marker_publisher.publish(grasp_markers(grasps, message.header.stamp, message.header.frame_id,
                                                          self._settings.max_markers, transform))
-        status = _STATUS_NAMES[message.status]
+        status = conversions.status_name(message.status)
         timings = dict(zip(message.stage_names, message.stage_latencies_ms))
         self._stats.record_result(status, message.status_reason, timings)
         logger = self.get_logger()
@@ -603,13 +603,6 @@ class GraspDetectorNode(Node):
         if worker is not None and worker.is_alive() and threading.current_thread() is not worker:
             worker.join(timeout=30.0)
         super().destroy_node()
-
-
-_STATUS_NAMES = {0: STATUS_OK, 1: STATUS_NO_VALID_INPUT, 2: STATUS_NO_GRASP, 3: STATUS_ERROR}
-
-
-def _status_name(code: int) -> str:
-    return _STATUS_NAMES.get(code, f"status {code}")
 
 
 def main(args=None, *, detector_factory=None) -> int:
