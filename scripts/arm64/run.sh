@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Run a command inside the arm64 root (chroot through qemu-user binfmt), in a private mount
+# namespace so that nothing stays mounted afterwards. The repository is bound read-only at /src,
+# each --bind HOST_DIR:GUEST_DIR read-only and each --bind-rw HOST:GUEST writable, and /proc, /sys, /dev
+# and /etc/resolv.conf come from the host. Environment inside: PATH starts with /opt/venv/bin
+# (the root's venv), NUMBA_CACHE_DIR=/tmp/numba-cache (kept in the root between runs).
+#
+# Usage: scripts/arm64/run.sh [--root DIR] [--bind HOST:GUEST]... [--bind-rw HOST:GUEST]...
+#                             [--no-repo] -- CMD ARGS...
+# The command runs with cwd /src (or / with --no-repo). Needs root.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+root=${ARM64_ROOT:-$repo/build/arm64-root}
+binds=""
+bind_repo=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --root) root=$2; shift 2 ;;
+    --bind|--bind-rw)
+      host=${2%%:*} guest=${2#*:}
+      [ -d "$host" ] && [ "${guest#/}" != "$guest" ] || { echo "run.sh: $1 needs EXISTING_HOST_DIR:/GUEST_DIR, got $2" >&2; exit 2; }
+      mode=ro; [ "$1" = --bind-rw ] && mode=rw
+      binds="$binds$(cd "$host" && pwd):$guest:$mode
+"
+      shift 2 ;;
+    --no-repo) bind_repo=0; shift ;;
+    --) shift; break ;;
+    *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ $# -gt 0 ] || { echo "usage: run.sh [options] -- CMD ARGS..." >&2; exit 2; }
+[ -x "$root/bin/sh" ] || { echo "run.sh: no arm64 root at $root (run scripts/arm64/setup_root.sh)" >&2; exit 2; }
+root=$(cd "$root" && pwd)
+"$here/binfmt.sh"
+
+# Everything below runs in a new mount namespace: its mounts vanish with it.
+exec unshare --mount --propagation private -- bash -euo pipefail -c '
+root=$1 repo=$2 binds=$3 bind_repo=$4; shift 4
+mount --rbind /proc "$root/proc"
+mount --rbind /sys "$root/sys"
+mount --rbind /dev "$root/dev"
+cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+workdir=/
+if [ "$bind_repo" = 1 ]; then
+  mkdir -p "$root/src"
+  mount --bind "$repo" "$root/src"
+  mount -o remount,bind,ro "$root/src"
+  workdir=/src
+fi
+while IFS=: read -r host guest mode; do
+  [ -n "$host" ] || continue
+  mkdir -p "$root$guest"
+  mount --bind "$host" "$root$guest"
+  [ "$mode" = ro ] && mount -o remount,bind,ro "$root$guest"
+done <<<"$binds"
+exec chroot "$root" /usr/bin/env -i HOME=/root PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin \
+  LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 NUMBA_CACHE_DIR=/tmp/numba-cache \
+  ${OMP_NUM_THREADS:+OMP_NUM_THREADS=$OMP_NUM_THREADS} \
+  /bin/sh -c "cd $workdir && exec \"\$@\"" sh "$@"
+' bash "$root" "$repo" "$binds" "$bind_repo" "$@"
