@@ -2,7 +2,7 @@
 # Run a command inside the arm64 root (chroot through qemu-user binfmt), in a private mount
 # namespace so that nothing stays mounted afterwards. The repository is bound read-only at /src,
 # each --bind HOST_DIR:GUEST_DIR read-only and each --bind-rw HOST:GUEST writable, and /proc, /sys, /dev
-# and /etc/resolv.conf come from the host. Environment inside: PATH starts with /opt/venv/bin
+# and /etc/resolv.conf and the CA bundle come from the host. Environment inside: PATH starts with /opt/venv/bin
 # (the root's venv), NUMBA_CACHE_DIR=/tmp/numba-cache (kept in the root between runs).
 #
 # Usage: scripts/arm64/run.sh [--root DIR] [--bind HOST:GUEST]... [--bind-rw HOST:GUEST]...
@@ -41,6 +41,16 @@ mount --rbind /proc "$root/proc"
 mount --rbind /sys "$root/sys"
 mount --rbind /dev "$root/dev"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+# Trust what the host trusts (the CA of a TLS-inspecting proxy, say): pip in the root reaches PyPI the
+# same way the host does.
+ca_env=""
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  mkdir -p "$root/etc/ssl/certs"
+  cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/host-ca-certificates.crt"
+  ca=/etc/ssl/certs/host-ca-certificates.crt
+  ca_env="PIP_CERT=$ca SSL_CERT_FILE=$ca REQUESTS_CA_BUNDLE=$ca"
+fi
+proxy_env=$(env | grep -E "^(https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY|PIP_DEFAULT_TIMEOUT)=" | tr "\n" " " || true)
 workdir=/
 if [ "$bind_repo" = 1 ]; then
   mkdir -p "$root/src"
@@ -55,7 +65,7 @@ while IFS=: read -r host guest mode; do
   [ "$mode" = ro ] && mount -o remount,bind,ro "$root$guest"
 done <<<"$binds"
 exec chroot "$root" /usr/bin/env -i HOME=/root PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin \
-  LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 NUMBA_CACHE_DIR=/tmp/numba-cache \
+  LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 NUMBA_CACHE_DIR=/tmp/numba-cache $ca_env $proxy_env \
   ${OMP_NUM_THREADS:+OMP_NUM_THREADS=$OMP_NUM_THREADS} \
   /bin/sh -c "cd $workdir && exec \"\$@\"" sh "$@"
 ' bash "$root" "$repo" "$binds" "$bind_repo" "$@"
