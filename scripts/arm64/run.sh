@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a command inside the arm64 root (chroot through qemu-user binfmt), in a private mount
 # namespace so that nothing stays mounted afterwards. The repository is bound read-only at /src,
-# each --bind HOST_DIR:GUEST_DIR read-only and each --bind-rw HOST:GUEST writable, and /proc, /sys, /dev
+# each --bind HOST_DIR:GUEST_DIR read-only and each --bind-rw HOST:GUEST writable, and /proc, /dev
 # and /etc/resolv.conf and the CA bundle come from the host. Environment inside: PATH starts with /opt/venv/bin
 # (the root's venv), NUMBA_CACHE_DIR=/tmp/numba-cache (kept in the root between runs).
 #
@@ -38,7 +38,9 @@ root=$(cd "$root" && pwd)
 exec unshare --mount --propagation private -- bash -euo pipefail -c '
 root=$1 repo=$2 binds=$3 bind_repo=$4; shift 4
 mount --rbind /proc "$root/proc"
-mount --rbind /sys "$root/sys"
+# No /sys: the host x86 CPU topology there crashes the cpuinfo library of onnxruntime under qemu-user (SIGSEGV
+# at `import onnxruntime`); without it cpuinfo_initialize fails cleanly and MLAS uses its baseline
+# arm64 kernels.
 mount --rbind /dev "$root/dev"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 # Trust what the host trusts (the CA of a TLS-inspecting proxy, say): pip in the root reaches PyPI the
