@@ -2,9 +2,10 @@
 # Create (once) and cache an arm64 Debian 12 root for `make test-arm64`, run under qemu-user
 # emulation: debootstrap --arch=arm64 --variant=minbase with python3 + venv + pip, then a venv in
 # <root>/opt/venv with the aarch64 PyPI wheels of the robot runtime (no torch), at the versions
-# pinned in requirements.txt. Idempotent: each step is skipped when its stamp is up to date.
+# pinned in requirements.txt (or /opt/venv-x5 with ARM64_WHEELS=x5). Idempotent: each step is skipped when its stamp is up to date.
 #
 # Usage: scripts/arm64/setup_root.sh [ROOT]   (default: <repo>/build/arm64-root, or $ARM64_ROOT)
+# ARM64_WHEELS=pinned (default) or x5: which wheel set (see step 4).
 # Needs root (debootstrap, chroot). Installs qemu-user-static, debootstrap and binfmt-support
 # with apt-get when missing. Environment: ARM64_SUITE (default bookworm), ARM64_MIRROR.
 set -euo pipefail
@@ -63,21 +64,32 @@ else
   echo "$suite" >"$root/.arm64-debootstrap-done"
 fi
 
-# 4. the venv with the aarch64 wheels, pinned to requirements.txt's versions of the runtime's
-# packages (the same releases as on x86_64, so the comparison is arm64 vs x86_64 and nothing else)
-wheels=$(grep -E '^(numpy|scipy|numba|onnxruntime|pillow|pyyaml)==' "$repo/requirements.txt")
+# 4. the venv with the aarch64 wheels of the runtime (no torch). ARM64_WHEELS selects the set:
+#    pinned (default): requirements.txt's versions, the same releases as the x86_64 .venv, so the
+#      comparison is arm64 vs x86_64 and nothing else -> /opt/venv
+#    x5: requirements-x5-py310.txt, the newest releases that still ship cp310 aarch64 wheels, i.e.
+#      what pip installs on the X5's Python 3.10 (numpy, scipy and onnxruntime are older than the
+#      pins) -> /opt/venv-x5 (still Python 3.11 here: same libraries, not the same interpreter)
+wheel_set=${ARM64_WHEELS:-pinned}
+case $wheel_set in
+  pinned) venv=/opt/venv
+          wheels=$(grep -E '^(numpy|scipy|numba|onnxruntime|pillow|pyyaml)==' "$repo/requirements.txt") ;;
+  x5)     venv=/opt/venv-x5
+          wheels=$(grep -vE '^\s*(#|$)' "$here/requirements-x5-py310.txt") ;;
+  *) echo "ARM64_WHEELS must be pinned or x5, got $wheel_set" >&2; exit 2 ;;
+esac
 wheels_hash=$(printf '%s\n' "$wheels" | sha256sum | cut -d' ' -f1)
-stamp=$root/opt/venv/.wheels.sha256
+stamp=$root$venv/.wheels.sha256
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wheels_hash" ]; then
-  banner "wheels: unchanged, skipped"
+  banner "wheels ($wheel_set): $venv unchanged, skipped"
 else
-  banner "wheels: pip install $(echo $wheels) (aarch64 wheels from PyPI)"
-  printf '%s\n' "$wheels" >"$root/opt-requirements-arm64.txt"
-  run_step venv "$here/run.sh" --root "$root" --no-repo -- \
-    bash -c 'set -e; [ -x /opt/venv/bin/python ] || python3 -m venv /opt/venv
-             /opt/venv/bin/python -m pip install --disable-pip-version-check --only-binary=:all: \
-               -r /opt-requirements-arm64.txt'
+  banner "wheels ($wheel_set): pip install $(echo $wheels) into $venv (aarch64 wheels from PyPI)"
+  printf '%s\n' "$wheels" >"$root/requirements-arm64-$wheel_set.txt"
+  run_step "venv-$wheel_set" "$here/run.sh" --root "$root" --no-repo -- \
+    bash -c "set -e; [ -x $venv/bin/python ] || python3 -m venv $venv
+             $venv/bin/python -m pip install --disable-pip-version-check --only-binary=:all: \
+               -r /requirements-arm64-$wheel_set.txt"
   echo "$wheels_hash" >"$stamp"
 fi
-banner "ready: $("$here/run.sh" --root "$root" --no-repo -- /opt/venv/bin/python -c \
-  'import platform, sys; print(platform.machine(), "Python", sys.version.split()[0])')"
+banner "ready: $("$here/run.sh" --root "$root" --no-repo -- $venv/bin/python -c \
+  'import platform, sys; print(platform.machine(), "Python", sys.version.split()[0])') ($venv)"

@@ -7,9 +7,11 @@
 #      runtime_check.py --write-reference: kernel checks + the example through GraspDetector
 #   3. aarch64 (chroot): runtime_check.py --reference on the same split model and capture
 #
-# Outputs in build/arm64-check/: graspnet_split/, reference_x86_64.npz, result_aarch64.npz,
-# x86_64.log, aarch64.log. Environment: SHARED, GRASPNET_MODEL, EXAMPLE_DATA (as `make demo`),
-# ARM64_ROOT, PYTHON (x86 interpreter, default <repo>/.venv/bin/python).
+# Outputs in build/arm64-check/: graspnet_split/, reference_x86_64.npz, result_aarch64[-x5].npz,
+# x86_64.log, aarch64[-x5].log. Environment: SHARED, GRASPNET_MODEL, EXAMPLE_DATA (as `make demo`),
+# ARM64_ROOT, ARM64_WHEELS (pinned = requirements.txt's versions, the default; x5 = what pip
+# installs on the X5's Python 3.10, see setup_root.sh), PYTHON (x86 interpreter, default
+# <repo>/.venv/bin/python).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,6 +22,13 @@ example=${EXAMPLE_DATA:-$shared/data/graspnet_example}
 root=${ARM64_ROOT:-$repo/build/arm64-root}
 python=${PYTHON:-$repo/.venv/bin/python}
 work=$repo/build/arm64-check
+wheel_set=${ARM64_WHEELS:-pinned}
+case $wheel_set in
+  pinned) arm_python=/opt/venv/bin/python suffix="" ;;
+  x5) arm_python=/opt/venv-x5/bin/python suffix=-x5 ;;
+  *) echo "test-arm64: ARM64_WHEELS must be pinned or x5, got $wheel_set" >&2; exit 2 ;;
+esac
+export ARM64_WHEELS=$wheel_set
 started=$(date +%s)
 
 banner() { printf '==> test-arm64: %s\n' "$*"; }
@@ -57,19 +66,19 @@ grep -E '^(runtime_check on|example:|[0-9]+ passed)' "$work/x86_64.log" | sed 's
 banner "x86_64 reference took $(( $(date +%s) - x86_started )) s"
 
 # 3. aarch64 under emulation
-banner "aarch64: runtime_check.py --reference under qemu (several minutes; log: $work/aarch64.log)"
+banner "aarch64 ($wheel_set wheels): runtime_check.py --reference under qemu (several minutes; log: $work/aarch64$suffix.log)"
 arm_started=$(date +%s)
 set +e
 "$here/run.sh" --root "$root" --bind "$example:/example" --bind-rw "$work:/check" -- \
-  env PYTHONPATH=/src python /src/scripts/arm64/runtime_check.py --model /check/graspnet_split \
-    --example /example --reference /check/reference_x86_64.npz --output /check/result_aarch64.npz \
-  2>&1 | tee "$work/aarch64.log"
+  env PYTHONPATH=/src "$arm_python" /src/scripts/arm64/runtime_check.py --model /check/graspnet_split \
+    --example /example --reference /check/reference_x86_64.npz --output "/check/result_aarch64$suffix.npz" \
+  2>&1 | tee "$work/aarch64$suffix.log"
 status=${PIPESTATUS[0]}
 set -e
 banner "aarch64 run took $(( $(date +%s) - arm_started )) s; total $(( $(date +%s) - started )) s"
 if [ "$status" = 0 ]; then
-  banner "PASS: same grasps on aarch64 as on x86_64"
+  banner "PASS: same grasps on aarch64 ($wheel_set wheels) as on x86_64"
 else
-  banner "FAIL (exit $status): see $work/aarch64.log"
+  banner "FAIL (exit $status): see $work/aarch64$suffix.log"
 fi
 exit "$status"
