@@ -2,7 +2,8 @@
 # Run a command inside the arm64 root (chroot through qemu-user binfmt), in a private mount
 # namespace so that nothing stays mounted afterwards. The repository is bound read-only at /src,
 # each --bind HOST_DIR:GUEST_DIR read-only and each --bind-rw HOST:GUEST writable, and /proc, /dev
-# and /etc/resolv.conf and the CA bundle come from the host. Environment inside: PATH starts with /opt/venv/bin
+# and /etc/resolv.conf and the CA bundle come from the host; /sys/devices/system/cpu and
+# /proc/cpuinfo describe Cortex-A55 cores, emulated as ARM64_QEMU_CPU (default cortex-a76). Environment inside: PATH starts with /opt/venv/bin
 # (the root's venv), NUMBA_CACHE_DIR=/tmp/numba-cache (kept in the root between runs).
 #
 # Usage: scripts/arm64/run.sh [--root DIR] [--bind HOST:GUEST]... [--bind-rw HOST:GUEST]...
@@ -36,11 +37,27 @@ root=$(cd "$root" && pwd)
 
 # Everything below runs in a new mount namespace: its mounts vanish with it.
 exec unshare --mount --propagation private -- bash -euo pipefail -c '
-root=$1 repo=$2 binds=$3 bind_repo=$4; shift 4
+root=$1 repo=$2 binds=$3 bind_repo=$4 qemu_cpu=$5; shift 5
 mount --rbind /proc "$root/proc"
-# No /sys: the host x86 CPU topology there crashes the cpuinfo library of onnxruntime under qemu-user (SIGSEGV
-# at `import onnxruntime`); without it cpuinfo_initialize fails cleanly and MLAS uses its baseline
-# arm64 kernels.
+# The CPU the programs see. qemu-user passes the host x86 /proc/cpuinfo and /sys through, which
+# crashes the cpuinfo library of onnxruntime (SIGSEGV at import with the host /sys; with no /sys
+# 1.31 goes on without CPU features and 1.23 aborts). So /sys/devices/system/cpu and /proc/cpuinfo
+# describe Cortex-A55 cores (the X5 CPU; also what LLVM, hence numba, tunes for), and qemu
+# emulates the instruction set of ARM64_QEMU_CPU (default cortex-a76: ARMv8.2-A with dotprod and
+# fp16 like the A55, which qemu 7.2 lacks, and no SVE, which the A55 lacks).
+mount -t tmpfs tmpfs "$root/sys"
+cpus=$(nproc)
+mkdir -p "$root/sys/devices/system/cpu"
+for list in possible present online; do echo "0-$((cpus - 1))" >"$root/sys/devices/system/cpu/$list"; done
+: >"$root/sys/.cpuinfo"
+for ((i = 0; i < cpus; i++)); do
+  mkdir -p "$root/sys/devices/system/cpu/cpu$i/topology"
+  echo 0 >"$root/sys/devices/system/cpu/cpu$i/topology/physical_package_id"
+  printf "processor\t: %d\nBogoMIPS\t: 48.00\nFeatures\t: %s\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x2\nCPU part\t: 0xd05\nCPU revision\t: 0\n\n" \
+    "$i" "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp" \
+    >>"$root/sys/.cpuinfo"
+done
+mount --bind "$root/sys/.cpuinfo" "$root/proc/cpuinfo"
 mount --rbind /dev "$root/dev"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 # Trust what the host trusts (the CA of a TLS-inspecting proxy, say): pip in the root reaches PyPI the
@@ -68,6 +85,7 @@ while IFS=: read -r host guest mode; do
 done <<<"$binds"
 exec chroot "$root" /usr/bin/env -i HOME=/root PATH=/opt/venv/bin:/usr/local/bin:/usr/bin:/bin \
   LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 NUMBA_CACHE_DIR=/tmp/numba-cache $ca_env $proxy_env \
+  QEMU_CPU=$qemu_cpu \
   ${OMP_NUM_THREADS:+OMP_NUM_THREADS=$OMP_NUM_THREADS} \
   /bin/sh -c "cd $workdir && exec \"\$@\"" sh "$@"
-' bash "$root" "$repo" "$binds" "$bind_repo" "$@"
+' bash "$root" "$repo" "$binds" "$bind_repo" "${ARM64_QEMU_CPU:-cortex-a76}" "$@"
