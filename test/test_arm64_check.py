@@ -194,3 +194,47 @@ def test_main_exit_codes(rc, reference, split_model_dir, example_dir, tmp_path, 
     out = capsys.readouterr().out
     assert "FAIL published translations" in out and "PASS published rotations" in out
     assert rc.main(args + ["--reference", str(tmp_path / "missing.npz")]) == 2
+
+
+# -- the scripts around it (no root, no emulation needed) -------------------------------------------
+
+RUNTIME_PACKAGES = {"numpy", "scipy", "numba", "onnxruntime", "pillow", "pyyaml"}
+
+
+def wheel_set(name: str) -> dict[str, str]:
+    import os
+    import subprocess
+
+    out = subprocess.run([str(REPO / "scripts" / "arm64" / "setup_root.sh"), "--print-wheels"], check=True,
+                         capture_output=True, text=True, env={**os.environ, "ARM64_WHEELS": name}).stdout
+    return dict(line.split("==") for line in out.split())
+
+
+def test_pinned_arm64_wheels_are_requirements_txt_versions_of_the_whole_runtime():
+    pinned = wheel_set("pinned")
+    assert set(pinned) == RUNTIME_PACKAGES  # a renamed or dropped pin would leave the root without it
+    requirements = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().split("\n")
+                        if "==" in line and not line.startswith("#"))
+    assert all(requirements[name] == version for name, version in pinned.items())
+
+
+def test_x5_wheel_set_covers_the_runtime_and_differs_where_python_3_10_lags():
+    x5, pinned = wheel_set("x5"), wheel_set("pinned")
+    assert set(x5) == RUNTIME_PACKAGES
+    assert {name for name in x5 if x5[name] != pinned[name]} == {"numpy", "scipy", "onnxruntime"}
+
+
+def test_arm64_scripts_refuse_bad_arguments_before_touching_anything(tmp_path):
+    import os
+    import subprocess
+
+    env = {**os.environ, "ARM64_WHEELS": "bogus"}
+    for script in ("setup_root.sh", "test.sh"):
+        done = subprocess.run([str(REPO / "scripts" / "arm64" / script)], env=env, capture_output=True, text=True)
+        assert done.returncode == 2 and "pinned or x5" in done.stderr
+    done = subprocess.run([str(REPO / "scripts" / "arm64" / "run.sh"), "--root", str(tmp_path), "--bind",
+                           f"{tmp_path / 'missing'}:/x", "--", "true"], capture_output=True, text=True)
+    assert done.returncode == 2 and "EXISTING_HOST_DIR" in done.stderr
+    done = subprocess.run([str(REPO / "scripts" / "arm64" / "run.sh"), "--root", str(tmp_path), "--", "true"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "no arm64 root" in done.stderr

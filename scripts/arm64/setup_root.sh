@@ -2,16 +2,37 @@
 # Create (once) and cache an arm64 Debian 12 root for `make test-arm64`, run under qemu-user
 # emulation: debootstrap --arch=arm64 --variant=minbase with python3 + venv + pip, then a venv in
 # <root>/opt/venv with the aarch64 PyPI wheels of the robot runtime (no torch), at the versions
-# pinned in requirements.txt (or /opt/venv-x5 with ARM64_WHEELS=x5). Idempotent: each step is skipped when its stamp is up to date.
+# pinned in requirements.txt (or /opt/venv-x5 with ARM64_WHEELS=x5). Idempotent: each step is
+# skipped when its stamp is up to date.
 #
 # Usage: scripts/arm64/setup_root.sh [ROOT]   (default: <repo>/build/arm64-root, or $ARM64_ROOT)
-# ARM64_WHEELS=pinned (default) or x5: which wheel set (see step 4).
+#        scripts/arm64/setup_root.sh --print-wheels   (the wheel set's requirements, nothing else)
+# ARM64_WHEELS=pinned (default) or x5: which wheel set (see below).
 # Needs root (debootstrap, chroot). Installs qemu-user-static, debootstrap and binfmt-support
 # with apt-get when missing. Environment: ARM64_SUITE (default bookworm), ARM64_MIRROR.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+# The aarch64 wheels of the runtime (no torch). ARM64_WHEELS selects the set:
+#    pinned (default): requirements.txt's versions, the same releases as the x86_64 .venv, so the
+#      comparison is arm64 vs x86_64 and nothing else -> /opt/venv
+#    x5: requirements-x5-py310.txt, the newest releases that still ship cp310 aarch64 wheels, i.e.
+#      what pip installs on the X5's Python 3.10 (numpy, scipy and onnxruntime are older than the
+#      pins) -> /opt/venv-x5 (still Python 3.11 here: same libraries, not the same interpreter)
+wheel_set=${ARM64_WHEELS:-pinned}
+case $wheel_set in
+  pinned) venv=/opt/venv
+          wheels=$(grep -E '^(numpy|scipy|numba|onnxruntime|pillow|pyyaml)==' "$repo/requirements.txt") ;;
+  x5)     venv=/opt/venv-x5
+          wheels=$(grep -vE '^\s*(#|$)' "$here/requirements-x5-py310.txt") ;;
+  *) echo "ARM64_WHEELS must be pinned or x5, got $wheel_set" >&2; exit 2 ;;
+esac
+if [ "${1:-}" = --print-wheels ]; then
+  printf '%s\n' "$wheels"
+  exit 0
+fi
+
 root=${1:-${ARM64_ROOT:-$repo/build/arm64-root}}
 suite=${ARM64_SUITE:-bookworm}
 mirror=${ARM64_MIRROR:-http://deb.debian.org/debian}
@@ -64,20 +85,7 @@ else
   echo "$suite" >"$root/.arm64-debootstrap-done"
 fi
 
-# 4. the venv with the aarch64 wheels of the runtime (no torch). ARM64_WHEELS selects the set:
-#    pinned (default): requirements.txt's versions, the same releases as the x86_64 .venv, so the
-#      comparison is arm64 vs x86_64 and nothing else -> /opt/venv
-#    x5: requirements-x5-py310.txt, the newest releases that still ship cp310 aarch64 wheels, i.e.
-#      what pip installs on the X5's Python 3.10 (numpy, scipy and onnxruntime are older than the
-#      pins) -> /opt/venv-x5 (still Python 3.11 here: same libraries, not the same interpreter)
-wheel_set=${ARM64_WHEELS:-pinned}
-case $wheel_set in
-  pinned) venv=/opt/venv
-          wheels=$(grep -E '^(numpy|scipy|numba|onnxruntime|pillow|pyyaml)==' "$repo/requirements.txt") ;;
-  x5)     venv=/opt/venv-x5
-          wheels=$(grep -vE '^\s*(#|$)' "$here/requirements-x5-py310.txt") ;;
-  *) echo "ARM64_WHEELS must be pinned or x5, got $wheel_set" >&2; exit 2 ;;
-esac
+# 4. the venv (see the wheel sets above)
 wheels_hash=$(printf '%s\n' "$wheels" | sha256sum | cut -d' ' -f1)
 stamp=$root$venv/.wheels.sha256
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wheels_hash" ]; then
