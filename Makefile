@@ -22,7 +22,7 @@ test: setup
 	@$(WITH_ENV) GRASPNET_EDGE_REQUIRE_ROS=1 GRASPNET_EDGE_REQUIRE_SHARED=1 GRASPNET_EDGE_SHARED="$(abspath $(SHARED))" \
 		python -m pytest test/ $(PYTEST_ARGS)
 
-# Not part of `test` (~10 min under emulation, plus ~12 min to build the root the first time): the
+# Not part of `test` (~6 min under emulation, plus ~12 min to build the root the first time): the
 # robot runtime on aarch64 (qemu-user, an arm64 Debian root cached in build/arm64-root) must give
 # the x86_64 grasps. Needs root. ARM64_WHEELS=x5: the older wheels pip picks for Python 3.10.
 test-arm64: setup
