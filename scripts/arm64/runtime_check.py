@@ -38,8 +38,8 @@ if str(REPO) not in sys.path:
 # Cross-machine tolerances. Discrete results (sampled indices, FPS seeds, top views, which seeds are
 # objects, counts, the number and order of grasps) must be equal. Float results come from the same
 # wheels' x86 (AVX2/AVX-512) and arm64 (NEON) kernels, whose summation orders differ: onnxruntime's
-# MLAS convolutions give ~1e-6 relative differences that grow through the 8 segments; the limits
-# below are ~100x what a run showed (see README, "aarch64") and far below anything a robot sees
+# MLAS convolutions give ~1e-6 relative differences that grow through the 7 segments; the limits
+# below are ~100x what a run showed (README, "aarch64 under emulation") and far below what a robot sees
 # (0.1 mm, 0.01 deg).
 TOLERANCES = {
     "raw_atol": 1e-3,          # raw network outputs (logits, scores, widths): absolute ...
