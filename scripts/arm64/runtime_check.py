@@ -185,11 +185,10 @@ class _RecordingRunner:
 
 def load_example(example_dir: Path) -> dict:
     """The capture read with the CLI's own readers (colour, 16-bit depth, meta.mat intrinsics)."""
-    from graspnet_edge_ros.cli import read_color, read_depth, read_intrinsics
+    from graspnet_edge_ros.files import read_color, read_depth, read_intrinsics
 
     depth, encoding = read_depth(example_dir / "depth.png")
-    intrinsics, depth_scale = read_intrinsics(
-        argparse.Namespace(intrinsics=None, camera_info=str(example_dir / "meta.mat")), depth.shape)
+    intrinsics, depth_scale = read_intrinsics(depth.shape, camera_info=example_dir / "meta.mat")
     return {"color": read_color(example_dir / "color.png"), "depth": depth, "encoding": encoding,
             "intrinsics": intrinsics, "depth_scale": depth_scale,
             "workspace_mask": example_dir / "workspace_mask.png"}
