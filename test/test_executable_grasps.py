@@ -40,6 +40,13 @@ def _cloud(scene):
     ((0.0, -1.0, 0.35), 2.0, -0.75),      # shallow: the floor and the wall fill much of the view
     ((0.0, -0.05, 0.8), None, None),      # top-down
     ((0.0, -0.6, 0.25), 1.2, -0.75),      # very shallow, wall close behind the table
+    # A wall just behind the desk (5 cm past its edge), low and far cameras: the wall holds more
+    # pixels than the desk; found by a review (the fit chose the wall).
+    ((0.1, -0.9, 0.45), 0.4, -0.75),
+    ((0.1, -1.2, 0.2), 0.4, None),
+    ((0.1, -0.75, 0.8), 0.4, -0.75),
+    ((0.3, -1.1, 0.5), 0.6, None),
+    ((0.1, -1.2, 0.45), 2.0, -0.75),      # far camera: the floor 0.75 m under the desk holds more pixels
 ])
 def test_support_plane_is_the_table_not_the_wall_or_the_floor(eye, wall, floor):
     scene = render_tabletop(BOXES, eye=eye, wall_y=wall, floor_z=floor)
