@@ -117,6 +117,38 @@ def test_malformed_depth_is_one_line_exit_3(case, frame_files, tmp_path, capsys)
     assert_one_line(code, err, EXIT_INPUT, fragment)
 
 
+OBJECT_MASK_CASES = {
+    "npy empty file": (lambda p: p.write_bytes(b""), "labels.npy", "cannot read object mask"),
+    "npy truncated": (lambda p: p.write_bytes(b"\x93NUMPY\x01\x00"), "labels.npy", "cannot read object mask"),
+    "npy object": (lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True), "labels.npy",
+                   "cannot read object mask"),
+    "npy float": (lambda p: np.save(p, np.ones((48, 64), np.float32)), "labels.npy", "integer labels"),
+    "png empty file": (lambda p: p.write_bytes(b""), "labels.png", "cannot read object mask"),
+    "png truncated": (lambda p: p.write_bytes(_png_bytes()[:60]), "labels.png", "cannot read object mask"),
+    "png RGB": (lambda p: Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(p), "labels.png",
+                "single-channel"),
+}
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) % 7).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case", list(OBJECT_MASK_CASES))
+def test_malformed_object_mask_is_one_line_exit_3_before_the_model(case, frame_files, tmp_path, capsys):
+    write, name, fragment = OBJECT_MASK_CASES[case]
+    path = tmp_path / name
+    write(path)
+    color, depth = frame_files
+    code, err = run_main(detect_args(color, depth, tmp_path / "g.json", "--intrinsics", "50,50,32,24",
+                                     "--object-mask", path), capsys)
+    assert_one_line(code, err, EXIT_INPUT, fragment)
+
+
 def test_depth_of_shape_h_w_1_and_in_range_int32_are_read(frame_files, tmp_path):
     np.save(tmp_path / "d.npy", np.full((48, 64, 1), 0.5, np.float32))
     depth, encoding = cli.read_depth(tmp_path / "d.npy")
