@@ -255,16 +255,58 @@ def test_targeting_keeps_only_the_target_and_samples_it_densely(analytic_detecto
     ("small", None, "no_valid_input", "aligned"),
     ("float", None, "no_valid_input", "integer labels"),
     ("negative", None, "no_valid_input", "negative"),
+    # float32 grasp array: 2**24 + 1 would come back as 2**24 (and targeting it would reject all).
+    ("above 2^24", None, "no_valid_input", "labels above 16777216"),
     ("ok", [99], "no_grasp", "not in the object mask (labels present: [1, 2, 3])"),
     (None, [2], "no_valid_input", "need an object mask"),
 ])
 def test_bad_labels_and_targets_get_a_status_and_reason(analytic_detector, tabletop, labels, targets, status,
                                                         fragment):
     image = {"small": tabletop.labels[:100], "float": tabletop.labels.astype(np.float32),
-             "negative": tabletop.labels - 1, "ok": tabletop.labels, None: None}[labels]
+             "negative": tabletop.labels - 1, "ok": tabletop.labels, None: None,
+             "above 2^24": np.where(tabletop.labels == 2, 2**24 + 1, tabletop.labels).astype(np.int64)}[labels]
     result = analytic_detector.detect(tabletop.color, tabletop.depth_mm, "16UC1", tabletop.intrinsics,
                                       object_labels=image, target_object_ids=targets)
     assert result.status == status and fragment in result.reason
+
+
+def test_the_largest_exact_label_2_24_survives_targeting(analytic_detector, tabletop):
+    big = 2**24
+    labels = np.where(tabletop.labels == 2, big, tabletop.labels).astype(np.int64)
+    default = analytic_detector.config
+    analytic_detector.update_config(default.replace(target_context_m=0.2, target_sampling_fraction=0.5))
+    try:
+        result = analytic_detector.detect(tabletop.color, tabletop.depth_mm, "16UC1", tabletop.intrinsics,
+                                          object_labels=labels, target_object_ids=[big])
+    finally:
+        analytic_detector.update_config(default)
+    assert result.ok and len(result.grasps) >= 1
+    assert set(result.grasps.object_ids.astype(np.int64)) == {big}
+
+
+def test_a_given_plane_in_another_tf_frame_is_refused_outside_the_node(analytic_detector, tabletop):
+    from graspnet_edge_ros.errors import ConfigError
+
+    default = analytic_detector.config
+    # The true table in the camera frame, and numbers that only make sense in a robot base frame.
+    truth = [float(v) for v in tabletop.table_plane_camera]
+    analytic_detector.update_config(default.replace(table_plane_mode="given", table_plane_frame="base_link",
+                                                    table_plane=(0.0, 0.0, 1.0, 0.0)))
+    try:
+        with pytest.raises(ConfigError, match="camera frame"):
+            analytic_detector.detect(tabletop.color, tabletop.depth_mm, "16UC1", tabletop.intrinsics)
+        with pytest.raises(ConfigError, match="table_plane_frame 'base_link'"):
+            analytic_detector.detect_cloud(analytic_detector.detect(
+                tabletop.color, tabletop.depth_mm, "16UC1", tabletop.intrinsics,
+                support_plane=SupportPlane.from_coefficients(truth)).cloud)
+        # The node's path: the plane moved into the camera frame is passed in, and used.
+        moved = analytic_detector.detect(tabletop.color, tabletop.depth_mm, "16UC1", tabletop.intrinsics,
+                                         support_plane=SupportPlane.from_coefficients(truth))
+        assert moved.ok and moved.support_plane.source == "given"
+        np.testing.assert_allclose(moved.support_plane.coefficients,
+                                   SupportPlane.from_coefficients(truth).coefficients, atol=1e-9)
+    finally:
+        analytic_detector.update_config(default)
 
 
 def test_no_plane_means_the_executability_filter_says_it_could_not_run(analytic_detector):

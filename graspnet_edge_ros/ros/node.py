@@ -514,7 +514,7 @@ class GraspDetectorNode(Node):
             self._detector.update_config(config)
         source_frame = frame.color.header.frame_id
         try:
-            given_plane = self._given_support_plane(source_frame, frame.color.header.stamp)
+            given_plane = self._given_support_plane(config, source_frame, frame.color.header.stamp)
         except GraspNetEdgeError as exc:
             return self._status_only(frame.color.header, STATUS_ERROR, str(exc)), None, None
         result, convert_ms = conversions.detect_on_messages(self._detector, frame.color, frame.depth, frame.info,
@@ -546,14 +546,19 @@ class GraspDetectorNode(Node):
             grasps=grasps, poses=poses, timings_ms=timings, total_ms=(time.perf_counter() - start) * 1e3)
         return message, grasps, transform
 
-    def _given_support_plane(self, camera_frame: str, stamp):
-        """``table_plane`` moved from ``table_plane_frame`` into the camera frame at ``stamp`` (or None)."""
-        config = self._config
-        if config.table_plane_mode != "given" or not config.table_plane_frame \
-                or config.table_plane_frame == camera_frame:
+    def _given_support_plane(self, config, camera_frame: str, stamp):
+        """``table_plane`` moved from ``table_plane_frame`` into the camera frame at ``stamp`` (or None
+        when table_plane_frame is empty: the detector then takes table_plane as camera-frame numbers).
+
+        ``config`` is the one handed to the detector for this frame (a parameter change between
+        the two reads must not pair a new table_plane_frame with the old detector config)."""
+        if config.table_plane_mode != "given" or not config.table_plane_frame:
             return None
         from graspnet_edge_ros.support_plane import SupportPlane
 
+        if config.table_plane_frame == camera_frame:
+            # Already in the camera frame; passed on so the detector knows the frame was handled.
+            return SupportPlane.from_coefficients(config.table_plane)
         matrix = self._transformer_for_lookup().matrix(camera_frame, config.table_plane_frame, stamp,
                                                        self._settings.tf_timeout_s)
         return SupportPlane.from_coefficients(config.table_plane).transformed(matrix)
