@@ -433,9 +433,12 @@ class GraspDetectorNode(Node):
                                     "did not finish in time (raise timeout_s or service_timeout_s)")
             else:
                 status = STATUS_NO_VALID_INPUT
+                mask = self._mask_topic_name()
                 response.message = (f"timed out waiting for a frame after {pending.timeout_s:.1f} s: no "
                                     f"synchronised {settings.color_topic} + {settings.depth_topic} + "
-                                    f"{settings.camera_info_topic}")
+                                    f"{settings.camera_info_topic}" + (
+                                        f" + {mask} (the object mask must carry the colour image's stamp)"
+                                        if mask else ""))
             response.result = self._status_only_now(status, response.message)
             return
         # Per-request options are applied here, to this caller's copy of the frame's result.
@@ -480,7 +483,12 @@ class GraspDetectorNode(Node):
         self._diagnostics_publisher.publish(self._diagnostics.report(
             self._stats.snapshot(), self.get_clock().now().to_msg(), backend=self.backend_name,
             model_id=self.model_id, mode=self._settings.mode, input_timeout_s=self._settings.input_timeout_s,
-            pending_requests=pending))
+            pending_requests=pending, mask_topic=self._mask_topic_name()))
+
+    def _mask_topic_name(self) -> str:
+        """The resolved object mask topic, or "" without one."""
+        topic = self._settings.object_mask_topic
+        return self._resolved(topic) if topic else ""
 
     # --------------------------------------------------------------------------- worker side
     def _work(self) -> None:
