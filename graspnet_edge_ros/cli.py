@@ -141,7 +141,7 @@ def cmd_infer_points(args) -> int:
 # ------------------------------------------------------------------------------------ detect
 def cmd_detect(args) -> int:
     from graspnet_edge_ros.config import DetectorConfig, from_mapping
-    from graspnet_edge_ros.pipeline import GraspDetector
+    from graspnet_edge_ros.pipeline import GraspDetector, check_table_plane_frame
 
     # Everything that can be checked without the model comes first: outputs, parameters, inputs.
     check_output_file(args.output, "--output")
@@ -171,6 +171,10 @@ def cmd_detect(args) -> int:
     if args.target_object:
         values["target_object_ids"] = list(args.target_object)
     config = from_mapping(values, DetectorConfig())
+    if config.target_object_ids and not args.object_mask:
+        where = "--target-object" if args.target_object else f"target_object_ids in {args.params_file}"
+        raise ConfigError(f"{where} needs --object-mask (an instance-label image aligned to --color)")
+    check_table_plane_frame(config)  # before the model loads: no frame could be detected
     labels = read_labels(args.object_mask) if args.object_mask else None
     detector = GraspDetector(config)
     result = detector.detect(color, depth, encoding, intrinsics, object_labels=labels)

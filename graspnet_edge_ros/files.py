@@ -101,8 +101,8 @@ def read_color(path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise InputError(f"cannot read colour image {path}: {exc}") from exc
+    except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InputError(f"cannot read colour image {path}: {exc or 'empty file'}") from exc
 
 
 def read_depth(path) -> tuple[np.ndarray, str]:
@@ -136,20 +136,21 @@ def read_depth(path) -> tuple[np.ndarray, str]:
 
 def read_labels(path) -> np.ndarray:
     """Instance-label image (8/16/32-bit single-channel PNG/TIFF or integer .npy), 0 = background."""
+    from PIL import Image
+
     path = Path(path)
     try:
         if path.suffix == ".npy":
             labels = np.load(path, allow_pickle=False)
         else:
-            from PIL import Image
-
             with Image.open(path) as image:
                 if image.mode not in ("L", "I", "I;16", "I;16B", "I;16L", "P"):
                     raise InputError(f"{path}: object mask must be a single-channel label image, got mode "
                                      f"{image.mode} (8, 16 or 32-bit integers, 0 = background)")
                 labels = np.asarray(image)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read object mask {path}: {exc}") from exc
+    # EOFError: an empty or truncated .npy/PNG; SyntaxError: a broken PNG chunk.
+    except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise InputError(f"cannot read object mask {path}: {exc or 'empty file'}") from exc
     if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"{path}: object mask must hold integer labels, got {labels.dtype}")
     return labels

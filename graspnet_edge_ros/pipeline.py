@@ -15,7 +15,7 @@ import numpy as np
 from graspnet_edge_ros.camera import (CameraIntrinsics, PreparedCloud, Workspace, WorkspaceSelection, decode_depth,
                                       sample_cloud, select_workspace)
 from graspnet_edge_ros.config import DetectorConfig
-from graspnet_edge_ros.errors import GraspNetEdgeError, InputError
+from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError
 from graspnet_edge_ros.grasps import GraspGroup
 from graspnet_edge_ros.planar.lifting import LiftingOptions, lift_planar_grasps
 from graspnet_edge_ros.planar.preprocess import crop_center_from_mask
@@ -111,6 +111,9 @@ class GraspDetector:
                target_object_ids=None, support_plane: SupportPlane | None = None) -> DetectionResult:
         """Run every stage on one frame; never raises for bad input (see ``status``/``reason``).
 
+        Raises ConfigError only for a configuration no frame can satisfy: ``table_plane_frame`` set
+        without a ``support_plane`` (see ``check_table_plane_frame``).
+
         Args:
             color: (H, W, 3) uint8 RGB registered to depth, or None (overlays only).
             depth: (H, W) raw depth image: uint16 ("16UC1"/"mono16", scaled by depth_scale) or
@@ -120,8 +123,10 @@ class GraspDetector:
                 background): every grasp's object_id becomes the label under its grasp point.
             target_object_ids: keep only grasps on these labels (None = config.target_object_ids).
             support_plane: the table plane in the camera frame for ``table_plane_mode: given``
-                (e.g. transformed from the robot base by the node); None = config.table_plane.
+                (e.g. transformed from the robot base by the node); None = config.table_plane,
+                which then must be in the camera frame (``table_plane_frame`` empty).
         """
+        check_table_plane_frame(self.config, support_plane)
         timer = StageTimer()
         context = _FrameContext(intrinsics=intrinsics)
         cfg = self.config
@@ -159,6 +164,7 @@ class GraspDetector:
         The support plane is fitted on ``cloud.cloud`` (or taken from the config); no workspace crop,
         object labels or targeting apply here.
         """
+        check_table_plane_frame(self.config, None)
         timer = timer or StageTimer()
         context = _FrameContext(intrinsics=frame.intrinsics if frame is not None else None)
         try:
@@ -419,6 +425,19 @@ class _Frame:
     depth_m: np.ndarray
     intrinsics: CameraIntrinsics
     workspace: Workspace | None
+
+
+def check_table_plane_frame(config: DetectorConfig, support_plane: SupportPlane | None = None) -> None:
+    """ConfigError when ``table_plane`` is said to be in another TF frame but nothing moved it here.
+
+    Only the node transforms a given plane from ``table_plane_frame`` (it passes the result as
+    ``support_plane``); elsewhere (CLI, sim-eval, library) the numbers would silently be used as a
+    camera-frame plane.
+    """
+    if config.table_plane_mode == "given" and config.table_plane_frame and support_plane is None:
+        raise ConfigError(f"table_plane_frame {config.table_plane_frame!r} is only applied by the ROS node "
+                          "(through TF): outside the node give table_plane in the camera frame and leave "
+                          "table_plane_frame empty")
 
 
 def resolve_model_type(config: DetectorConfig) -> str:

@@ -64,7 +64,7 @@ def intrinsics_from_camera_info(msg) -> CameraIntrinsics:
 
 
 def labels_from_image(msg) -> np.ndarray:
-    """(H, W) integer instance labels from a label Image (mono8, mono16, 16UC1 or 32SC1)."""
+    """(H, W) integer instance labels from a label Image (mono8/8UC1, mono16/16UC1, 16SC1 or 32SC1)."""
     from graspnet_edge_ros.targeting import LABEL_ENCODINGS
 
     if msg.encoding not in LABEL_ENCODINGS:

@@ -433,9 +433,12 @@ class GraspDetectorNode(Node):
                                     "did not finish in time (raise timeout_s or service_timeout_s)")
             else:
                 status = STATUS_NO_VALID_INPUT
+                mask = self._mask_topic_name()
                 response.message = (f"timed out waiting for a frame after {pending.timeout_s:.1f} s: no "
                                     f"synchronised {settings.color_topic} + {settings.depth_topic} + "
-                                    f"{settings.camera_info_topic}")
+                                    f"{settings.camera_info_topic}" + (
+                                        f" + {mask} (the object mask must carry the colour image's stamp)"
+                                        if mask else ""))
             response.result = self._status_only_now(status, response.message)
             return
         # Per-request options are applied here, to this caller's copy of the frame's result.
@@ -480,7 +483,12 @@ class GraspDetectorNode(Node):
         self._diagnostics_publisher.publish(self._diagnostics.report(
             self._stats.snapshot(), self.get_clock().now().to_msg(), backend=self.backend_name,
             model_id=self.model_id, mode=self._settings.mode, input_timeout_s=self._settings.input_timeout_s,
-            pending_requests=pending))
+            pending_requests=pending, mask_topic=self._mask_topic_name()))
+
+    def _mask_topic_name(self) -> str:
+        """The resolved object mask topic, or "" without one."""
+        topic = self._settings.object_mask_topic
+        return self._resolved(topic) if topic else ""
 
     # --------------------------------------------------------------------------- worker side
     def _work(self) -> None:
@@ -514,7 +522,7 @@ class GraspDetectorNode(Node):
             self._detector.update_config(config)
         source_frame = frame.color.header.frame_id
         try:
-            given_plane = self._given_support_plane(source_frame, frame.color.header.stamp)
+            given_plane = self._given_support_plane(config, source_frame, frame.color.header.stamp)
         except GraspNetEdgeError as exc:
             return self._status_only(frame.color.header, STATUS_ERROR, str(exc)), None, None
         result, convert_ms = conversions.detect_on_messages(self._detector, frame.color, frame.depth, frame.info,
@@ -546,14 +554,19 @@ class GraspDetectorNode(Node):
             grasps=grasps, poses=poses, timings_ms=timings, total_ms=(time.perf_counter() - start) * 1e3)
         return message, grasps, transform
 
-    def _given_support_plane(self, camera_frame: str, stamp):
-        """``table_plane`` moved from ``table_plane_frame`` into the camera frame at ``stamp`` (or None)."""
-        config = self._config
-        if config.table_plane_mode != "given" or not config.table_plane_frame \
-                or config.table_plane_frame == camera_frame:
+    def _given_support_plane(self, config, camera_frame: str, stamp):
+        """``table_plane`` moved from ``table_plane_frame`` into the camera frame at ``stamp`` (or None
+        when table_plane_frame is empty: the detector then takes table_plane as camera-frame numbers).
+
+        ``config`` is the one handed to the detector for this frame (a parameter change between
+        the two reads must not pair a new table_plane_frame with the old detector config)."""
+        if config.table_plane_mode != "given" or not config.table_plane_frame:
             return None
         from graspnet_edge_ros.support_plane import SupportPlane
 
+        if config.table_plane_frame == camera_frame:
+            # Already in the camera frame; passed on so the detector knows the frame was handled.
+            return SupportPlane.from_coefficients(config.table_plane)
         matrix = self._transformer_for_lookup().matrix(camera_frame, config.table_plane_frame, stamp,
                                                        self._settings.tf_timeout_s)
         return SupportPlane.from_coefficients(config.table_plane).transformed(matrix)
