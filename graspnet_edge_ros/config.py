@@ -135,7 +135,8 @@ class DetectorConfig:
     table_plane_mode: str = _f("fit", "support plane: none | fit (robust fit per frame, last good plane kept) | given")
     table_plane: tuple = _f((0.0, 0.0, -1.0, 1.0), "given plane [nx, ny, nz, d] with n.p + d = height above it")
     table_plane_frame: str = _f("", "TF frame table_plane is expressed in (node only; empty = camera frame), "
-                                    "e.g. base_link with [0, 0, 1, 0] for z = 0 of the robot base")
+                                    "e.g. base_link with [0, 0, 1, 0] for z = 0 of the robot base; in fit "
+                                    "mode its z axis is the 'up' the fitted plane must face")
     min_table_height_m: float = _f(0.0, "fingertips must stay at least this high above the table")
     # --- executability: the gripper body must stay above the support plane ---------------------
     executability_filter: bool = _f(True, "reject grasps whose fingers, palm or wrist go below the support "

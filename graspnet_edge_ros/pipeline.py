@@ -27,7 +27,7 @@ from graspnet_edge_ros.postprocess.decode import DecodeConfig, decode_grasps
 from graspnet_edge_ros.postprocess.executability import GripperGeometry, executability_filters
 from graspnet_edge_ros.postprocess.nms import grasp_nms
 from graspnet_edge_ros.runtime.health import check_raw_outputs
-from graspnet_edge_ros.support_plane import SupportPlane, SupportPlaneTracker, fit_support_plane
+from graspnet_edge_ros.support_plane import PlaneFitOptions, SupportPlane, SupportPlaneTracker, fit_support_plane
 from graspnet_edge_ros.targeting import check_labels, grasp_object_ids, present_labels, with_object_ids
 from graspnet_edge_ros.timing import StageTimer
 
@@ -108,7 +108,8 @@ class GraspDetector:
     # ---------------------------------------------------------------------------------------
     def detect(self, color: np.ndarray | None, depth: np.ndarray, depth_encoding: str,
                intrinsics: CameraIntrinsics, *, object_labels: np.ndarray | None = None,
-               target_object_ids=None, support_plane: SupportPlane | None = None) -> DetectionResult:
+               target_object_ids=None, support_plane: SupportPlane | None = None,
+               up_hint: np.ndarray | None = None) -> DetectionResult:
         """Run every stage on one frame; never raises for bad input (see ``status``/``reason``).
 
         Raises ConfigError only for a configuration no frame can satisfy: ``table_plane_frame`` set
@@ -125,10 +126,13 @@ class GraspDetector:
             support_plane: the table plane in the camera frame for ``table_plane_mode: given``
                 (e.g. transformed from the robot base by the node); None = config.table_plane,
                 which then must be in the camera frame (``table_plane_frame`` empty).
+            up_hint: camera-frame "up" (3,) for ``table_plane_mode: fit``, e.g. the z axis of
+                ``table_plane_frame`` through TF (the node passes it): the fitted plane must lie
+                within 60 deg of it, so a wall cannot be taken for the table whatever the camera's roll.
         """
         check_table_plane_frame(self.config, support_plane)
         timer = StageTimer()
-        context = _FrameContext(intrinsics=intrinsics)
+        context = _FrameContext(intrinsics=intrinsics, up_hint=up_hint)
         cfg = self.config
         targets = tuple(cfg.target_object_ids if target_object_ids is None else target_object_ids)
         try:
@@ -201,8 +205,14 @@ class GraspDetector:
         if cfg.table_plane_mode == "given":
             context.plane = given if given is not None else SupportPlane.from_coefficients(cfg.table_plane)
             return
+        options = PlaneFitOptions()
+        if context.up_hint is not None:
+            options = dataclasses.replace(options, up_hint=tuple(float(v) for v in context.up_hint))
+        elif cfg.table_plane_frame:
+            context.warnings.append(f"table_plane_frame {cfg.table_plane_frame!r} (the 'up' of the plane fit) "
+                                    "is applied only by the ROS node, through TF")
         try:
-            fitted, failure = fit_support_plane(points), ""
+            fitted, failure = fit_support_plane(points, options), ""
         except InputError as exc:
             fitted, failure = None, str(exc)
         context.plane, context.plane_note = self._plane_tracker.update(fitted, failure)
@@ -409,6 +419,7 @@ class _FrameContext:
     """Per-frame facts the stages share: support plane, labels, targets."""
 
     intrinsics: CameraIntrinsics | None = None
+    up_hint: np.ndarray | None = None
     plane: SupportPlane | None = None
     plane_note: str = ""
     labels: np.ndarray | None = None

@@ -58,6 +58,29 @@ def test_support_plane_is_the_table_not_the_wall_or_the_floor(eye, wall, floor):
     assert plane.offset > 0 and plane.source == "fit"
 
 
+def test_upside_down_camera_needs_the_up_hint_and_gets_the_table_with_it(split_model_dir, monkeypatch):
+    """A camera rolled 180 deg (a wrist camera) sees the wall's normal point up the image: without
+    gravity the fit may take the wall; with the robot's "up" (the node's TF) it must take the table."""
+    import scenes
+
+    upright = scenes.look_at
+
+    def rolled(eye, target, world_up=(0.0, 0.0, 1.0)):
+        pose = upright(eye, target, world_up)
+        pose[:3, :3] = pose[:3, :3] @ rotation_about((0.0, 0.0, 1.0), 180.0)
+        return pose
+
+    monkeypatch.setattr(scenes, "look_at", rolled)
+    scene = render_tabletop(BOXES, eye=(0.1, -0.9, 0.45), wall_y=0.4, floor_z=-0.75)
+    truth = scene.table_plane_camera
+    up = scene.world_to_camera[:3, :3] @ np.array([0.0, 0.0, 1.0])
+    detector = GraspDetector(DetectorConfig(model_path=str(split_model_dir), sampling_seed=0))
+    result = detector.detect(scene.color, scene.depth_mm, "16UC1", scene.intrinsics, up_hint=up)
+    assert result.support_plane is not None, result.reason
+    assert _angle_deg(result.support_plane.normal, truth[:3]) < 2.0
+    assert abs(result.support_plane.offset - truth[3]) < 0.01
+
+
 def test_no_table_in_view_is_a_clear_error():
     clutter = np.random.default_rng(0).uniform([-1, -1, 0.5], [1, 1, 2.5], (20000, 3))
     with pytest.raises(InputError, match="no support plane"):

@@ -73,12 +73,13 @@ def labels_from_image(msg) -> np.ndarray:
     return image_to_array(msg)
 
 
-def detect_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, support_plane=None):
+def detect_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, support_plane=None, up_hint=None):
     """(DetectionResult, conversion ms): the node's path from the input messages to a detection.
 
     Conversion errors become ``no_valid_input`` with the reason; the detector reports everything
     else in its status. Used by the node's worker and by the fuzz test, so both run the same code.
-    ``mask_msg``: optional instance-label image; ``support_plane``: a given plane in the camera frame.
+    ``mask_msg``: optional instance-label image; ``support_plane``: a given plane in the camera frame;
+    ``up_hint``: the camera-frame "up" for the plane fit.
     """
     import time
 
@@ -94,8 +95,9 @@ def detect_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, 
         return (DetectionResult(STATUS_NO_VALID_INPUT, str(exc), model_id=str(detector.model_id)),
                 (time.perf_counter() - start) * 1e3)
     convert_ms = (time.perf_counter() - start) * 1e3
+    plane_inputs = {} if up_hint is None else {"up_hint": up_hint}  # stand-in detectors need not know it
     return detector.detect(color, depth, encoding, intrinsics, object_labels=labels,
-                           support_plane=support_plane), convert_ms
+                           support_plane=support_plane, **plane_inputs), convert_ms
 
 
 def stamp_nanoseconds(stamp) -> int:

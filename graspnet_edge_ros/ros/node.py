@@ -523,10 +523,11 @@ class GraspDetectorNode(Node):
         source_frame = frame.color.header.frame_id
         try:
             given_plane = self._given_support_plane(config, source_frame, frame.color.header.stamp)
+            up_hint = self._table_up_hint(config, source_frame, frame.color.header.stamp)
         except GraspNetEdgeError as exc:
             return self._status_only(frame.color.header, STATUS_ERROR, str(exc)), None, None
         result, convert_ms = conversions.detect_on_messages(self._detector, frame.color, frame.depth, frame.info,
-                                                            frame.mask, given_plane)
+                                                            frame.mask, given_plane, up_hint)
         timings = {"convert": convert_ms, **result.timings_ms}
         self._stats.record_frame_details(
             "none" if result.support_plane is None else
@@ -570,6 +571,17 @@ class GraspDetectorNode(Node):
         matrix = self._transformer_for_lookup().matrix(camera_frame, config.table_plane_frame, stamp,
                                                        self._settings.tf_timeout_s)
         return SupportPlane.from_coefficients(config.table_plane).transformed(matrix)
+
+    def _table_up_hint(self, config, camera_frame: str, stamp):
+        """For ``table_plane_mode: fit``: the z axis of ``table_plane_frame`` (e.g. base_link) in the
+        camera frame at ``stamp``, the "up" the fitted plane must face (None without that frame)."""
+        if config.table_plane_mode != "fit" or not config.table_plane_frame:
+            return None
+        if config.table_plane_frame == camera_frame:
+            return np.array([0.0, 0.0, 1.0])
+        matrix = self._transformer_for_lookup().matrix(camera_frame, config.table_plane_frame, stamp,
+                                                       self._settings.tf_timeout_s)
+        return matrix[:3, :3] @ np.array([0.0, 0.0, 1.0])
 
     def _transformer_for_lookup(self) -> _TargetFrameTransformer:
         if self._transformer is None:
