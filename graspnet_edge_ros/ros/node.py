@@ -375,6 +375,12 @@ class GraspDetectorNode(Node):
             response.message = "timeout_s is NaN: give seconds to wait (0 = service_timeout_s)"
             response.result = self._status_only_now(STATUS_NO_VALID_INPUT, response.message)
             return response
+        if len(request.target_object_ids) and not self._mask_topic_name():
+            response.success = False
+            response.message = ("target_object_ids need instance labels: set object_mask_topic (a label image "
+                                "aligned to the colour image)")
+            response.result = self._status_only_now(STATUS_NO_VALID_INPUT, response.message)
+            return response
         # <= 0: the parameter; above the maximum (inf included): the maximum.
         timeout_s = min(requested if requested > 0 else settings.service_timeout_s, params.MAX_SERVICE_TIMEOUT_S)
         with self._lock:
