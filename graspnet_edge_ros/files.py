@@ -28,12 +28,7 @@ def check_output_file(path, option: str) -> Path:
         if not os.access(path, os.W_OK):
             raise ConfigError(f"{option} {path} is not writable")
         return path
-    try:  # the only reliable test (read-only mounts, /proc, permissions): create it and remove it
-        with open(path, "x"):
-            pass
-        path.unlink()
-    except OSError as exc:
-        raise ConfigError(f"{option} {path}: cannot create a file in {parent} ({exc.strerror or exc})") from exc
+    _probe_write(path, f"{option} {path}: cannot create a file in {parent}")
     return path
 
 
@@ -43,14 +38,18 @@ def check_output_directory(path, option: str) -> Path:
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{option} {path} exists and is not a directory")
     _creatable_directory(path, option)
-    probe = path / f".graspnet_edge_write_test_{os.getpid()}"
+    _probe_write(path / f".graspnet_edge_write_test_{os.getpid()}", f"{option} {path}: cannot write there")
+    return path
+
+
+def _probe_write(probe: Path, failure: str) -> None:
+    """Create and remove ``probe``: the only reliable write test (read-only mounts, /proc, permissions)."""
     try:
         with open(probe, "x"):
             pass
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from exc
-    return path
+        raise ConfigError(f"{failure} ({exc.strerror or exc})") from exc
 
 
 def _creatable_directory(directory: Path, option: str) -> Path:
