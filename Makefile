@@ -8,6 +8,7 @@ EXAMPLE_DATA ?= $(SHARED)/data/graspnet_example
 PYTEST_ARGS ?=
 # test paths for test, test-ros and test-core (e.g. TEST_PATHS=test/test_replay.py)
 TEST_PATHS ?= test/
+ARM64_WHEELS ?= pinned
 
 # ROS 2 distribution: kilted (default; .venv, build/, install/) or jazzy (.venv-jazzy, build-jazzy/,
 # install-jazzy/), e.g. `make test ROS_DISTRO=jazzy`. A ROS_DISTRO inherited from the environment
@@ -29,7 +30,7 @@ PYTEST := $(WITH_ENV) GRASPNET_EDGE_REQUIRE_ROS=1 GRASPNET_EDGE_REQUIRE_SHARED=1
 JAMMY_PYTHON ?= python3.10
 JAMMY_VENV := .venv-jammy-deps
 
-.PHONY: all setup test test-ros test-core test-jammy-deps demo bench clean distclean
+.PHONY: all setup test test-ros test-core test-jammy-deps test-arm64 demo bench clean distclean
 all: test
 
 setup:
@@ -50,6 +51,13 @@ test-core: setup
 # The fallbacks in graspnet_edge_ros/compat.py against really old SciPy/Pillow, on Python 3.10.
 test-jammy-deps:
 	@scripts/jammy_deps.sh "$(JAMMY_PYTHON)" "$(JAMMY_VENV)" $(PYTEST_ARGS)
+
+# Not part of `test` (~6 min under emulation, plus ~12 min to build the root the first time): the
+# robot runtime on aarch64 (qemu-user, an arm64 Debian root cached in build/arm64-root) must give
+# the x86_64 grasps. Needs root. ARM64_WHEELS=x5: the older wheels pip picks for Python 3.10.
+test-arm64: setup
+	@SHARED="$(abspath $(SHARED))" GRASPNET_MODEL="$(abspath $(GRASPNET_MODEL))" \
+		EXAMPLE_DATA="$(abspath $(EXAMPLE_DATA))" ARM64_WHEELS="$(ARM64_WHEELS)" scripts/arm64/test.sh
 
 demo: setup
 	@export GRASPNET_EDGE_ROS_DISTRO=$(DISTRO); SHARED="$(abspath $(SHARED))" \

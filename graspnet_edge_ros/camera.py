@@ -98,7 +98,8 @@ class CameraIntrinsics:
 IMAGE_LAYOUTS = {
     "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
     "mono8": (np.uint8, 1), "16UC1": (np.uint16, 1), "mono16": (np.uint16, 1), "32FC1": (np.float32, 1),
-    "32SC1": (np.int32, 1),  # instance-label images
+    # instance-label images (cv_bridge passthrough of a uint8/int16 mask gives 8UC1/16SC1)
+    "8UC1": (np.uint8, 1), "16SC1": (np.int16, 1), "32SC1": (np.int32, 1),
 }
 
 
@@ -108,7 +109,7 @@ def image_to_array(msg) -> np.ndarray:
     Honours ``step`` (row padding is dropped) and ``is_bigendian``.
 
     Returns:
-        (H, W) for single-channel encodings, (H, W, C) otherwise; dtype uint8, uint16 or float32.
+        (H, W) for single-channel encodings, (H, W, C) otherwise; dtype uint8, uint16, int16, int32 or float32.
 
     Raises:
         InputError: unsupported encoding, zero size, or ``step``/``data`` not matching the size.

@@ -79,7 +79,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
 ARRAY_ELEMENT_BOUNDS: dict[str, tuple[float, float]] = {
     "workspace_min_xyz": (-20.0, 20.0), "workspace_max_xyz": (-20.0, 20.0),
     "approach_direction": (-1e3, 1e3), "table_plane": (-1e3, 1e3),
-    "target_object_ids": (1, 2**31 - 1),
+    # Labels above 2**24 are not exact in the float32 grasp array (targeting.MAX_OBJECT_ID).
+    "target_object_ids": (1, 2**24),
 }
 
 
@@ -134,7 +135,8 @@ class DetectorConfig:
     table_plane_mode: str = _f("fit", "support plane: none | fit (robust fit per frame, last good plane kept) | given")
     table_plane: tuple = _f((0.0, 0.0, -1.0, 1.0), "given plane [nx, ny, nz, d] with n.p + d = height above it")
     table_plane_frame: str = _f("", "TF frame table_plane is expressed in (node only; empty = camera frame), "
-                                    "e.g. base_link with [0, 0, 1, 0] for z = 0 of the robot base")
+                                    "e.g. base_link with [0, 0, 1, 0] for z = 0 of the robot base; in fit "
+                                    "mode its z axis is the 'up' the fitted plane must face")
     min_table_height_m: float = _f(0.0, "fingertips must stay at least this high above the table")
     # --- executability: the gripper body must stay above the support plane ---------------------
     executability_filter: bool = _f(True, "reject grasps whose fingers, palm or wrist go below the support "
@@ -156,7 +158,8 @@ class DetectorConfig:
                                               "surface itself stays in the cloud)")
     workspace_extent_margin_m: float = _f(0.05, "auto workspace: margin around the plane's observed extent")
     # --- object targeting ------------------------------------------------------------------------
-    target_object_ids: tuple = _f((), "keep only grasps on these instance labels (empty = all objects)")
+    target_object_ids: tuple = _f((), "keep only grasps on these instance labels, each 1..2^24 "
+                                         "(empty = all objects)")
     target_sampling_fraction: float = _f(0.0, "share of the model's input points drawn from the target "
                                                "objects when targeting, each target point at most once "
                                                "(0 = uniform sampling)")
@@ -183,6 +186,12 @@ def field_descriptions() -> dict[str, str]:
     return {f.name: f.metadata["description"] for f in fields(DetectorConfig)}
 
 
+def format_bound(value: float) -> str:
+    """A bound as people write it: integers in full (16777216, not 1.67772e+07), others with %g."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -196,11 +205,13 @@ def validate(cfg: DetectorConfig) -> None:
             _require(math.isfinite(value), f"{f.name} must be finite, got {value}")
         if f.name in BOUNDS:
             low, high = BOUNDS[f.name]
-            _require(low <= value <= high, f"{f.name} must be in [{low:g}, {high:g}], got {value}")
+            _require(low <= value <= high,
+                     f"{f.name} must be in [{format_bound(low)}, {format_bound(high)}], got {value}")
         if f.name in ARRAY_ELEMENT_BOUNDS:
             low, high = ARRAY_ELEMENT_BOUNDS[f.name]
             _require(all(isinstance(v, (int, float)) and math.isfinite(v) and low <= v <= high for v in value),
-                     f"{f.name} values must be finite and in [{low:g}, {high:g}], got {list(value)}")
+                     f"{f.name} values must be finite and in [{format_bound(low)}, {format_bound(high)}], "
+                     f"got {list(value)}")
     _require(cfg.num_points >= 1, f"num_points must be >= 1, got {cfg.num_points}")
     _require(cfg.num_threads >= 0, f"num_threads must be >= 0, got {cfg.num_threads}")
     _require(cfg.depth_scale > 0, f"depth_scale must be > 0, got {cfg.depth_scale}")

@@ -5,6 +5,10 @@ The library raises these and never exits; the node and the CLI absorb them at th
 """
 
 
+# Exit codes of the command-line tools (graspnet-edge, training): one line on stderr, then one of these.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
+
+
 class GraspNetEdgeError(Exception):
     """Base class of every error this package raises on purpose."""
 

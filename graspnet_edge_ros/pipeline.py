@@ -15,7 +15,7 @@ import numpy as np
 from graspnet_edge_ros.camera import (CameraIntrinsics, PreparedCloud, Workspace, WorkspaceSelection, decode_depth,
                                       sample_cloud, select_workspace)
 from graspnet_edge_ros.config import DetectorConfig
-from graspnet_edge_ros.errors import GraspNetEdgeError, InputError
+from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError
 from graspnet_edge_ros.grasps import GraspGroup
 from graspnet_edge_ros.planar.lifting import LiftingOptions, lift_planar_grasps
 from graspnet_edge_ros.planar.preprocess import crop_center_from_mask
@@ -27,7 +27,7 @@ from graspnet_edge_ros.postprocess.decode import DecodeConfig, decode_grasps
 from graspnet_edge_ros.postprocess.executability import GripperGeometry, executability_filters
 from graspnet_edge_ros.postprocess.nms import grasp_nms
 from graspnet_edge_ros.runtime.health import check_raw_outputs
-from graspnet_edge_ros.support_plane import SupportPlane, SupportPlaneTracker, fit_support_plane
+from graspnet_edge_ros.support_plane import PlaneFitOptions, SupportPlane, SupportPlaneTracker, fit_support_plane
 from graspnet_edge_ros.targeting import check_labels, grasp_object_ids, present_labels, with_object_ids
 from graspnet_edge_ros.timing import StageTimer
 
@@ -35,6 +35,8 @@ STATUS_OK = "ok"
 STATUS_NO_VALID_INPUT = "no_valid_input"
 STATUS_NO_GRASP = "no_grasp"
 STATUS_ERROR = "error"
+# The GraspArray.msg STATUS_* constants of each status (a test checks them against the message).
+STATUS_CODES = {STATUS_OK: 0, STATUS_NO_VALID_INPUT: 1, STATUS_NO_GRASP: 2, STATUS_ERROR: 3}
 TABLE_FIT_POINTS = 5000  # planar models: the sample only feeds the support-plane fit
 STAGES = ("preprocess", "support_plane", "model", "decode", "filters", "collision", "nms", "poses")
 
@@ -106,8 +108,12 @@ class GraspDetector:
     # ---------------------------------------------------------------------------------------
     def detect(self, color: np.ndarray | None, depth: np.ndarray, depth_encoding: str,
                intrinsics: CameraIntrinsics, *, object_labels: np.ndarray | None = None,
-               target_object_ids=None, support_plane: SupportPlane | None = None) -> DetectionResult:
+               target_object_ids=None, support_plane: SupportPlane | None = None,
+               up_hint: np.ndarray | None = None) -> DetectionResult:
         """Run every stage on one frame; never raises for bad input (see ``status``/``reason``).
+
+        Raises ConfigError only for a configuration no frame can satisfy: ``table_plane_frame`` set
+        without a ``support_plane`` (see ``check_table_plane_frame``).
 
         Args:
             color: (H, W, 3) uint8 RGB registered to depth, or None (overlays only).
@@ -118,10 +124,15 @@ class GraspDetector:
                 background): every grasp's object_id becomes the label under its grasp point.
             target_object_ids: keep only grasps on these labels (None = config.target_object_ids).
             support_plane: the table plane in the camera frame for ``table_plane_mode: given``
-                (e.g. transformed from the robot base by the node); None = config.table_plane.
+                (e.g. transformed from the robot base by the node); None = config.table_plane,
+                which then must be in the camera frame (``table_plane_frame`` empty).
+            up_hint: camera-frame "up" (3,) for ``table_plane_mode: fit``, e.g. the z axis of
+                ``table_plane_frame`` through TF (the node passes it): the fitted plane must lie
+                within 60 deg of it, so a wall cannot be taken for the table whatever the camera's roll.
         """
+        check_table_plane_frame(self.config, support_plane)
         timer = StageTimer()
-        context = _FrameContext(intrinsics=intrinsics)
+        context = _FrameContext(intrinsics=intrinsics, up_hint=up_hint)
         cfg = self.config
         targets = tuple(cfg.target_object_ids if target_object_ids is None else target_object_ids)
         try:
@@ -157,6 +168,7 @@ class GraspDetector:
         The support plane is fitted on ``cloud.cloud`` (or taken from the config); no workspace crop,
         object labels or targeting apply here.
         """
+        check_table_plane_frame(self.config, None)
         timer = timer or StageTimer()
         context = _FrameContext(intrinsics=frame.intrinsics if frame is not None else None)
         try:
@@ -193,8 +205,14 @@ class GraspDetector:
         if cfg.table_plane_mode == "given":
             context.plane = given if given is not None else SupportPlane.from_coefficients(cfg.table_plane)
             return
+        options = PlaneFitOptions()
+        if context.up_hint is not None:
+            options = dataclasses.replace(options, up_hint=tuple(float(v) for v in context.up_hint))
+        elif cfg.table_plane_frame:
+            context.warnings.append(f"table_plane_frame {cfg.table_plane_frame!r} (the 'up' of the plane fit) "
+                                    "is applied only by the ROS node, through TF")
         try:
-            fitted, failure = fit_support_plane(points), ""
+            fitted, failure = fit_support_plane(points, options), ""
         except InputError as exc:
             fitted, failure = None, str(exc)
         context.plane, context.plane_note = self._plane_tracker.update(fitted, failure)
@@ -401,6 +419,7 @@ class _FrameContext:
     """Per-frame facts the stages share: support plane, labels, targets."""
 
     intrinsics: CameraIntrinsics | None = None
+    up_hint: np.ndarray | None = None
     plane: SupportPlane | None = None
     plane_note: str = ""
     labels: np.ndarray | None = None
@@ -417,6 +436,19 @@ class _Frame:
     depth_m: np.ndarray
     intrinsics: CameraIntrinsics
     workspace: Workspace | None
+
+
+def check_table_plane_frame(config: DetectorConfig, support_plane: SupportPlane | None = None) -> None:
+    """ConfigError when ``table_plane`` is said to be in another TF frame but nothing moved it here.
+
+    Only the node transforms a given plane from ``table_plane_frame`` (it passes the result as
+    ``support_plane``); elsewhere (CLI, sim-eval, library) the numbers would silently be used as a
+    camera-frame plane.
+    """
+    if config.table_plane_mode == "given" and config.table_plane_frame and support_plane is None:
+        raise ConfigError(f"table_plane_frame {config.table_plane_frame!r} is only applied by the ROS node "
+                          "(through TF): outside the node give table_plane in the camera frame and leave "
+                          "table_plane_frame empty")
 
 
 def resolve_model_type(config: DetectorConfig) -> str:

@@ -119,6 +119,16 @@ class PlaneFitOptions:
     under_margin: float = 0.02          # a parallel plane this much lower is "under" the other, m
     under_max_gap: float = 0.3          # ... but not more (a floor under a desk is not the support)
     under_min_score_ratio: float = 0.25 # ... and wins when it scores at least this share
+    above_min_score_ratio: float = 0.2  # a parallel plane more than under_max_gap higher (a desk over
+                                        # a floor) wins when it scores at least this share
+    # Without up_hint, of two candidates at least wall_pair_deg apart (a wall and a desk), one whose
+    # camera-facing normal points down the image by more than wall_like_deg while the other's
+    # points up the image by as much is the wall (seen by a camera pitched down; an upright
+    # camera never sees a desk that way): its score is multiplied by wall_like_factor. A rolled
+    # camera (wrist) should give up_hint instead (table_plane_frame in the node).
+    wall_like_deg: float = 5.0
+    wall_pair_deg: float = 45.0
+    wall_like_factor: float = 0.05
     seed: int = 0
 
 
@@ -173,6 +183,8 @@ def fit_support_plane(points: np.ndarray, options: PlaneFitOptions = PlaneFitOpt
     if not candidates:
         detail = "; ".join(refused) if refused else "no plane holds enough points"
         raise InputError(f"no support plane found ({detail})")
+    if up_hint is None:
+        candidates = _wall_like_scored_down(candidates, options)
     candidates.sort(key=lambda c: -c[0])
     best = candidates[0]
     for other in candidates[1:]:
@@ -182,7 +194,22 @@ def fit_support_plane(points: np.ndarray, options: PlaneFitOptions = PlaneFitOpt
         if parallel and options.under_margin < best_points_height <= options.under_max_gap \
                 and other[0] >= options.under_min_score_ratio * best[0]:
             best = other
+        elif parallel and best_points_height < -options.under_max_gap \
+                and other[0] >= options.above_min_score_ratio * best[0]:
+            best = other  # the best was a floor far under a desk that also qualifies
     return _with_extent(points[best[3]], best[1], best[2])
+
+
+def _wall_like_scored_down(candidates: list, options: PlaneFitOptions) -> list:
+    limit = math.sin(math.radians(options.wall_like_deg))
+    pair = math.cos(math.radians(options.wall_pair_deg))
+    scored = []
+    for score, normal, offset, inliers in candidates:
+        down_the_image = normal[1] > limit
+        if down_the_image and any(other[1][1] < -limit and abs(other[1] @ normal) <= pair for other in candidates):
+            score *= options.wall_like_factor
+        scored.append((score, normal, offset, inliers))
+    return scored
 
 
 def _ransac_plane(points: np.ndarray, thresh: float, iterations: int, rng) -> tuple[np.ndarray, float] | None:

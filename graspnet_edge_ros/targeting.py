@@ -14,8 +14,11 @@ from graspnet_edge_ros.camera import CameraIntrinsics
 from graspnet_edge_ros.errors import InputError
 from graspnet_edge_ros.grasps import GraspGroup
 
-LABEL_ENCODINGS = ("mono8", "mono16", "16UC1", "32SC1")
+LABEL_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1", "16SC1", "32SC1")
 NO_OBJECT = -1
+# The (N, 17) grasp array is float32 (grasps.OBJECT_ID): integers above 2**24 are not exact there,
+# so 16777217 would become 16777216. Larger labels are refused rather than silently merged.
+MAX_OBJECT_ID = 2**24
 
 
 def check_labels(labels, shape: tuple[int, int]) -> np.ndarray:
@@ -33,6 +36,9 @@ def check_labels(labels, shape: tuple[int, int]) -> np.ndarray:
     labels = labels.astype(np.int64, copy=False)
     if labels.size and labels.min() < 0:
         raise InputError(f"object mask has negative labels (min {labels.min()}); 0 is background, objects are > 0")
+    if labels.size and labels.max() > MAX_OBJECT_ID:
+        raise InputError(f"object mask has labels above {MAX_OBJECT_ID} (2^24; max {labels.max()}): object ids are "
+                         "stored as float32 and would be corrupted; renumber the instances from 1")
     return labels
 
 

@@ -23,14 +23,14 @@ def markdown() -> str:
 
 def bounds_markdown() -> str:
     """The accepted range of every bounded numeric parameter (README "Failure behaviour")."""
-    from graspnet_edge_ros.config import ARRAY_ELEMENT_BOUNDS
+    from graspnet_edge_ros.config import ARRAY_ELEMENT_BOUNDS, format_bound
     from graspnet_edge_ros.ros.params import all_bounds
 
     lines = ["| parameter | accepted range |", "|---|---|"]
     for name, (low, high) in all_bounds().items():
-        lines.append(f"| `{name}` | {low:g} .. {high:g} |")
+        lines.append(f"| `{name}` | {format_bound(low)} .. {format_bound(high)} |")
     for name, (low, high) in ARRAY_ELEMENT_BOUNDS.items():
-        lines.append(f"| `{name}` (each value) | {low:g} .. {high:g} |")
+        lines.append(f"| `{name}` (each value) | {format_bound(low)} .. {format_bound(high)} |")
     return "\n".join(lines)
 
 

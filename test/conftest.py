@@ -31,6 +31,23 @@ def shared_dir_path() -> Path:
     return Path(configured) if configured else REPO_ROOT.parent / "shared"
 
 
+def require_module(name: str, hint: str = ""):
+    """Import and return module ``name``, or skip the calling test when it is missing.
+
+    Under `make test` (GRASPNET_EDGE_REQUIRE_SHARED=1) a missing module is a failure, not a skip:
+    the venv installs every optional dependency the tests use (pybullet for the simulator).
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        reason = f"{name} is not importable ({error})" + (f"; {hint}" if hint else "")
+        if os.environ.get(REQUIRE_SHARED_ENV) == "1":
+            pytest.fail(f"{REQUIRE_SHARED_ENV}=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     path = shared_dir_path()

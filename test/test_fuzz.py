@@ -233,6 +233,52 @@ def test_fuzzed_messages_through_the_node_conversion_layer(example_frame):
     assert elapsed < 120, f"{MESSAGE_CASES} cases took {elapsed:.0f} s"
 
 
+DEFAULT_STAGE_CASES = 300
+
+
+def _label_msg(rng, height, width):
+    """A label image, mostly well formed, sometimes of the wrong size, encoding, range or length."""
+    encoding = str(rng.choice(["mono8", "8UC1", "mono16", "16UC1", "16SC1", "32SC1", "32FC1", "rgb8"]))
+    dtype, channels = IMAGE_LAYOUTS[encoding]
+    rows, cols = (height, width) if rng.random() < 0.7 else (int(rng.integers(1, height + 5)),
+                                                             int(rng.integers(1, width + 5)))
+    shape = (rows, cols) if channels == 1 else (rows, cols, channels)
+    wide = rng.random() < 0.2 and np.dtype(dtype).kind in "iu"
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    values = (rng.integers(info.min, int(info.max) + 1, shape, dtype=np.int64) if wide
+              else rng.integers(-1 if np.dtype(dtype).kind != "u" else 0, 5, shape))
+    msg = image_msg(values.astype(dtype), encoding)
+    if rng.random() < 0.1:
+        msg.data = msg.data[:-1]
+    return msg
+
+
+def test_fuzzed_frames_and_label_images_through_the_default_stages(example_frame):
+    """The defaults (support plane fit, automatic workspace, executability filter) and object
+    labels/targets under mutated frames: known statuses only, never an exception or an error."""
+    small = downsampled(example_frame, DOWNSAMPLE // 2)
+    detector = GraspDetector(DetectorConfig(num_points=1024, sampling_seed=0), runner=TinyRunner())
+    height, width = small[1].shape
+    rng = np.random.default_rng(SEED + 1)
+    statuses = {}
+    for case in range(DEFAULT_STAGE_CASES):
+        msgs = messages_of(small, "32FC1" if rng.random() < 0.5 else "16UC1")
+        applied = [MESSAGE_MUTATIONS[i] for i in rng.choice(len(MESSAGE_MUTATIONS), int(rng.integers(0, 3)))]
+        for mutate in applied:
+            mutate(rng, msgs)
+        labels = _label_msg(rng, height, width) if rng.random() < 0.7 else None
+        targets = tuple(int(t) for t in rng.integers(1, 4, int(rng.integers(0, 3))))
+        detector.update_config(detector.config.replace(target_object_ids=targets))
+        if rng.random() < 0.3:
+            detector.reset_support_plane()
+        result, _ = detect_on_messages(detector, *msgs, labels)
+        assert_sane(result, (case, [m.__name__ for m in applied], targets))
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+    assert statuses.get(STATUS_ERROR, 0) == 0, statuses
+    assert statuses.get(STATUS_NO_VALID_INPUT, 0) > DEFAULT_STAGE_CASES // 10, statuses
+    assert statuses.get(STATUS_OK, 0) > DEFAULT_STAGE_CASES // 20, statuses  # the stages did run
+
+
 def _array_case(rng, frame):
     color, depth, K = frame
     height, width = depth.shape

@@ -117,6 +117,38 @@ def test_malformed_depth_is_one_line_exit_3(case, frame_files, tmp_path, capsys)
     assert_one_line(code, err, EXIT_INPUT, fragment)
 
 
+OBJECT_MASK_CASES = {
+    "npy empty file": (lambda p: p.write_bytes(b""), "labels.npy", "cannot read object mask"),
+    "npy truncated": (lambda p: p.write_bytes(b"\x93NUMPY\x01\x00"), "labels.npy", "cannot read object mask"),
+    "npy object": (lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True), "labels.npy",
+                   "cannot read object mask"),
+    "npy float": (lambda p: np.save(p, np.ones((48, 64), np.float32)), "labels.npy", "integer labels"),
+    "png empty file": (lambda p: p.write_bytes(b""), "labels.png", "cannot read object mask"),
+    "png truncated": (lambda p: p.write_bytes(_png_bytes()[:60]), "labels.png", "cannot read object mask"),
+    "png RGB": (lambda p: Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(p), "labels.png",
+                "single-channel"),
+}
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) % 7).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case", list(OBJECT_MASK_CASES))
+def test_malformed_object_mask_is_one_line_exit_3_before_the_model(case, frame_files, tmp_path, capsys):
+    write, name, fragment = OBJECT_MASK_CASES[case]
+    path = tmp_path / name
+    write(path)
+    color, depth = frame_files
+    code, err = run_main(detect_args(color, depth, tmp_path / "g.json", "--intrinsics", "50,50,32,24",
+                                     "--object-mask", path), capsys)
+    assert_one_line(code, err, EXIT_INPUT, fragment)
+
+
 def test_depth_of_shape_h_w_1_and_in_range_int32_are_read(frame_files, tmp_path):
     np.save(tmp_path / "d.npy", np.full((48, 64, 1), 0.5, np.float32))
     depth, encoding = cli.read_depth(tmp_path / "d.npy")
@@ -148,6 +180,9 @@ PARAMS_CASES = {
     "a huge integer": ("num_points: 100000000000000000000000000000\n", EXIT_USAGE, "num_points must be in"),
     "3 M points": ("num_points: 3000000\n", EXIT_USAGE, "num_points must be in [1, 100000]"),
     "a typo": ("max_grasp: 3\n", EXIT_USAGE, "did you mean 'max_grasps'"),
+    # float32 grasp array: object ids above 2**24 are not exact (2**24 + 1 would read back as 2**24).
+    "target id above 2^24": ("target_object_ids: [16777217]\n", EXIT_USAGE,
+                             "target_object_ids values must be finite and in [1, 16777216]"),
     "boolean maybe": ("nms_enabled: maybe\n", EXIT_USAGE, "nms_enabled must be true or false"),
     "boolean as number": ("nms_enabled: 0\n", EXIT_USAGE, "nms_enabled must be true or false"),
     "NaN depth_scale": ("depth_scale: .nan\n", EXIT_USAGE, "depth_scale must be finite"),
@@ -168,6 +203,24 @@ def test_bad_params_file_is_one_line_before_any_work(case, frame_files, tmp_path
     code, err = run_main(detect_args(color, depth, tmp_path / "g.json", "--intrinsics", "50,50,32,24",
                                      "--params-file", path), capsys)
     assert_one_line(code, err, expected, fragment)
+
+
+@pytest.mark.parametrize("extra, params, fragment", [
+    (["--target-object", "2"], None, "--target-object needs --object-mask"),
+    ([], "target_object_ids: [2]\n", "target_object_ids in"),
+    ([], "table_plane_mode: given\ntable_plane_frame: base_link\ntable_plane: [0.0, 0.0, 1.0, 0.0]\n",
+     "table_plane_frame 'base_link' is only applied by the ROS node"),
+])
+def test_settings_that_cannot_work_are_refused_before_the_model_loads(extra, params, fragment, frame_files,
+                                                                      tmp_path, capsys):
+    # The model path does not exist: a refusal after loading it would be exit 4, not 2.
+    if params is not None:
+        (tmp_path / "params.yaml").write_text(params)
+        extra = [*extra, "--params-file", tmp_path / "params.yaml"]
+    color, depth = frame_files
+    code, err = run_main(detect_args(color, depth, tmp_path / "g.json", "--intrinsics", "50,50,32,24", *extra),
+                         capsys)
+    assert_one_line(code, err, EXIT_USAGE, fragment)
 
 
 def test_params_file_in_the_node_layout_drops_node_only_keys_with_one_notice(tmp_path, capsys):

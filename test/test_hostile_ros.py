@@ -40,6 +40,12 @@ def test_hostile_service_timeouts_are_clamped_or_refused_and_the_node_serves_on(
     refused = client.call(client.detect(timeout_s=math.nan), 10.0)
     assert not refused.success and "NaN" in refused.message
     assert refused.result.status == GraspArray.STATUS_NO_VALID_INPUT
+    # Target objects without an object mask topic: refused at once, not an empty "no grasp".
+    from graspnet_edge_ros.srv import DetectGrasps
+    refused = client.call(client.detect_client.call_async(DetectGrasps.Request(timeout_s=5.0,
+                                                                               target_object_ids=[3])), 10.0)
+    assert not refused.success and "object_mask_topic" in refused.message
+    assert refused.result.status == GraspArray.STATUS_NO_VALID_INPUT
     # 1e10 s and inf used to overflow threading's wait and kill the node: now they are clamped.
     huge, infinite = client.detect(timeout_s=1e10), client.detect(timeout_s=math.inf)
     wait_until(lambda: len(node._requests) == 2, 10.0, "both calls to be pending")

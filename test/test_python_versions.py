@@ -14,7 +14,7 @@ VERMIN_ARGS = [f"-t={TARGET}-", "--no-tips", "--violations", "--eval-annotations
 
 
 def checked_paths() -> list[Path]:
-    scripts = sorted((REPO_ROOT / "scripts").glob("*.py")) + sorted((REPO_ROOT / "scripts").glob("*.in"))
+    scripts = sorted((REPO_ROOT / "scripts").rglob("*.py")) + sorted((REPO_ROOT / "scripts").glob("*.in"))
     launch = sorted((REPO_ROOT / "launch").glob("*.py"))
     assert scripts and launch
     return [REPO_ROOT / "graspnet_edge_ros", REPO_ROOT / "test", REPO_ROOT / "benchmarks",

@@ -193,13 +193,15 @@ def test_status_only_arrays_have_no_grasps_and_map_every_status():
     from builtin_interfaces.msg import Time
 
     from graspnet_edge_ros.msg import GraspArray
-    from graspnet_edge_ros.ros.conversions import grasp_array
+    from graspnet_edge_ros.ros.conversions import grasp_array, status_name
 
     expected = {"ok": GraspArray.STATUS_OK, "no_valid_input": GraspArray.STATUS_NO_VALID_INPUT,
                 "no_grasp": GraspArray.STATUS_NO_GRASP, "error": GraspArray.STATUS_ERROR}
     for status, code in expected.items():
         msg = grasp_array(Time(), "cam", status, "why", grasps=GraspGroup.empty())
         assert msg.status == code and msg.status_reason == "why" and len(msg.grasps) == 0
+        assert status_name(msg.status) == status
+    assert status_name(7) == "status 7"
     with pytest.raises(ValueError, match="unknown detection status"):
         grasp_array(Time(), "cam", "fine")
     with pytest.raises(ValueError, match="one TCP pose per grasp"):
@@ -265,6 +267,38 @@ def test_markers_follow_the_transform_into_the_target_frame():
 
 
 # ------------------------------------------------------------------------------ diagnostics
+@pytest.mark.parametrize("encoding, dtype", [("mono8", np.uint8), ("8UC1", np.uint8), ("mono16", np.uint16),
+                                             ("16UC1", np.uint16), ("16SC1", np.int16), ("32SC1", np.int32)])
+def test_label_images_in_every_integer_encoding_a_segmenter_publishes(encoding, dtype):
+    from graspnet_edge_ros.ros.conversions import image_from_array, labels_from_image
+    from graspnet_edge_ros.targeting import check_labels
+
+    labels = np.arange(12, dtype=dtype).reshape(3, 4) % 5
+    decoded = labels_from_image(image_from_array(labels, encoding))
+    assert decoded.dtype == dtype
+    np.testing.assert_array_equal(check_labels(decoded, (3, 4)), labels.astype(np.int64))
+
+
+def test_label_images_in_float_or_colour_encodings_are_refused():
+    from graspnet_edge_ros.errors import InputError
+    from graspnet_edge_ros.ros.conversions import image_from_array, labels_from_image
+
+    for encoding, array in (("32FC1", np.zeros((3, 4), np.float32)), ("rgb8", np.zeros((3, 4, 3), np.uint8))):
+        with pytest.raises(InputError, match="not a label image"):
+            labels_from_image(image_from_array(array, encoding))
+
+
+def test_diagnostic_level_names_the_object_mask_topic_when_frames_do_not_synchronise():
+    from graspnet_edge_ros.ros.diagnostics import LEVEL_WARN, StatisticsSnapshot, diagnostic_level
+
+    silent = StatisticsSnapshot(started=100.0, last_input=101.0)
+    level, message = diagnostic_level(silent, 110.0, 5.0, mask_topic="/seg/labels")
+    assert level == LEVEL_WARN
+    assert "colour/depth/camera_info/object mask (/seg/labels) frame for 9.0 s" in message
+    assert "/seg/labels must carry the colour image's stamp" in message
+    assert "object mask" not in diagnostic_level(silent, 110.0, 5.0)[1]
+
+
 def test_diagnostic_level_warns_on_silence_and_on_errors():
     from graspnet_edge_ros.ros.diagnostics import LEVEL_OK, LEVEL_WARN, StatisticsSnapshot, diagnostic_level
 

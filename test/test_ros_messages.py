@@ -308,3 +308,23 @@ def run_server(service_name: str) -> int:
 if __name__ == "__main__":
     role, name = sys.argv[1], sys.argv[2]
     sys.exit({"publish": run_publisher, "serve": run_server}[role](name))
+
+
+# The command-line front ends: only other front ends may import them (library code raises typed
+# errors and takes its file readers from graspnet_edge_ros.files).
+CLI_MODULES = {"graspnet_edge_ros.cli"}
+CLI_FRONT_ENDS = {"graspnet_edge_ros/cli.py", "graspnet_edge_ros/ros/replay_cli.py", "graspnet_edge_ros/sim/cli.py"}
+
+
+def test_no_library_module_imports_the_cli():
+    package_dir = REPO_ROOT / "graspnet_edge_ros"
+    offenders = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        relative = str(path.relative_to(REPO_ROOT))
+        if relative in CLI_FRONT_ENDS:
+            continue
+        names = {name for name in imported_module_names(path)
+                 if any(name == cli or name.startswith(cli + ".") for cli in CLI_MODULES)}
+        if names:
+            offenders[relative] = sorted(names)
+    assert offenders == {}

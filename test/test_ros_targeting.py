@@ -111,3 +111,41 @@ def test_target_parameter_and_bad_label_images(targeting_node, scene):
                                             RESULT_TIMEOUT_S)
     assert wrong_encoding.status == wrong_encoding.STATUS_NO_VALID_INPUT
     assert "not a label image" in wrong_encoding.status_reason
+
+
+def test_uint8_and_int16_masks_and_a_missing_mask_named_in_timeouts_and_diagnostics(targeting_node, scene):
+    node, client, mask_publisher = targeting_node
+    # cv_bridge passthrough of a uint8 / int16 mask gives 8UC1 / 16SC1.
+    for seconds, encoding, dtype in ((30.0, "8UC1", np.uint8), (31.0, "16SC1", np.int16)):
+        result = client.wait_for_result(publish(client, mask_publisher, scene, seconds,
+                                                labels=scene.labels.astype(dtype), encoding=encoding),
+                                        RESULT_TIMEOUT_S)
+        assert result.status == result.STATUS_OK, (encoding, result.status_reason)
+        assert result.grasps and {g.object_id for g in result.grasps} <= {1, 2, 3}
+    # Colour, depth and info without their label image never synchronise: the service timeout and
+    # the diagnostics name the mask topic among the inputs.
+    mask_topic = "/targeting_node/labels"
+    future = client.detect(timeout_s=1.0)
+    wait_until(lambda: node._requests, 30.0, "the call to reach the node")
+    client.publish(frame_messages(scene.color, scene.depth_mm, scene.intrinsics.matrix, stamp(32.0)))
+    response = client.call(future, 30.0)
+    assert not response.success and "timed out waiting for a frame" in response.message
+    assert f"+ {mask_topic}" in response.message
+    assert all(r.successful for r in client.set_parameters(input_timeout_s=0.5))
+    try:
+        client.latest_diagnostics(lambda s, v: f"object mask ({mask_topic})" in s.message, 30.0,
+                                  "diagnostics naming the mask topic")
+    finally:
+        client.set_parameters(input_timeout_s=5.0)
+
+
+def test_target_ids_above_2_24_are_refused_by_the_node(targeting_node):
+    node, client, _ = targeting_node
+    refused = client.set_parameters(target_object_ids=[3, 2**24 + 1])
+    assert not refused[0].successful and "[1, 16777216]" in refused[0].reason
+    assert node._config.target_object_ids == ()
+    accepted = client.set_parameters(target_object_ids=[2**24])
+    try:
+        assert accepted[0].successful and node._config.target_object_ids == (2**24,)
+    finally:
+        client.set_parameters(target_object_ids=[])

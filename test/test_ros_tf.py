@@ -171,6 +171,8 @@ class RotatedDetector:
         from graspnet_edge_ros.grasps import GraspGroup
 
         self.config = config
+        self.support_planes = []  # support_plane passed to each detect call
+        self.up_hints = []        # up_hint passed to each detect call
         rotations = Rotation.from_euler("xyz", [[10, 20, 30], [-40, 5, 100], [170, -60, 15]], degrees=True)
         self.grasps = GraspGroup.from_parts([0.9, 0.7, 0.5], [0.05, 0.04, 0.03], [0.01, 0.02, 0.03],
                                             list(rotations.as_matrix()),
@@ -180,10 +182,14 @@ class RotatedDetector:
         self.config = config
 
     def detect(self, color, depth, encoding, intrinsics, **options):
-        from graspnet_edge_ros.pipeline import DetectionResult
+        from graspnet_edge_ros.pipeline import DetectionResult, check_table_plane_frame
         from graspnet_edge_ros.poses import tcp_poses
 
         c = self.config
+        # The real detector's contract: a plane in another TF frame must arrive as support_plane.
+        check_table_plane_frame(c, options.get("support_plane"))
+        self.support_planes.append(options.get("support_plane"))
+        self.up_hints.append(options.get("up_hint"))
         return DetectionResult("ok", grasps=self.grasps, model_id=self.model_id, timings_ms={"model": 1.0},
                                poses=tcp_poses(self.grasps, c.pose_convention, c.tcp_offset_m,
                                                c.pre_grasp_distance_m, c.twin_policy))
@@ -280,6 +286,40 @@ def test_grasps_are_published_in_base_link_through_the_static_hand_eye_chain(tf_
     # Not the identity by accident: the camera-frame positions differ from the published ones.
     published = result.grasps[0].pose.position
     assert np.linalg.norm([published.x, published.y, published.z] - detector.grasps.translations[0]) > 0.2
+
+
+def test_a_given_table_plane_in_base_link_reaches_the_detector_in_the_camera_frame(tf_node):
+    from graspnet_edge_ros.msg import GraspArray
+    from graspnet_edge_ros.support_plane import SupportPlane
+
+    node, client, _, detector = tf_node
+    base_plane = [0.0, 0.0, 1.0, -0.02]  # 2 cm above base_link's z = 0
+    assert all(r.successful for r in client.set_parameters(
+        table_plane_mode="given", table_plane_frame="base_link", table_plane=base_plane))
+    result = detect_at(client, 3.0)
+    assert result.status == GraspArray.STATUS_OK, result.status_reason
+    camera_from_base = np.linalg.inv(matrix_of(*MOUNT_IN_BASE) @ matrix_of(*CAMERA_IN_MOUNT))
+    expected = SupportPlane.from_coefficients(base_plane).transformed(camera_from_base)
+    np.testing.assert_allclose(detector.support_planes[-1].coefficients, expected.coefficients, atol=1e-9)
+    # Already the camera frame: passed on as it is (not None, which the detector would refuse).
+    assert all(r.successful for r in client.set_parameters(table_plane_frame=CAMERA_FRAME))
+    result = detect_at(client, 3.5)
+    assert result.status == GraspArray.STATUS_OK, result.status_reason
+    np.testing.assert_allclose(detector.support_planes[-1].coefficients,
+                               SupportPlane.from_coefficients(base_plane).coefficients)
+
+
+def test_fit_mode_gets_the_up_of_table_plane_frame_in_the_camera_frame(tf_node):
+    from graspnet_edge_ros.msg import GraspArray
+
+    node, client, _, detector = tf_node
+    result = detect_at(client, 4.0)
+    assert result.status == GraspArray.STATUS_OK and detector.up_hints[-1] is None  # no frame: no hint
+    assert all(r.successful for r in client.set_parameters(table_plane_mode="fit", table_plane_frame="base_link"))
+    result = detect_at(client, 4.5)
+    assert result.status == GraspArray.STATUS_OK, result.status_reason
+    camera_from_base = np.linalg.inv(matrix_of(*MOUNT_IN_BASE) @ matrix_of(*CAMERA_IN_MOUNT))
+    np.testing.assert_allclose(detector.up_hints[-1], camera_from_base[:3, :3] @ [0.0, 0.0, 1.0], atol=1e-9)
 
 
 def test_missing_stale_and_future_transforms_give_an_error_without_grasps(tf_node):

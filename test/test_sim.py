@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import REQUIRE_SHARED_ENV, require_module
 
 from graspnet_edge_ros.cli import main as cli_main
 from graspnet_edge_ros.config import DetectorConfig
@@ -22,7 +23,7 @@ BOX_SIZE = (0.04, 0.05, 0.08)
 @pytest.fixture(scope="module")
 def box_world():
     """A 4 x 5 x 8 cm box standing on the table, a default (Panda-like) gripper, state saved."""
-    pytest.importorskip("pybullet")
+    require_module("pybullet", "pip install .[sim]")
     from graspnet_edge_ros.sim.execution import GraspExecutor, GripperGeometry
     from graspnet_edge_ros.sim.scenes import TABLE_TOP_Z, ObjectAsset, SimWorld
 
@@ -86,7 +87,7 @@ def test_grasp_from_under_the_table_is_a_pre_grasp_collision(box_world):
 
 
 def test_each_attempt_starts_from_the_settled_scene_as_rendered():
-    pytest.importorskip("pybullet")
+    require_module("pybullet", "pip install .[sim]")
     from graspnet_edge_ros.sim.scenes import SceneOptions, SimWorld, build_scene
 
     with SimWorld() as world:
@@ -122,7 +123,7 @@ def test_commands_use_the_published_pose_in_either_convention():
 
 
 def test_same_seed_gives_the_same_scene_and_consistent_geometry():
-    pytest.importorskip("pybullet")
+    require_module("pybullet", "pip install .[sim]")
     from graspnet_edge_ros.sim import render_scene
 
     first, again = render_scene(4, "oblique"), render_scene(4, "oblique")
@@ -146,7 +147,7 @@ def test_same_seed_gives_the_same_scene_and_consistent_geometry():
 
 
 def test_depth_noise_adds_holes_and_millimetre_noise():
-    pytest.importorskip("pybullet")
+    require_module("pybullet", "pip install .[sim]")
     from graspnet_edge_ros.sim import render_scene
 
     clean, noisy = render_scene(2, "topdown"), render_scene(2, "topdown", noise=True)
@@ -163,11 +164,70 @@ def test_depth_noise_adds_holes_and_millimetre_noise():
     (["--seeds", "5:5"], "seed range '5:5' is empty"),
     (["--seeds", "a:b"], "--seeds must be A:B"),
     (["--views", "side"], "unknown view 'side'"),
+    (["--resolution", "16x16"], "--resolution 16x16: each side must be 32 to 4096 pixels"),
+    (["--resolution", "640x5000"], "--resolution 640x5000: each side must be 32 to 4096 pixels"),
+    (["--resolution", "0x480"], "--resolution 0x480: each side must be 32 to 4096"),
+    (["--json", "/"], "--json / is a directory"),
+    (["--contact-sheet", "/proc/sheet.png"], "--contact-sheet /proc/sheet.png: cannot create a file"),
 ])
 def test_sim_eval_bad_input_is_one_line_with_exit_code_2(args, fragment, capsys):
     assert cli_main(["sim-eval", "--model", "unused.pth"] + args) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_sim_eval_checks_outputs_before_any_work(tmp_path, capsys):
+    # A bad --json is reported even though a later argument (the object set) is bad too, and
+    # nothing was written or rendered.
+    assert cli_main(["sim-eval", "--model", "unused.pth", "--json", str(tmp_path), "--object-set", "cutlery"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--json" in err and "is a directory" in err and len(err.splitlines()) == 1
+
+
+def test_sim_eval_reads_the_nodes_own_parameter_files(tmp_path, capsys):
+    from graspnet_edge_ros.config import from_mapping, load_yaml
+    from graspnet_edge_ros.sim.benchmark import load_eval_config
+
+    default_yaml = REPO / "config" / "default.yaml"
+    loaded = load_eval_config(str(default_yaml), "model.pth")
+    err = capsys.readouterr().err
+    # Node-only keys (topics, QoS) are dropped with one notice; the detector keys all apply.
+    assert len(err.strip().splitlines()) == 1 and "ignoring node-only parameter(s)" in err and "color_topic" in err
+    detector_keys = {k: v for k, v in load_yaml(default_yaml).items() if k in DetectorConfig.__dataclass_fields__}
+    detector_keys.pop("model_path")
+    assert loaded.config == from_mapping(detector_keys, DetectorConfig(model_path="model.pth"))
+    assert loaded.config.model_path == "model.pth" and loaded.name == "default"
+    # The /** layout, with a node-only key and a detector key that differs from the defaults.
+    star = tmp_path / "star.yaml"
+    star.write_text("/**:\n  ros__parameters:\n    slop: 0.1\n    max_grasps: 7\n    model_path: m.onnx\n")
+    loaded = load_eval_config(str(star), "ignored.pth")
+    assert loaded.config.max_grasps == 7 and loaded.config.model_path == "m.onnx"
+    assert "slop" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("/**:\n  ros__parameters:\n    slop: 0.1\n    max_grasp: 3\n", "unknown parameter 'max_grasp'; did you mean"),
+    ("- max_grasps\n", "expected a mapping of parameters, got list"),
+    ("max_grasps: [1, 2\n", "not valid YAML"),
+    ("table_plane_mode: given\ntable_plane_frame: base_link\n", "only applied by the ROS node"),
+])
+def test_sim_eval_parameter_file_errors_name_the_file_once(text, fragment, tmp_path, capsys):
+    params = tmp_path / "p_list.yaml"
+    params.write_text(text)
+    assert cli_main(["sim-eval", "--model", "unused.pth", "--params", str(params)]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "note:" not in line]
+    assert len(err) == 1 and fragment in err[0], err
+    assert err[0].count("p_list.yaml") == 1, err[0]
+
+
+def test_require_module_fails_under_make_test_and_skips_otherwise(monkeypatch):
+    monkeypatch.setenv(REQUIRE_SHARED_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="no_such_module_xyz is not importable"):
+        require_module("no_such_module_xyz")
+    monkeypatch.setenv(REQUIRE_SHARED_ENV, "0")
+    with pytest.raises(pytest.skip.Exception):
+        require_module("no_such_module_xyz")
+    assert require_module("json") is json
 
 
 def test_sim_eval_params_file_with_unknown_key(tmp_path, capsys):
@@ -191,7 +251,7 @@ def test_robot_runtime_never_imports_pybullet_and_its_absence_is_one_line():
 
 
 def test_two_scene_benchmark_through_the_detector(shared_dir, tmp_path, capsys):
-    pytest.importorskip("pybullet")
+    require_module("pybullet", "pip install .[sim]")
     model = shared_dir / "models" / "graspnet_edge_grasp.pth"
     report_path, sheet = tmp_path / "report.json", tmp_path / "sheet.png"
     # The official post-processing, with half the default model input to keep the torch run short.

@@ -7,13 +7,13 @@ milliseconds and needs neither torch nor onnx.
 """
 from __future__ import annotations
 
-import mmap
+import functools
 import pickletools
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from graspnet_edge_ros.errors import ModelFormatError
+from graspnet_edge_ros.errors import BackendUnavailableError, ModelFormatError
 
 META_PREFIX = "graspnet_edge."
 META_MODEL_TYPE = META_PREFIX + "model_type"
@@ -148,91 +148,56 @@ def _pickle_globals_and_strings(path: Path) -> tuple[set[tuple[str, str]], set[s
     return globals_, strings
 
 
-# -- ONNX wire-format reading ------------------------------------------------------------------------
-# Field numbers (onnx.proto): ModelProto.graph = 7, .metadata_props = 14; GraphProto.input = 11,
-# .output = 12; ValueInfoProto.name = 1, .type = 2; TypeProto.tensor_type = 1; Tensor.shape = 2;
-# TensorShapeProto.dim = 1; Dimension.dim_value = 1; StringStringEntryProto.key = 1, .value = 2.
-
+# -- ONNX signature ----------------------------------------------------------------------------------
 def read_onnx_signature(path: str | Path) -> OnnxSignature:
-    """Metadata and graph input/output shapes of an ONNX file without loading its weights."""
+    """Metadata and graph input/output shapes of an ONNX file, read by ONNX Runtime (the robot
+    runtime always has it; ``onnx`` is the fallback). Cached per file version: start-up asks
+    several times (model type, runner, export check)."""
     path = Path(path)
     try:
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            view = memoryview(data)
-            try:
-                return _parse_model(view)
-            finally:
-                view.release()
-    except (OSError, ValueError, IndexError, TypeError) as exc:
+        stat = path.stat()
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: not a readable ONNX file ({exc.strerror or exc})") from exc
+    return _read_signature(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_signature(path: str, _mtime_ns: int, _size: int) -> OnnxSignature:
+    try:
+        import onnxruntime
+    except ImportError:
+        return _read_signature_with_onnx(path)
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own pybind classes (InvalidProtobuf, Fail, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFormatError(f"{path}: not a readable ONNX file ({first})") from exc
+
+    def shapes(args) -> list:
+        return [(arg.name, tuple(d if isinstance(d, int) else None for d in (arg.shape or ()))) for arg in args]
+
+    return OnnxSignature(dict(session.get_modelmeta().custom_metadata_map), shapes(session.get_inputs()),
+                         shapes(session.get_outputs()))
+
+
+def _read_signature_with_onnx(path: str) -> OnnxSignature:
+    try:
+        import onnx
+    except ImportError as exc:
+        raise BackendUnavailableError("reading an ONNX model needs onnxruntime: pip install onnxruntime") from exc
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError, OSError, ...
         raise ModelFormatError(f"{path}: not a readable ONNX file ({exc})") from exc
+    initializers = {tensor.name for tensor in model.graph.initializer}
 
+    def shapes(values) -> list:
+        return [(value.name, tuple(d.dim_value if d.HasField("dim_value") else None
+                                   for d in value.type.tensor_type.shape.dim))
+                for value in values if value.name not in initializers]
 
-def _parse_model(model: memoryview) -> OnnxSignature:
-    metadata: dict[str, str] = {}
-    inputs: list = []
-    outputs: list = []
-    saw_graph = False
-    for number, value in _fields(model):
-        if number == 14 and isinstance(value, memoryview):
-            entry = {n: bytes(v).decode("utf-8", "replace") for n, v in _fields(value) if isinstance(v, memoryview)}
-            metadata[entry.get(1, "")] = entry.get(2, "")
-        elif number == 7 and isinstance(value, memoryview):
-            saw_graph = True
-            for graph_field, item in _fields(value):
-                if graph_field in (11, 12) and isinstance(item, memoryview):
-                    (inputs if graph_field == 11 else outputs).append(_value_info(item))
-    if not saw_graph:
-        raise ValueError("no graph")
-    return OnnxSignature(metadata, inputs, outputs)
-
-
-def _value_info(buffer: memoryview) -> tuple[str, tuple[int | None, ...]]:
-    name, dims = "", []
-    for number, value in _fields(buffer):
-        if number == 1:
-            name = bytes(value).decode("utf-8", "replace")
-        elif number == 2:
-            for type_field, tensor in _fields(value):
-                if type_field != 1:
-                    continue
-                for tensor_field, shape in _fields(tensor):
-                    if tensor_field != 2:
-                        continue
-                    for dim_field, dim in _fields(shape):
-                        if dim_field == 1:
-                            fixed = [v for n, v in _fields(dim) if n == 1 and isinstance(v, int)]
-                            dims.append(fixed[0] if fixed else None)
-    return name, tuple(dims)
-
-
-def _fields(buffer: memoryview):
-    """(field number, value) of one protobuf message: int for varints, memoryview for bytes."""
-    position, end = 0, len(buffer)
-    while position < end:
-        key, position = _varint(buffer, position)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, position = _varint(buffer, position)
-        elif wire_type == 2:
-            length, position = _varint(buffer, position)
-            if position + length > end:
-                raise ValueError("truncated protobuf field")
-            value, position = buffer[position:position + length], position + length
-        elif wire_type in (1, 5):
-            value, position = None, position + (8 if wire_type == 1 else 4)
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire_type}")
-        yield number, value
-
-
-def _varint(buffer: memoryview, position: int) -> tuple[int, int]:
-    result, shift = 0, 0
-    while True:
-        byte = buffer[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-        shift += 7
-        if shift > 63:
-            raise ValueError("bad varint")
+    return OnnxSignature({entry.key: entry.value for entry in model.metadata_props}, shapes(model.graph.input),
+                         shapes(model.graph.output))

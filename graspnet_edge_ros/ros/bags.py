@@ -80,22 +80,16 @@ class RgbdCapture:
         meta.mat holds ``intrinsic_matrix`` (3x3) and ``factor_depth`` (units per metre). Any
         LICENSE* / README* beside the images is named in the notice and copied next to bags.
         """
-        from PIL import Image
-        from scipy.io import loadmat
+        from graspnet_edge_ros.files import read_color, read_depth, read_intrinsics
 
         directory = Path(directory)
         missing = [name for name in ("color.png", "depth.png", "meta.mat") if not (directory / name).is_file()]
         if missing:
             raise InputError(f"{directory}: missing {', '.join(missing)} (need color.png, depth.png, meta.mat)")
-        try:
-            color = np.asarray(Image.open(directory / "color.png").convert("RGB"), dtype=np.uint8)
-            depth = np.asarray(Image.open(directory / "depth.png"))
-            meta = loadmat(directory / "meta.mat")
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read the capture in {directory}: {exc}") from exc
-        if depth.dtype not in (np.uint16, np.int32):
-            raise InputError(f"{directory / 'depth.png'}: expected 16-bit depth, got {depth.dtype}")
-        factor = float(np.asarray(meta.get("factor_depth", 1000.0)).reshape(-1)[0])
+        # The same readers and rules as `graspnet-edge detect` (integer depth is never wrapped).
+        color = read_color(directory / "color.png")
+        depth, _ = read_depth(directory / "depth.png")
+        intrinsics, scale = read_intrinsics(depth.shape, camera_info=directory / "meta.mat")
         licenses = tuple(sorted(str(p) for p in directory.glob("LICENSE*")))
         notice = f"RGB-D frames built from the capture in {directory.name}/"
         if licenses:
@@ -106,8 +100,8 @@ class RgbdCapture:
                           if line.strip() and not line.startswith("#")), "")
             if first:
                 notice += ". Source: " + first
-        return cls(color=color, depth=depth.astype(np.uint16), K=np.asarray(meta["intrinsic_matrix"], float),
-                   depth_scale=1.0 / factor, notice=notice, license_files=licenses)
+        return cls(color=color, depth=depth, K=intrinsics.matrix, depth_scale=0.001 if scale is None else scale,
+                   notice=notice, license_files=licenses)
 
     def downscaled(self, factor: int) -> "RgbdCapture":
         """Every ``factor``-th pixel (nearest neighbour, so depth stays valid), K scaled to match."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from graspnet_edge_ros.camera import IMAGE_LAYOUTS, CameraIntrinsics, decode_color, image_to_array  # noqa: F401
 from graspnet_edge_ros.errors import InputError
-from graspnet_edge_ros.pipeline import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK
+from graspnet_edge_ros.pipeline import STATUS_CODES, STATUS_NO_VALID_INPUT
 
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 TOTAL_STAGE = "total"
@@ -64,7 +64,7 @@ def intrinsics_from_camera_info(msg) -> CameraIntrinsics:
 
 
 def labels_from_image(msg) -> np.ndarray:
-    """(H, W) integer instance labels from a label Image (mono8, mono16, 16UC1 or 32SC1)."""
+    """(H, W) integer instance labels from a label Image (mono8/8UC1, mono16/16UC1, 16SC1 or 32SC1)."""
     from graspnet_edge_ros.targeting import LABEL_ENCODINGS
 
     if msg.encoding not in LABEL_ENCODINGS:
@@ -73,12 +73,13 @@ def labels_from_image(msg) -> np.ndarray:
     return image_to_array(msg)
 
 
-def detect_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, support_plane=None):
+def detect_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, support_plane=None, up_hint=None):
     """(DetectionResult, conversion ms): the node's path from the input messages to a detection.
 
     Conversion errors become ``no_valid_input`` with the reason; the detector reports everything
     else in its status. Used by the node's worker and by the fuzz test, so both run the same code.
-    ``mask_msg``: optional instance-label image; ``support_plane``: a given plane in the camera frame.
+    ``mask_msg``: optional instance-label image; ``support_plane``: a given plane in the camera frame;
+    ``up_hint``: the camera-frame "up" for the plane fit.
     """
     import time
 
@@ -94,8 +95,9 @@ def detect_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, 
         return (DetectionResult(STATUS_NO_VALID_INPUT, str(exc), model_id=str(detector.model_id)),
                 (time.perf_counter() - start) * 1e3)
     convert_ms = (time.perf_counter() - start) * 1e3
+    plane_inputs = {} if up_hint is None else {"up_hint": up_hint}  # stand-in detectors need not know it
     return detector.detect(color, depth, encoding, intrinsics, object_labels=labels,
-                           support_plane=support_plane), convert_ms
+                           support_plane=support_plane, **plane_inputs), convert_ms
 
 
 def stamp_nanoseconds(stamp) -> int:
@@ -139,14 +141,18 @@ def matrix_to_transform(matrix):
 
 def status_code(status: str) -> int:
     """GraspArray.STATUS_* constant of a DetectionResult status string."""
-    from graspnet_edge_ros.msg import GraspArray
-
-    codes = {STATUS_OK: GraspArray.STATUS_OK, STATUS_NO_VALID_INPUT: GraspArray.STATUS_NO_VALID_INPUT,
-             STATUS_NO_GRASP: GraspArray.STATUS_NO_GRASP, STATUS_ERROR: GraspArray.STATUS_ERROR}
     try:
-        return codes[status]
+        return STATUS_CODES[status]
     except KeyError:
         raise ValueError(f"unknown detection status {status!r}") from None
+
+
+def status_name(code: int) -> str:
+    """DetectionResult status string of a GraspArray.status code ("status N" for an unknown code)."""
+    return _STATUS_NAMES.get(int(code), f"status {code}")
+
+
+_STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 
 
 def stage_latencies(timings_ms: dict, total_ms: float | None = None) -> tuple[list[str], list[float]]:

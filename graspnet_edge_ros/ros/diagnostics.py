@@ -20,7 +20,7 @@ class StatisticsSnapshot:
     """Counters since start; times are time.monotonic() seconds (None = never)."""
 
     started: float
-    frames_received: int = 0    # synchronised colour/depth/info sets
+    frames_received: int = 0    # synchronised colour/depth/info(/mask) sets
     frames_processed: int = 0   # sets that produced a GraspArray (any status)
     frames_dropped: int = 0     # replaced by a newer set before the worker took them
     frames_skipped: int = 0     # on_demand mode without a pending request
@@ -79,16 +79,22 @@ class NodeStatistics:
             return self._snapshot
 
 
-def diagnostic_level(snapshot: StatisticsSnapshot, now: float, input_timeout_s: float) -> tuple[str, str]:
+def diagnostic_level(snapshot: StatisticsSnapshot, now: float, input_timeout_s: float,
+                     mask_topic: str = "") -> tuple[str, str]:
     """(LEVEL_OK | LEVEL_WARN, one-line summary) for a snapshot taken at ``now``.
 
     WARN when no synchronised frame arrived for ``input_timeout_s`` (or ever, that long after
-    start) or when the last result was an error or unusable input.
+    start) or when the last result was an error or unusable input. ``mask_topic``: the object
+    mask topic when one is synchronised too (named in the warning: a missing or late label image
+    blocks every frame).
     """
     since_input = now - (snapshot.last_input if snapshot.last_input is not None else snapshot.started)
     if since_input > input_timeout_s:
-        what = "no synchronised colour/depth/camera_info frame" + ("" if snapshot.last_input else " yet")
-        return LEVEL_WARN, f"{what} for {since_input:.1f} s (check topics, QoS and stamps)"
+        inputs = "colour/depth/camera_info" + (f"/object mask ({mask_topic})" if mask_topic else "")
+        what = f"no synchronised {inputs} frame" + ("" if snapshot.last_input else " yet")
+        hint = "check topics, QoS and stamps" + (
+            f"; {mask_topic} must carry the colour image's stamp" if mask_topic else "")
+        return LEVEL_WARN, f"{what} for {since_input:.1f} s ({hint})"
     if snapshot.last_status in (STATUS_ERROR, STATUS_NO_VALID_INPUT):
         return LEVEL_WARN, f"last frame: {snapshot.last_status}: {snapshot.last_reason}"
     if not snapshot.last_status:
@@ -105,7 +111,7 @@ class DiagnosticsReporter:
         self._previous: tuple[float, int, int] | None = None
 
     def report(self, snapshot: StatisticsSnapshot, stamp, *, backend: str, model_id: str, mode: str,
-               input_timeout_s: float, pending_requests: int = 0):
+               input_timeout_s: float, pending_requests: int = 0, mask_topic: str = ""):
         """diagnostic_msgs/DiagnosticArray with one status for ``snapshot``, header stamp ``stamp``."""
         from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
@@ -116,7 +122,7 @@ class DiagnosticsReporter:
         output_rate = (snapshot.frames_processed - previous_out) / elapsed
         self._previous = (now, snapshot.frames_received, snapshot.frames_processed)
 
-        level, message = diagnostic_level(snapshot, now, input_timeout_s)
+        level, message = diagnostic_level(snapshot, now, input_timeout_s, mask_topic)
         values = {
             "input_rate_hz": f"{input_rate:.2f}", "output_rate_hz": f"{output_rate:.2f}",
             "frames_received": snapshot.frames_received, "frames_processed": snapshot.frames_processed,

@@ -375,6 +375,12 @@ class GraspDetectorNode(Node):
             response.message = "timeout_s is NaN: give seconds to wait (0 = service_timeout_s)"
             response.result = self._status_only_now(STATUS_NO_VALID_INPUT, response.message)
             return response
+        if len(request.target_object_ids) and not self._mask_topic_name():
+            response.success = False
+            response.message = ("target_object_ids need instance labels: set object_mask_topic (a label image "
+                                "aligned to the colour image)")
+            response.result = self._status_only_now(STATUS_NO_VALID_INPUT, response.message)
+            return response
         # <= 0: the parameter; above the maximum (inf included): the maximum.
         timeout_s = min(requested if requested > 0 else settings.service_timeout_s, params.MAX_SERVICE_TIMEOUT_S)
         with self._lock:
@@ -433,9 +439,12 @@ class GraspDetectorNode(Node):
                                     "did not finish in time (raise timeout_s or service_timeout_s)")
             else:
                 status = STATUS_NO_VALID_INPUT
+                mask = self._mask_topic_name()
                 response.message = (f"timed out waiting for a frame after {pending.timeout_s:.1f} s: no "
                                     f"synchronised {settings.color_topic} + {settings.depth_topic} + "
-                                    f"{settings.camera_info_topic}")
+                                    f"{settings.camera_info_topic}" + (
+                                        f" + {mask} (the object mask must carry the colour image's stamp)"
+                                        if mask else ""))
             response.result = self._status_only_now(status, response.message)
             return
         # Per-request options are applied here, to this caller's copy of the frame's result.
@@ -448,7 +457,7 @@ class GraspDetectorNode(Node):
         response.success = result.status in (result.STATUS_OK, result.STATUS_NO_GRASP)
         total_ms = dict(zip(result.stage_names, result.stage_latencies_ms)).get(conversions.TOTAL_STAGE, 0.0)
         response.message = (f"{len(result.grasps)} grasps in {total_ms:.0f} ms" if result.status == result.STATUS_OK
-                            else f"{_status_name(result.status)}: {result.status_reason}")
+                            else f"{conversions.status_name(result.status)}: {result.status_reason}")
 
     def _status_only_now(self, status: str, reason: str):
         config = self._config
@@ -480,7 +489,12 @@ class GraspDetectorNode(Node):
         self._diagnostics_publisher.publish(self._diagnostics.report(
             self._stats.snapshot(), self.get_clock().now().to_msg(), backend=self.backend_name,
             model_id=self.model_id, mode=self._settings.mode, input_timeout_s=self._settings.input_timeout_s,
-            pending_requests=pending))
+            pending_requests=pending, mask_topic=self._mask_topic_name()))
+
+    def _mask_topic_name(self) -> str:
+        """The resolved object mask topic, or "" without one."""
+        topic = self._settings.object_mask_topic
+        return self._resolved(topic) if topic else ""
 
     # --------------------------------------------------------------------------- worker side
     def _work(self) -> None:
@@ -514,11 +528,12 @@ class GraspDetectorNode(Node):
             self._detector.update_config(config)
         source_frame = frame.color.header.frame_id
         try:
-            given_plane = self._given_support_plane(source_frame, frame.color.header.stamp)
+            given_plane = self._given_support_plane(config, source_frame, frame.color.header.stamp)
+            up_hint = self._table_up_hint(config, source_frame, frame.color.header.stamp)
         except GraspNetEdgeError as exc:
             return self._status_only(frame.color.header, STATUS_ERROR, str(exc)), None, None
         result, convert_ms = conversions.detect_on_messages(self._detector, frame.color, frame.depth, frame.info,
-                                                            frame.mask, given_plane)
+                                                            frame.mask, given_plane, up_hint)
         timings = {"convert": convert_ms, **result.timings_ms}
         self._stats.record_frame_details(
             "none" if result.support_plane is None else
@@ -546,17 +561,33 @@ class GraspDetectorNode(Node):
             grasps=grasps, poses=poses, timings_ms=timings, total_ms=(time.perf_counter() - start) * 1e3)
         return message, grasps, transform
 
-    def _given_support_plane(self, camera_frame: str, stamp):
-        """``table_plane`` moved from ``table_plane_frame`` into the camera frame at ``stamp`` (or None)."""
-        config = self._config
-        if config.table_plane_mode != "given" or not config.table_plane_frame \
-                or config.table_plane_frame == camera_frame:
+    def _given_support_plane(self, config, camera_frame: str, stamp):
+        """``table_plane`` moved from ``table_plane_frame`` into the camera frame at ``stamp`` (or None
+        when table_plane_frame is empty: the detector then takes table_plane as camera-frame numbers).
+
+        ``config`` is the one handed to the detector for this frame (a parameter change between
+        the two reads must not pair a new table_plane_frame with the old detector config)."""
+        if config.table_plane_mode != "given" or not config.table_plane_frame:
             return None
         from graspnet_edge_ros.support_plane import SupportPlane
 
+        if config.table_plane_frame == camera_frame:
+            # Already in the camera frame; passed on so the detector knows the frame was handled.
+            return SupportPlane.from_coefficients(config.table_plane)
         matrix = self._transformer_for_lookup().matrix(camera_frame, config.table_plane_frame, stamp,
                                                        self._settings.tf_timeout_s)
         return SupportPlane.from_coefficients(config.table_plane).transformed(matrix)
+
+    def _table_up_hint(self, config, camera_frame: str, stamp):
+        """For ``table_plane_mode: fit``: the z axis of ``table_plane_frame`` (e.g. base_link) in the
+        camera frame at ``stamp``, the "up" the fitted plane must face (None without that frame)."""
+        if config.table_plane_mode != "fit" or not config.table_plane_frame:
+            return None
+        if config.table_plane_frame == camera_frame:
+            return np.array([0.0, 0.0, 1.0])
+        matrix = self._transformer_for_lookup().matrix(camera_frame, config.table_plane_frame, stamp,
+                                                       self._settings.tf_timeout_s)
+        return matrix[:3, :3] @ np.array([0.0, 0.0, 1.0])
 
     def _transformer_for_lookup(self) -> _TargetFrameTransformer:
         if self._transformer is None:
@@ -575,7 +606,7 @@ class GraspDetectorNode(Node):
         if grasps is not None and self._marker_publisher.get_subscription_count() > 0:
             self._marker_publisher.publish(grasp_markers(grasps, message.header.stamp, message.header.frame_id,
                                                          self._settings.max_markers, transform))
-        status = _STATUS_NAMES[message.status]
+        status = conversions.status_name(message.status)
         timings = dict(zip(message.stage_names, message.stage_latencies_ms))
         self._stats.record_result(status, message.status_reason, timings)
         logger = self.get_logger()
@@ -603,13 +634,6 @@ class GraspDetectorNode(Node):
         if worker is not None and worker.is_alive() and threading.current_thread() is not worker:
             worker.join(timeout=30.0)
         super().destroy_node()
-
-
-_STATUS_NAMES = {0: STATUS_OK, 1: STATUS_NO_VALID_INPUT, 2: STATUS_NO_GRASP, 3: STATUS_ERROR}
-
-
-def _status_name(code: int) -> str:
-    return _STATUS_NAMES.get(code, f"status {code}")
 
 
 def main(args=None, *, detector_factory=None) -> int:

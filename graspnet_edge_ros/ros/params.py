@@ -52,8 +52,9 @@ class NodeSettings:
     depth_topic: str = _f("camera/aligned_depth_to_color/image_raw",
                           "depth image aligned to the colour image (16UC1/mono16 or 32FC1)")
     camera_info_topic: str = _f("camera/color/camera_info", "CameraInfo of the colour (= aligned depth) image")
-    object_mask_topic: str = _f("", "optional instance-label image aligned to colour (mono8/mono16/16UC1/32SC1, "
-                                    "0 = background), synchronised with the other inputs; empty = off")
+    object_mask_topic: str = _f("", "optional instance-label image aligned to colour (mono8/8UC1/mono16/16UC1/16SC1/"
+                                    "32SC1, 0 = background, labels <= 2^24) with the colour image's stamp, "
+                                    "synchronised with the other inputs; empty = off")
     qos_reliability: str = _f("best_effort", "input QoS: best_effort (receives from reliable and "
                                              "best-effort publishers) | reliable")
     qos_depth: int = _f(5, "input subscription queue depth")

@@ -37,6 +37,7 @@ import numpy as np
 
 from graspnet_edge_ros.cdr import cdr_header  # noqa: F401  (re-exported)
 from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError
+from graspnet_edge_ros.ros import conversions
 
 PACKAGE = "graspnet_edge_ros"
 GRASP_ARRAY_TYPE = f"{PACKAGE}/msg/GraspArray"
@@ -45,7 +46,6 @@ DIAGNOSTIC_ARRAY_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
 DEFAULT_NODE_NAME = "graspnet_edge_node"
 DEFAULT_FRAME_TOPIC = "/camera/color/image_raw"
 TOTAL_STAGE = "total"
-STATUS_NAMES = {0: "ok", 1: "no_valid_input", 2: "no_grasp", 3: "error"}
 SETTLE_S = 0.3  # after both ends report a match: lets the reverse direction of discovery finish
 OTHER_TOPICS_GRACE_S = 5.0
 # Diagnostics counters count as final only if published this long after the last frame went out
@@ -398,7 +398,7 @@ class _Recorder:
         msg = self.typestore.deserialize_cdr(raw, GRASP_ARRAY_TYPE)
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         stages = {str(name): float(value) for name, value in zip(msg.stage_names, msg.stage_latencies_ms)}
-        return ResultRecord(stamp, msg.header.frame_id, STATUS_NAMES.get(int(msg.status), f"status {msg.status}"),
+        return ResultRecord(stamp, msg.header.frame_id, conversions.status_name(msg.status),
                             msg.status_reason, len(msg.grasps), stages, now, msg)
 
     def _diagnostics(self, raw: bytes, now: float) -> None:

@@ -208,7 +208,7 @@ class _StopSignals:
 
 
 def cmd_replay(args) -> int:
-    from graspnet_edge_ros.cli import check_output_directory, check_output_file
+    from graspnet_edge_ros.files import check_output_directory, check_output_file
     from graspnet_edge_ros.ros.params import overrides_from_strings
     from graspnet_edge_ros.ros.replay import ReplayError, ReplayInterrupted, output_topics, replay_bag
 

@@ -46,6 +46,7 @@ class BenchmarkSettings:
             raise ConfigError("no view given (oblique, topdown)")
         if self.top_k < 1:
             raise ConfigError(f"top-k must be >= 1, got {self.top_k}")
+        check_resolution(self.resolution)
         realsense_intrinsics(self.resolution)
 
 
@@ -64,34 +65,49 @@ def parse_seeds(text: str) -> tuple:
     return tuple(range(start, stop))
 
 
+MIN_RESOLUTION, MAX_RESOLUTION = 32, 4096   # pixels per side (4096 x 4096 renders take minutes)
+
+
 def parse_resolution(text: str) -> tuple:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise ConfigError(f"--resolution must be WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
+    check_resolution((width, height))
     return width, height
 
 
+def check_resolution(resolution) -> None:
+    """ConfigError unless both sides are MIN_RESOLUTION..MAX_RESOLUTION pixels."""
+    width, height = resolution
+    if not all(MIN_RESOLUTION <= side <= MAX_RESOLUTION for side in (width, height)):
+        raise ConfigError(f"--resolution {width}x{height}: each side must be {MIN_RESOLUTION} to "
+                          f"{MAX_RESOLUTION} pixels")
+
+
 def load_eval_config(path: str | None, model: str | None) -> EvalConfig:
-    """A parameter file (flat or ROS layout; unknown keys are an error) on top of the defaults.
-    ``model`` fills model_path when the file does not set it."""
+    """A parameter file on top of the defaults; ``model`` fills model_path when the file leaves it empty.
+
+    The file is read like ``graspnet-edge detect --params-file``: flat, or the node's own YAML
+    (``graspnet_edge_node:`` or ``/**:`` layout, e.g. config/default.yaml); node-only keys are
+    dropped with one notice, any other unknown key is an error with a did-you-mean.
+    """
+    from graspnet_edge_ros.cli import detector_parameters
+    from graspnet_edge_ros.pipeline import check_table_plane_frame
+
     base = DetectorConfig(model_path=model or "")
     if path is None:
         values, name = {}, "defaults"
     else:
-        if not Path(path).is_file():
-            raise ConfigError(f"parameter file not found: {path}")
-        try:
-            values = config_module.load_yaml(path)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        except Exception as exc:  # malformed YAML: one line, no traceback
-            raise ConfigError(f"{path}: cannot read parameters ({str(exc).splitlines()[0]})") from None
+        values = detector_parameters(path)  # its errors already name the file
+        if not values.get("model_path"):
+            values.pop("model_path", None)  # the node's YAML has model_path: "" (set by the launch file)
         name = Path(path).stem
     try:
         cfg = config_module.from_mapping(values, base)
+        check_table_plane_frame(cfg)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
     if not cfg.model_path:
         raise ConfigError(f"{path or 'defaults'}: no model (give --model or model_path in the file)")
     return EvalConfig(name, cfg, path or "")

@@ -17,7 +17,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("sim-eval", help="pick-success benchmark: render tabletop scenes (pybullet), detect, "
                                         "execute the top K grasps with a simulated gripper, report")
     p.add_argument("--params", action="append", default=[], metavar="YAML",
-                   help="detector parameter file (node YAML); repeat to compare several on the same scenes "
+                   help="detector parameter file: flat, or the node's YAML (config/default.yaml; node-only keys are "
+                        "ignored); repeat to compare several on the same scenes "
                         "(default: the built-in defaults)")
     p.add_argument("--model", help="model for parameter files without model_path (checkpoint, .onnx, split dir)")
     p.add_argument("--planar-model", help="also evaluate this planar model (GR-ConvNet/AFFGA, default parameters) "
@@ -41,6 +42,12 @@ def cmd_sim_eval(args) -> int:
     from graspnet_edge_ros.sim.scenes import ASSET_NOTICE, SceneOptions, check_object_set
 
     # Cheap checks first: bad input fails before pybullet or a model is loaded.
+    from graspnet_edge_ros.files import check_output_file
+
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.contact_sheet:
+        check_output_file(args.contact_sheet, "--contact-sheet")
     check_object_set(args.object_set)
     settings = benchmark.BenchmarkSettings(
         seeds=benchmark.parse_seeds(args.seeds),

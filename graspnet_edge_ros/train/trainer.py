@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from graspnet_edge_ros.cli import EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE
+from graspnet_edge_ros.errors import EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError, ModelFormatError
 from graspnet_edge_ros.model.graspnet import GraspNet
 from graspnet_edge_ros.train.checkpoint import load_for_training, save_checkpoint

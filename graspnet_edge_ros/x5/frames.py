@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -21,7 +20,7 @@ import numpy as np
 
 from graspnet_edge_ros.camera import CameraIntrinsics, image_to_array
 from graspnet_edge_ros.cdr import cdr_header
-from graspnet_edge_ros.cli import read_color, read_depth, read_intrinsics  # the rules of `detect`'s files
+from graspnet_edge_ros.files import read_color, read_depth, read_intrinsics  # the rules of `detect`'s files
 from graspnet_edge_ros.errors import BackendUnavailableError, InputError
 
 CAPTURE_FILES = ("color.png", "depth.png", "meta.mat")
@@ -96,8 +95,7 @@ def _is_capture(path: Path) -> bool:
 
 def _capture_frame(directory: Path) -> RgbdFrame:
     depth, encoding = read_depth(directory / "depth.png")
-    intrinsics, scale = read_intrinsics(argparse.Namespace(intrinsics=None, camera_info=directory / "meta.mat"),
-                                        depth.shape)
+    intrinsics, scale = read_intrinsics(depth.shape, camera_info=directory / "meta.mat")
     mask = directory / "workspace_mask.png"
     return RgbdFrame(directory.name, read_color(directory / "color.png"), depth, encoding, intrinsics,
                      scale if scale is not None else 0.001, str(mask) if mask.is_file() else "")
@@ -124,7 +122,7 @@ def _frame_directory(directory: Path) -> list[RgbdFrame]:
         if color_path.stem not in depths:
             continue
         depth, encoding = read_depth(depths[color_path.stem])
-        intrinsics, scale = read_intrinsics(argparse.Namespace(intrinsics=None, camera_info=info), depth.shape)
+        intrinsics, scale = read_intrinsics(depth.shape, camera_info=info)
         frames.append(RgbdFrame(color_path.stem, read_color(color_path), depth, encoding, intrinsics,
                                 scale if scale is not None else depth_scale, str(mask) if mask.is_file() else ""))
     if not frames:
