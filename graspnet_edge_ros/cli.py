@@ -20,6 +20,7 @@ from graspnet_edge_ros.errors import (BackendUnavailableError, ConfigError, Gras
 from graspnet_edge_ros.grasps import DEPTH, HEIGHT, OBJECT_ID, SCORE, WIDTH
 
 from graspnet_edge_ros.errors import EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE  # noqa: F401
+from graspnet_edge_ros.config import NODE_ONLY_PARAMETERS, detector_parameters  # noqa: F401
 from graspnet_edge_ros.files import (check_output_directory, check_output_file, load_points,  # noqa: F401
                                      read_color, read_depth, read_intrinsics, read_labels)
 GRASPNET_SINGLE_FILE_OPSET = 17
@@ -190,37 +191,6 @@ def cmd_detect(args) -> int:
     if result.status == "error":
         return EXIT_MODEL
     return EXIT_OK if result.status in ("ok", "no_grasp") else EXIT_INPUT
-
-
-def detector_parameters(path) -> dict:
-    """Detector parameters of a YAML file: flat, or the node's ROS layout (``/**`` or the node's name).
-
-    Keys only the node uses (topics, QoS, ``use_sim_time``...) are dropped with one notice on
-    stderr; any other unknown key is a ConfigError with a did-you-mean (from ``from_mapping``).
-    """
-    from graspnet_edge_ros.config import DetectorConfig, load_yaml
-
-    values = load_yaml(path)
-    node_only = sorted(key for key in values if key in _node_only_parameters())
-    if node_only:
-        print(f"graspnet-edge: note: ignoring node-only parameter(s) in {path}: {', '.join(node_only)}",
-              file=sys.stderr)
-    detector_fields = DetectorConfig.__dataclass_fields__
-    return {key: value for key, value in values.items() if key not in node_only or key in detector_fields}
-
-
-# Parameters of the node itself (ros/params.py NodeSettings and the ROS built-ins): the node's
-# YAML carries them, the detector has no use for them. Listed here because the core must not
-# import the ROS layer; test_hostile_inputs.py checks the list against NodeSettings.
-NODE_ONLY_PARAMETERS = frozenset({
-    "color_topic", "depth_topic", "camera_info_topic", "object_mask_topic", "qos_reliability", "qos_depth", "slop",
-    "queue_size", "exact_sync", "warmup", "diagnostics_period_s", "mode", "service_timeout_s", "target_frame",
-    "tf_timeout_s", "max_markers", "input_timeout_s", "use_sim_time",
-})
-
-
-def _node_only_parameters() -> frozenset:
-    return NODE_ONLY_PARAMETERS
 
 
 def result_to_json(result, config) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass, field, fields
 
 from graspnet_edge_ros.errors import ConfigError
@@ -364,3 +365,28 @@ def load_yaml(path, node_name: str = "graspnet_edge_node") -> dict:
         # A file for a renamed node (replay --node-name): its only section is ours.
         merged = dict(next(iter(sections.values()))["ros__parameters"] or {})
     return merged
+
+
+def detector_parameters(path) -> dict:
+    """Detector parameters of a YAML file: flat, or the node's ROS layout (``/**`` or the node's name).
+
+    Keys only the node uses (topics, QoS, ``use_sim_time``...) are dropped with one notice on
+    stderr; any other unknown key is a ConfigError with a did-you-mean (from ``from_mapping``).
+    """
+    values = load_yaml(path)
+    node_only = sorted(key for key in values if key in NODE_ONLY_PARAMETERS)
+    if node_only:
+        print(f"graspnet-edge: note: ignoring node-only parameter(s) in {path}: {', '.join(node_only)}",
+              file=sys.stderr)
+    detector_fields = DetectorConfig.__dataclass_fields__
+    return {key: value for key, value in values.items() if key not in node_only or key in detector_fields}
+
+
+# Parameters of the node itself (ros/params.py NodeSettings and the ROS built-ins): the node's
+# YAML carries them, the detector has no use for them. Listed here because the core must not
+# import the ROS layer; test_hostile_inputs.py checks the list against NodeSettings.
+NODE_ONLY_PARAMETERS = frozenset({
+    "color_topic", "depth_topic", "camera_info_topic", "object_mask_topic", "qos_reliability", "qos_depth", "slop",
+    "queue_size", "exact_sync", "warmup", "diagnostics_period_s", "mode", "service_timeout_s", "target_frame",
+    "tf_timeout_s", "max_markers", "input_timeout_s", "use_sim_time",
+})

@@ -92,7 +92,7 @@ def load_eval_config(path: str | None, model: str | None) -> EvalConfig:
     (``graspnet_edge_node:`` or ``/**:`` layout, e.g. config/default.yaml); node-only keys are
     dropped with one notice, any other unknown key is an error with a did-you-mean.
     """
-    from graspnet_edge_ros.cli import detector_parameters
+    from graspnet_edge_ros.config import detector_parameters
     from graspnet_edge_ros.pipeline import check_table_plane_frame
 
     base = DetectorConfig(model_path=model or "")
