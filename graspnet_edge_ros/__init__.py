@@ -11,3 +11,5 @@ from pkgutil import extend_path
 __path__ = extend_path(__path__, __name__)
 
 __version__ = "0.1.0"
+# The node's default name, which is also its executable's (launch files, YAML sections, replay).
+NODE_NAME = "graspnet_edge_node"

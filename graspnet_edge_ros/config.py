@@ -11,6 +11,7 @@ import math
 import sys
 from dataclasses import dataclass, field, fields
 
+from graspnet_edge_ros import NODE_NAME
 from graspnet_edge_ros.errors import ConfigError
 
 POSE_CONVENTIONS = ("z_approach_x_closing", "x_approach_y_closing")
@@ -325,7 +326,7 @@ def _coerce(key: str, value, default):
         raise ConfigError(f"{key}: cannot use {value!r} ({type(default).__name__} expected)") from exc
 
 
-def load_yaml(path, node_name: str = "graspnet_edge_node") -> dict:
+def load_yaml(path, node_name: str = NODE_NAME) -> dict:
     """Parameters from a YAML file: a flat mapping, or the ROS 2 parameter-file layout.
 
     In the ROS layout (``<node>: ros__parameters: {...}``) the entries for every node (``/**``)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 
+from graspnet_edge_ros import NODE_NAME
+
 PACKAGE = "graspnet_edge_ros"
-EXECUTABLE = "graspnet_edge_node"
+EXECUTABLE = NODE_NAME
 # Launch arguments that configure the launch itself; every other argument is a node parameter.
 LAUNCH_ONLY_ARGUMENTS = ("params_file", "namespace", "model")
 

@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from graspnet_edge_ros import NODE_NAME
 from graspnet_edge_ros.dependencies import missing_dependency_message
 
 try:
@@ -46,14 +47,13 @@ try:
 except ImportError as _missing:
     # `python -m graspnet_edge_ros.ros.node` on a robot without e.g. numba: one line, not a traceback
     # (the installed launcher does the same for its import of this module).
-    if __name__ == "__main__" and missing_dependency_message(_missing, "graspnet_edge_node"):
+    if __name__ == "__main__" and missing_dependency_message(_missing, NODE_NAME):
         import sys
 
-        print(missing_dependency_message(_missing, "graspnet_edge_node"), file=sys.stderr)
+        print(missing_dependency_message(_missing, NODE_NAME), file=sys.stderr)
         sys.exit(1)
     raise
 
-NODE_NAME = "graspnet_edge_node"
 LOG_THROTTLE_S = 5.0
 # A step back in stamps larger than this is a restarted bag or clock, not a reordered frame.
 CLOCK_RESET_JUMP_NS = 1_000_000_000

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from graspnet_edge_ros import NODE_NAME
 from graspnet_edge_ros.cdr import cdr_header  # noqa: F401  (re-exported)
 from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError
 from graspnet_edge_ros.ros import conversions
@@ -43,7 +44,7 @@ PACKAGE = "graspnet_edge_ros"
 GRASP_ARRAY_TYPE = f"{PACKAGE}/msg/GraspArray"
 MARKER_ARRAY_TYPE = "visualization_msgs/msg/MarkerArray"
 DIAGNOSTIC_ARRAY_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
-DEFAULT_NODE_NAME = "graspnet_edge_node"
+DEFAULT_NODE_NAME = NODE_NAME
 DEFAULT_FRAME_TOPIC = "/camera/color/image_raw"
 TOTAL_STAGE = "total"
 SETTLE_S = 0.3  # after both ends report a match: lets the reverse direction of discovery finish

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from graspnet_edge_ros import NODE_NAME
 from graspnet_edge_ros.errors import ConfigError
 
 EXIT_OK, EXIT_ERROR = 0, 1
@@ -35,7 +36,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="node parameter override (repeatable), e.g. --param sampling_seed=0")
     p.add_argument("--overlay-dir", help="write an overlay PNG of the last ok result on its bag frame here")
-    p.add_argument("--node-name", default="graspnet_edge_node", help="name given to the node (-r __node:=)")
+    p.add_argument("--node-name", default=NODE_NAME, help="name given to the node (-r __node:=)")
     p.add_argument("--node-log", help="write the node's stdout/stderr to this file (default: this terminal)")
     p.add_argument("--start-timeout", type=float, default=120.0,
                    help="seconds to wait for the node (model load and warm-up) and its subscriptions")
@@ -75,7 +76,7 @@ def reliable_inputs_for_lossy_dds(params: dict, file_params: dict) -> str:
             "inputs reliably (qos_reliability:=reliable; --param qos_reliability=best_effort to keep the default)")
 
 
-def node_command(model, *, backend=None, params_file=None, params=None, node_name="graspnet_edge_node") -> list[str]:
+def node_command(model, *, backend=None, params_file=None, params=None, node_name=NODE_NAME) -> list[str]:
     """argv that starts the node with this interpreter; ``-p`` overrides come after the file."""
     command = [sys.executable, "-m", "graspnet_edge_ros.ros.node", "--ros-args",
                "-r", f"__node:={node_name}", "-p", f"model_path:={Path(model).resolve()}"]
