@@ -11,6 +11,8 @@ from typing import Iterator
 
 import numpy as np
 
+from graspnet_edge_ros.errors import InputError
+
 GRASP_ROW_SIZE = 17
 SCORE = 0
 WIDTH = 1
@@ -38,7 +40,7 @@ class GraspGroup:
             array = np.zeros((0, GRASP_ROW_SIZE), np.float32)
         array = np.asarray(array, dtype=np.float32)
         if array.ndim != 2 or array.shape[1] != GRASP_ROW_SIZE:
-            raise ValueError(f"grasp array must be (N, {GRASP_ROW_SIZE}), got {array.shape}")
+            raise InputError(f"grasp array must be (N, {GRASP_ROW_SIZE}), got {array.shape}")
         self.array = array
 
     @classmethod

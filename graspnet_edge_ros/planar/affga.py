@@ -125,7 +125,7 @@ def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """
     height, width = int(x.shape[-2]), int(x.shape[-1])
     if size[0] % height or size[1] % width or size[0] // height != size[1] // width:
-        raise ValueError(f"cannot upsample {height}x{width} to {size[0]}x{size[1]} by an integer factor")
+        raise ModelFormatError(f"cannot upsample {height}x{width} to {size[0]}x{size[1]} by an integer factor")
     return F.interpolate(x, scale_factor=float(size[0] // height), mode="bilinear", align_corners=True)
 
 

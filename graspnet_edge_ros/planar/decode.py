@@ -12,6 +12,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from scipy.special import expit
 
+from graspnet_edge_ros.errors import InputError, ModelError
 from graspnet_edge_ros.planar.types import PlanarGrasps
 
 GRCONVNET_SIGMAS = {"quality": 2.0, "angle": 2.0, "width": 1.0}
@@ -39,7 +40,7 @@ def peak_local_max(image: np.ndarray, min_distance: int = 1, threshold_abs: floa
     """
     image = np.asarray(image)
     if image.ndim != 2:
-        raise ValueError(f"peak_local_max expects a 2-D map, got shape {image.shape}")
+        raise InputError(f"peak_local_max expects a 2-D map, got shape {image.shape}")
     threshold = float(image.min()) if threshold_abs is None else threshold_abs
     border = (min_distance if exclude_border else 0) if isinstance(exclude_border, bool) else int(exclude_border)
     size = 2 * min_distance + 1
@@ -113,7 +114,7 @@ def decode_affga(able_logits: np.ndarray, angle: np.ndarray, width_logits: np.nd
     else:
         logits = angle.reshape(-1, *confidence.shape)
         if logits.shape[0] != angle_bins:
-            raise ValueError(f"angle map has {logits.shape[0]} channels, expected {angle_bins} bins")
+            raise ModelError(f"angle map has {logits.shape[0]} channels, expected {angle_bins} bins")
         bins = np.argmax(logits, axis=0)
     angle_rad = bins.astype(np.float64) * (2.0 * np.pi / angle_bins)
     peaks = peak_local_max(confidence, min_distance_px, min_quality, exclude_border, num_grasps)

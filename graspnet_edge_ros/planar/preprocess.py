@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from graspnet_edge_ros.errors import InputError
+from graspnet_edge_ros.errors import ConfigError, InputError
 
 DEPTH_NORMALISATIONS = ("training", "camera")
 COLOR_NORMALISATIONS = ("training", "tensorrt")
@@ -93,7 +93,7 @@ def normalise_depth(depth_m: np.ndarray, mode: str = "training") -> np.ndarray:
     if mode == "camera":
         scaled = depth / np.float32(255.0)
         return scaled - scaled.mean()
-    raise ValueError(f"depth normalisation must be one of {DEPTH_NORMALISATIONS}, got {mode!r}")
+    raise ConfigError(f"depth normalisation must be one of {DEPTH_NORMALISATIONS}, got {mode!r}")
 
 
 def normalise_color(color: np.ndarray) -> np.ndarray:
@@ -123,5 +123,5 @@ def affga_input(color_rgb: np.ndarray, window: CropWindow, normalisation: str = 
     elif normalisation == "tensorrt":
         planes = ((bgr.astype(np.float32) - TENSORRT_BGR_MEANS) / np.float32(255.0)).transpose(2, 0, 1)
     else:
-        raise ValueError(f"colour normalisation must be one of {COLOR_NORMALISATIONS}, got {normalisation!r}")
+        raise ConfigError(f"colour normalisation must be one of {COLOR_NORMALISATIONS}, got {normalisation!r}")
     return np.ascontiguousarray(planes, dtype=np.float32)[None]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from graspnet_edge_ros.errors import ModelError
 from graspnet_edge_ros.grasps import GraspGroup
 from graspnet_edge_ros.model.views import viewpoint_params_to_matrix
 
@@ -53,7 +54,7 @@ def decode_grasps(raw: dict[str, np.ndarray], config: DecodeConfig = DecodeConfi
     """
     missing = [name for name in DECODE_INPUTS if name not in raw]
     if missing:
-        raise KeyError(f"raw outputs lack {missing}")
+        raise ModelError(f"raw outputs lack {missing}")
     keep = object_seed_mask(np.asarray(raw["objectness_score"][0], np.float32))
     if not keep.any():
         return GraspGroup.empty()

@@ -168,7 +168,7 @@ class SplitManifest:
 def _shape(values) -> tuple[int, ...]:
     shape = tuple(int(v) for v in values)
     if not shape or any(v < 1 for v in shape):
-        raise ValueError(f"a shape needs positive sizes, got {list(values)}")
+        raise ModelFormatError(f"a shape needs positive sizes, got {list(values)}")
     return shape
 
 def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:

@@ -11,7 +11,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from graspnet_edge_ros.errors import InputError
+from graspnet_edge_ros.errors import InputError, ModelFormatError
 from graspnet_edge_ros.geometry import native
 from graspnet_edge_ros.model.views import generate_grasp_views, viewpoint_params_to_matrix
 from graspnet_edge_ros.runtime.manifest import SplitManifest
@@ -35,7 +35,7 @@ class SplitGraspNet:
     def __init__(self, manifest: SplitManifest, runners: Mapping[str, SegmentRunner]):
         missing = [name for name in manifest.segment_names if name not in runners]
         if missing:
-            raise ValueError(f"no runner for segments {missing}")
+            raise ModelFormatError(f"no runner for segments {missing}")
         self.manifest = manifest
         self.runners = dict(runners)
         self.template_views = generate_grasp_views(manifest.model.num_view)
