@@ -95,9 +95,8 @@ def detect_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, 
         return (DetectionResult(STATUS_NO_VALID_INPUT, str(exc), model_id=str(detector.model_id)),
                 (time.perf_counter() - start) * 1e3)
     convert_ms = (time.perf_counter() - start) * 1e3
-    plane_inputs = {} if up_hint is None else {"up_hint": up_hint}  # stand-in detectors need not know it
     return detector.detect(color, depth, encoding, intrinsics, object_labels=labels,
-                           support_plane=support_plane, **plane_inputs), convert_ms
+                           support_plane=support_plane, up_hint=up_hint), convert_ms
 
 
 def stamp_nanoseconds(stamp) -> int:

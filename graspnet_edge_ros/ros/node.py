@@ -571,12 +571,11 @@ class GraspDetectorNode(Node):
             return None
         from graspnet_edge_ros.support_plane import SupportPlane
 
+        # Passed on even in the camera frame itself, so the detector knows the frame was handled.
+        plane = SupportPlane.from_coefficients(config.table_plane)
         if config.table_plane_frame == camera_frame:
-            # Already in the camera frame; passed on so the detector knows the frame was handled.
-            return SupportPlane.from_coefficients(config.table_plane)
-        matrix = self._transformer_for_lookup().matrix(camera_frame, config.table_plane_frame, stamp,
-                                                       self._settings.tf_timeout_s)
-        return SupportPlane.from_coefficients(config.table_plane).transformed(matrix)
+            return plane
+        return plane.transformed(self._camera_from(config.table_plane_frame, camera_frame, stamp))
 
     def _table_up_hint(self, config, camera_frame: str, stamp):
         """For ``table_plane_mode: fit``: the z axis of ``table_plane_frame`` (e.g. base_link) in the
@@ -585,9 +584,11 @@ class GraspDetectorNode(Node):
             return None
         if config.table_plane_frame == camera_frame:
             return np.array([0.0, 0.0, 1.0])
-        matrix = self._transformer_for_lookup().matrix(camera_frame, config.table_plane_frame, stamp,
-                                                       self._settings.tf_timeout_s)
-        return matrix[:3, :3] @ np.array([0.0, 0.0, 1.0])
+        return self._camera_from(config.table_plane_frame, camera_frame, stamp)[:3, 2]
+
+    def _camera_from(self, frame: str, camera_frame: str, stamp) -> np.ndarray:
+        """(4, 4) camera <- ``frame`` at the image stamp, through TF."""
+        return self._transformer_for_lookup().matrix(camera_frame, frame, stamp, self._settings.tf_timeout_s)
 
     def _transformer_for_lookup(self) -> _TargetFrameTransformer:
         if self._transformer is None:
