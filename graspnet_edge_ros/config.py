@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from graspnet_edge_ros import NODE_NAME
 from graspnet_edge_ros.errors import ConfigError
+from graspnet_edge_ros.grasps import MAX_OBJECT_ID
 
 POSE_CONVENTIONS = ("z_approach_x_closing", "x_approach_y_closing")
 TWIN_POLICIES = ("keep", "closest_to_reference")
@@ -81,8 +82,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 ARRAY_ELEMENT_BOUNDS: dict[str, tuple[float, float]] = {
     "workspace_min_xyz": (-20.0, 20.0), "workspace_max_xyz": (-20.0, 20.0),
     "approach_direction": (-1e3, 1e3), "table_plane": (-1e3, 1e3),
-    # Labels above 2**24 are not exact in the float32 grasp array (targeting.MAX_OBJECT_ID).
-    "target_object_ids": (1, 2**24),
+    "target_object_ids": (1, MAX_OBJECT_ID),  # labels beyond are not exact in the float32 grasp rows
 }
 
 

@@ -21,6 +21,9 @@ DEPTH = 3
 ROTATION = slice(4, 13)
 TRANSLATION = slice(13, 16)
 OBJECT_ID = 16
+# The rows are float32: integers above 2**24 are not exact there (16777217 would become 16777216),
+# so object ids beyond this are refused rather than silently merged.
+MAX_OBJECT_ID = 2**24
 
 
 class GraspGroup:

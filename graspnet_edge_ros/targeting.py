@@ -12,13 +12,10 @@ import numpy as np
 
 from graspnet_edge_ros.camera import CameraIntrinsics
 from graspnet_edge_ros.errors import InputError
-from graspnet_edge_ros.grasps import GraspGroup
+from graspnet_edge_ros.grasps import MAX_OBJECT_ID, GraspGroup
 
 LABEL_ENCODINGS = ("mono8", "8UC1", "mono16", "16UC1", "16SC1", "32SC1")
 NO_OBJECT = -1
-# The (N, 17) grasp array is float32 (grasps.OBJECT_ID): integers above 2**24 are not exact there,
-# so 16777217 would become 16777216. Larger labels are refused rather than silently merged.
-MAX_OBJECT_ID = 2**24
 
 
 def check_labels(labels, shape: tuple[int, int]) -> np.ndarray:
