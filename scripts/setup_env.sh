@@ -46,15 +46,8 @@ fi
 banner() { printf '==> setup (%s): %s\n' "$distro" "$*"; }
 
 # run_step <name> <command...>: output goes to <log_dir>/<name>.log.
-run_step() {
-  local name=$1 log=$log_dir/$1.log
-  shift
-  if ! "$@" >"$log" 2>&1; then
-    printf 'setup failed at step: %s (see %s)\n' "$name" "$log"
-    tail -n 15 "$log" | sed 's/^/    /'
-    exit 1
-  fi
-}
+step_failure_prefix=setup step_log_tail_lines=15
+. "$repo/scripts/run_step.sh"
 
 # 1. venv
 if [ -x "$venv/bin/python" ]; then

@@ -40,15 +40,8 @@ log_dir=$repo/build/arm64-logs
 mkdir -p "$log_dir" "$(dirname "$root")"
 
 banner() { printf '==> arm64 root: %s\n' "$*"; }
-run_step() {
-  local name=$1 log=$log_dir/$1.log
-  shift
-  if ! "$@" >"$log" 2>&1; then
-    printf 'arm64 setup failed at step: %s (see %s)\n' "$name" "$log"
-    tail -n 20 "$log" | sed 's/^/    /'
-    exit 1
-  fi
-}
+step_failure_prefix="arm64 setup" step_log_tail_lines=20
+. "$repo/scripts/run_step.sh"
 
 if [ "$(id -u)" != 0 ]; then
   echo "scripts/arm64/setup_root.sh needs root (debootstrap, chroot)" >&2
