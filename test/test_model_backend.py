@@ -52,6 +52,19 @@ def test_split_directories_run_on_the_bpu_only_with_their_bin_segments(tmp_path)
     assert resolve_backend(tmp_path / "x5_kit", "ORT") == "onnxruntime"
 
 
+def test_thread_options_follow_the_backend_the_model_resolves_to(tmp_path):
+    from graspnet_edge_ros.runtime.graspnet_runner import thread_options
+
+    checkpoint = a_file(tmp_path / "graspnet.pth")
+    assert thread_options("auto", checkpoint, 3) == {"num_threads": 3}
+    assert thread_options("", a_file(tmp_path / "graspnet.onnx"), 3) == {"intra_op_threads": 3}
+    assert thread_options("ORT", checkpoint, 3) == {"intra_op_threads": 3}  # an explicit backend wins
+    # The X5 kit runs on the BPU: no CPU thread option; its ONNX segments on the CPU get one.
+    kit = split_dir(tmp_path, "x5_kit", hobot_files_present=True)
+    assert thread_options("auto", kit, 3) == {} and thread_options("onnxruntime", kit, 3) == {"intra_op_threads": 3}
+    assert thread_options("auto", checkpoint, 0) == {}
+
+
 def a_file(path: Path) -> Path:
     path.write_bytes(b"x")
     return path

@@ -110,13 +110,11 @@ def thread_options(backend: str | None, model_path, threads: int) -> dict:
     """The backend option that sets ``threads`` CPU threads ({} when 0 or not applicable)."""
     if not threads:
         return {}
-    if backend is not None and backend.strip().lower() in ("", "auto"):
-        backend = None
-    path = Path(model_path)
-    name = backend or ("torch" if path.suffix in (".pth", ".pt", ".tar") else
-                       "hobot_dnn" if path.suffix == ".bin" else "onnxruntime")
-    if name in ("onnxruntime", "ort", "onnx"):
+    from graspnet_edge_ros.backends.registry import resolve_backend
+
+    name = resolve_backend(model_path, backend)  # the format table's answer, aliases and "auto" included
+    if name == "onnxruntime":
         return {"intra_op_threads": int(threads)}
-    if name in ("torch", "pytorch"):
+    if name == "torch":
         return {"num_threads": int(threads)}
     return {}
