@@ -27,16 +27,11 @@ from graspnet_edge_ros.postprocess.decode import DecodeConfig, decode_grasps
 from graspnet_edge_ros.postprocess.executability import GripperGeometry, executability_filters
 from graspnet_edge_ros.postprocess.nms import grasp_nms
 from graspnet_edge_ros.runtime.health import check_raw_outputs
+from graspnet_edge_ros.status import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK  # noqa: F401
 from graspnet_edge_ros.support_plane import PlaneFitOptions, SupportPlane, SupportPlaneTracker, fit_support_plane
 from graspnet_edge_ros.targeting import check_labels, grasp_object_ids, present_labels, with_object_ids
 from graspnet_edge_ros.timing import StageTimer
 
-STATUS_OK = "ok"
-STATUS_NO_VALID_INPUT = "no_valid_input"
-STATUS_NO_GRASP = "no_grasp"
-STATUS_ERROR = "error"
-# The GraspArray.msg STATUS_* constants of each status (a test checks them against the message).
-STATUS_CODES = {STATUS_OK: 0, STATUS_NO_VALID_INPUT: 1, STATUS_NO_GRASP: 2, STATUS_ERROR: 3}
 TABLE_FIT_POINTS = 5000  # planar models: the sample only feeds the support-plane fit
 STAGES = ("preprocess", "support_plane", "model", "decode", "filters", "collision", "nms", "poses")
 

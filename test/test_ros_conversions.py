@@ -193,7 +193,8 @@ def test_status_only_arrays_have_no_grasps_and_map_every_status():
     from builtin_interfaces.msg import Time
 
     from graspnet_edge_ros.msg import GraspArray
-    from graspnet_edge_ros.ros.conversions import grasp_array, status_name
+    from graspnet_edge_ros.ros.conversions import grasp_array
+    from graspnet_edge_ros.status import status_name
 
     expected = {"ok": GraspArray.STATUS_OK, "no_valid_input": GraspArray.STATUS_NO_VALID_INPUT,
                 "no_grasp": GraspArray.STATUS_NO_GRASP, "error": GraspArray.STATUS_ERROR}

@@ -10,7 +10,7 @@ import numpy as np
 
 from graspnet_edge_ros.camera import IMAGE_LAYOUTS, CameraIntrinsics, decode_color, image_to_array  # noqa: F401
 from graspnet_edge_ros.errors import InputError
-from graspnet_edge_ros.pipeline import STATUS_CODES, STATUS_NO_VALID_INPUT
+from graspnet_edge_ros.status import STATUS_CODES, STATUS_NO_VALID_INPUT
 
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 TOTAL_STAGE = "total"
@@ -144,14 +144,6 @@ def status_code(status: str) -> int:
         return STATUS_CODES[status]
     except KeyError:
         raise ValueError(f"unknown detection status {status!r}") from None
-
-
-def status_name(code: int) -> str:
-    """DetectionResult status string of a GraspArray.status code ("status N" for an unknown code)."""
-    return _STATUS_NAMES.get(int(code), f"status {code}")
-
-
-_STATUS_NAMES = {code: name for name, code in STATUS_CODES.items()}
 
 
 def stage_latencies(timings_ms: dict, total_ms: float | None = None) -> tuple[list[str], list[float]]:

@@ -39,6 +39,7 @@ try:
     from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, ModelError
     from graspnet_edge_ros.grasps import GraspGroup
     from graspnet_edge_ros.pipeline import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK
+    from graspnet_edge_ros.status import status_name
     from graspnet_edge_ros.poses import tcp_poses
     from graspnet_edge_ros.ros import conversions, params
     from graspnet_edge_ros.ros.diagnostics import DiagnosticsReporter, NodeStatistics
@@ -457,7 +458,7 @@ class GraspDetectorNode(Node):
         response.success = result.status in (result.STATUS_OK, result.STATUS_NO_GRASP)
         total_ms = dict(zip(result.stage_names, result.stage_latencies_ms)).get(conversions.TOTAL_STAGE, 0.0)
         response.message = (f"{len(result.grasps)} grasps in {total_ms:.0f} ms" if result.status == result.STATUS_OK
-                            else f"{conversions.status_name(result.status)}: {result.status_reason}")
+                            else f"{status_name(result.status)}: {result.status_reason}")
 
     def _status_only_now(self, status: str, reason: str):
         config = self._config
@@ -607,7 +608,7 @@ class GraspDetectorNode(Node):
         if grasps is not None and self._marker_publisher.get_subscription_count() > 0:
             self._marker_publisher.publish(grasp_markers(grasps, message.header.stamp, message.header.frame_id,
                                                          self._settings.max_markers, transform))
-        status = conversions.status_name(message.status)
+        status = status_name(message.status)
         timings = dict(zip(message.stage_names, message.stage_latencies_ms))
         self._stats.record_result(status, message.status_reason, timings)
         logger = self.get_logger()

@@ -38,7 +38,7 @@ import numpy as np
 from graspnet_edge_ros import NODE_NAME
 from graspnet_edge_ros.cdr import cdr_header  # noqa: F401  (re-exported)
 from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError
-from graspnet_edge_ros.ros import conversions
+from graspnet_edge_ros.status import status_name
 
 PACKAGE = "graspnet_edge_ros"
 GRASP_ARRAY_TYPE = f"{PACKAGE}/msg/GraspArray"
@@ -399,7 +399,7 @@ class _Recorder:
         msg = self.typestore.deserialize_cdr(raw, GRASP_ARRAY_TYPE)
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         stages = {str(name): float(value) for name, value in zip(msg.stage_names, msg.stage_latencies_ms)}
-        return ResultRecord(stamp, msg.header.frame_id, conversions.status_name(msg.status),
+        return ResultRecord(stamp, msg.header.frame_id, status_name(msg.status),
                             msg.status_reason, len(msg.grasps), stages, now, msg)
 
     def _diagnostics(self, raw: bytes, now: float) -> None:
