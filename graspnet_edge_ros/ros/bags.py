@@ -22,11 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from graspnet_edge_ros import topics
 from graspnet_edge_ros.errors import ConfigError, InputError
+from graspnet_edge_ros.ros.stamps import stamp_fields
 
-COLOR_TOPIC = "/camera/color/image_raw"
-DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
-INFO_TOPIC = "/camera/color/camera_info"
+# The node's default inputs, in the root namespace (where a driver publishes them).
+COLOR_TOPIC = topics.absolute(topics.COLOR_TOPIC)
+DEPTH_TOPIC = topics.absolute(topics.DEPTH_TOPIC)
+INFO_TOPIC = topics.absolute(topics.CAMERA_INFO_TOPIC)
 FRAME_ID = "camera_color_optical_frame"
 DEFAULT_START_NS = 1_700_000_000 * 10**9  # fixed, so bags (and their stamps) are reproducible
 FRAMES_KEY = "graspnet_edge.frames"
@@ -288,7 +291,8 @@ def read_bag_frames(path) -> list[dict] | None:
 def _header(typestore, stamp_ns: int, frame_id: str):
     Header = typestore.types["std_msgs/msg/Header"]
     Time = typestore.types["builtin_interfaces/msg/Time"]
-    return Header(stamp=Time(sec=int(stamp_ns // 10**9), nanosec=int(stamp_ns % 10**9)), frame_id=frame_id)
+    sec, nanosec = stamp_fields(stamp_ns)
+    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def _image(typestore, header, array: np.ndarray, encoding: str, step: int | None, cache: dict):

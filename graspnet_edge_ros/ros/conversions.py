@@ -10,6 +10,7 @@ import numpy as np
 
 from graspnet_edge_ros.camera import IMAGE_LAYOUTS, CameraIntrinsics, decode_color, image_to_array  # noqa: F401
 from graspnet_edge_ros.errors import InputError
+from graspnet_edge_ros.ros.stamps import stamp_nanoseconds  # noqa: F401  (the node's name for it)
 from graspnet_edge_ros.status import STATUS_CODES, STATUS_NO_VALID_INPUT
 
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
@@ -99,11 +100,6 @@ def detect_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, 
                            support_plane=support_plane, up_hint=up_hint), convert_ms
 
 
-def stamp_nanoseconds(stamp) -> int:
-    """Integer nanoseconds of a builtin_interfaces/Time."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def transform_to_matrix(transform) -> np.ndarray:
     """(4, 4) float64 homogeneous matrix of a geometry_msgs/Transform (target <- source).
 
@@ -143,7 +139,7 @@ def status_code(status: str) -> int:
     try:
         return STATUS_CODES[status]
     except KeyError:
-        raise ValueError(f"unknown detection status {status!r}") from None
+        raise InputError(f"unknown detection status {status!r}") from None
 
 
 def stage_latencies(timings_ms: dict, total_ms: float | None = None) -> tuple[list[str], list[float]]:
@@ -183,7 +179,7 @@ def grasp_array(stamp, frame_id: str, status: str, reason: str = "", *, model_id
     msg.stage_latencies_ms = latencies
     if grasps is not None and len(grasps):
         if poses is None or len(poses) != len(grasps):
-            raise ValueError("grasp_array needs one TCP pose per grasp")
+            raise InputError("grasp_array needs one TCP pose per grasp")
         msg.grasps = _grasp_messages(grasps, poses)
     return msg
 
