@@ -39,3 +39,10 @@ class BackendUnavailableError(GraspNetEdgeError):
 class ExportError(GraspNetEdgeError):
     """Exporting a model failed or produced an artefact that does not verify."""
 
+
+class ReplayError(GraspNetEdgeError):
+    """A bag replay could not run (no node on the graph, unreadable bag, node died, ...)."""
+
+
+class ReplayInterrupted(ReplayError):
+    """The replay was stopped (SIGINT/SIGTERM) before it started playing."""

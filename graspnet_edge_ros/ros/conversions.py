@@ -1,4 +1,4 @@
-"""ROS messages <-> the core's arrays: Image, CameraInfo, TF transforms in; GraspArray out.
+"""ROS messages <-> the core's arrays: Image, CameraInfo, TF transforms in; GraspArray out (and back).
 
 No node, no graph: every function takes and returns plain messages or numpy arrays, so all of
 it is tested without a running ROS graph. Bad input raises ``InputError`` with the reason; the
@@ -152,6 +152,11 @@ def stage_latencies(timings_ms: dict, total_ms: float | None = None) -> tuple[li
     return names, values
 
 
+def stage_timings(msg) -> dict[str, float]:
+    """{stage: ms} of a GraspArray (rclpy or rosbags message): the inverse of :func:`stage_latencies`."""
+    return {str(name): float(value) for name, value in zip(msg.stage_names, msg.stage_latencies_ms)}
+
+
 def grasp_array(stamp, frame_id: str, status: str, reason: str = "", *, model_id: str = "",
                 pose_convention: str = "", pre_grasp_distance: float = 0.0, grasps=None, poses=None,
                 timings_ms: dict | None = None, total_ms: float | None = None):
@@ -182,6 +187,34 @@ def grasp_array(stamp, frame_id: str, status: str, reason: str = "", *, model_id
             raise InputError("grasp_array needs one TCP pose per grasp")
         msg.grasps = _grasp_messages(grasps, poses)
     return msg
+
+
+def grasp_group_from_msg(msg, tcp_offset_m: float = 0.0):
+    """GraspArray (rosbags or rclpy message) -> GraspGroup in the message's frame.
+
+    Inverts the node's pose conversion: the GraspNet rotation is R_tcp @ P^T for the message's
+    pose convention P, and the grasp point is the pose position minus ``tcp_offset_m`` times the
+    approach (the node's tcp_offset_m parameter; it is not in the message).
+    """
+    from scipy.spatial.transform import Rotation
+
+    from graspnet_edge_ros.grasps import GraspGroup
+    from graspnet_edge_ros.poses import graspnet_to_tcp_rotation
+
+    grasps = list(msg.grasps)
+    if not grasps:
+        return GraspGroup.empty()
+    convention = msg.pose_convention or "z_approach_x_closing"
+    permutation = graspnet_to_tcp_rotation(np.eye(3)[None], convention)[0]
+    quats = np.array([[g.pose.orientation.x, g.pose.orientation.y, g.pose.orientation.z, g.pose.orientation.w]
+                      for g in grasps])
+    rotations = Rotation.from_quat(quats).as_matrix() @ permutation.T
+    approach = np.array([[g.approach.x, g.approach.y, g.approach.z] for g in grasps])
+    positions = np.array([[g.pose.position.x, g.pose.position.y, g.pose.position.z] for g in grasps])
+    return GraspGroup.from_parts(
+        scores=[g.score for g in grasps], widths=[g.width for g in grasps], depths=[g.depth for g in grasps],
+        rotations=rotations, translations=positions - tcp_offset_m * approach,
+        heights=[g.height for g in grasps], object_ids=[g.object_id for g in grasps])
 
 
 def _grasp_messages(grasps, poses) -> list:
