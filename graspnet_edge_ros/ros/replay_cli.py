@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 from graspnet_edge_ros import NODE_NAME
-from graspnet_edge_ros.errors import ConfigError
+from graspnet_edge_ros.errors import EXIT_ERROR, EXIT_OK, ConfigError
 
-EXIT_OK, EXIT_ERROR = 0, 1
 STOP_TIMEOUT_S = 15.0
 CLEAN_EXIT_CODES = (0, -signal.SIGINT, 128 + signal.SIGINT)
 
