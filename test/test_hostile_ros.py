@@ -346,7 +346,7 @@ def _processes_with(fragment: str) -> list[int]:
 
 def test_sigterm_to_replay_stops_the_node_and_keeps_the_recording(ros, capture, split_model_dir, tmp_path):
     from graspnet_edge_ros.ros import bags
-    from graspnet_edge_ros.ros.replay import read_recording
+    from graspnet_edge_ros.ros.typestore import read_recording
 
     bags.write_capture_bag(tmp_path / "in", capture, num_frames=3, rate_hz=1.0, storage="mcap")
     record, summary = tmp_path / "out.mcap", tmp_path / "summary.json"
@@ -391,7 +391,7 @@ def test_slow_torch_node_gets_every_frame_or_is_drained(ros, capture, graspnet_c
                   "--summary-json", summary, *extra)
     assert done.returncode == 0, explain(done, record)
     report = json.loads(summary.read_text())
-    from graspnet_edge_ros.ros.replay import read_recording
+    from graspnet_edge_ros.ros.typestore import read_recording
 
     results = [msg for topic, _, msg in read_recording(record) if topic.endswith("/grasps")]
     stamps = [msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec for msg in results]

@@ -184,7 +184,7 @@ def test_node_publishes_planar_grasps_from_a_bag(ros_interfaces, grconvnet_onnx,
     from test_replay import explain, recorded_messages, run_replay
 
     from graspnet_edge_ros.ros import bags
-    from graspnet_edge_ros.ros.replay import grasp_group_from_msg
+    from graspnet_edge_ros.ros.conversions import grasp_group_from_msg
 
     capture = bags.RgbdCapture.from_directory(shared_dir / "data" / "graspnet_example")
     bags.write_capture_bag(tmp_path / "in", capture, num_frames=1, rate_hz=1.0, storage="mcap")

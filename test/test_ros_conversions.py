@@ -203,9 +203,9 @@ def test_status_only_arrays_have_no_grasps_and_map_every_status():
         assert msg.status == code and msg.status_reason == "why" and len(msg.grasps) == 0
         assert status_name(msg.status) == status
     assert status_name(7) == "status 7"
-    with pytest.raises(ValueError, match="unknown detection status"):
+    with pytest.raises(InputError, match="unknown detection status"):  # a ValueError too
         grasp_array(Time(), "cam", "fine")
-    with pytest.raises(ValueError, match="one TCP pose per grasp"):
+    with pytest.raises(InputError, match="one TCP pose per grasp"):
         grasp_array(Time(), "cam", "ok", grasps=example_grasps(2), poses=None)
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from graspnet_edge_ros import NODE_NAME
 from graspnet_edge_ros.dependencies import missing_dependency_message
+from graspnet_edge_ros.topics import DIAGNOSTICS_TOPIC, GRASPS_TOPIC, MARKERS_TOPIC
 
 try:
     import numpy as np
@@ -213,9 +214,9 @@ class GraspDetectorNode(Node):
         from graspnet_edge_ros.msg import GraspArray
         from graspnet_edge_ros.srv import DetectGrasps
 
-        self._grasp_publisher = self.create_publisher(GraspArray, "~/grasps", OUTPUT_QUEUE_DEPTH)
-        self._marker_publisher = self.create_publisher(MarkerArray, "~/markers", OUTPUT_QUEUE_DEPTH)
-        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QUEUE_DEPTH)
+        self._grasp_publisher = self.create_publisher(GraspArray, f"~/{GRASPS_TOPIC}", OUTPUT_QUEUE_DEPTH)
+        self._marker_publisher = self.create_publisher(MarkerArray, f"~/{MARKERS_TOPIC}", OUTPUT_QUEUE_DEPTH)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QUEUE_DEPTH)
         if self._settings.target_frame:
             self._transformer = _TargetFrameTransformer(self)
         # The default service queue (depth 10) silently drops requests of a burst of callers.

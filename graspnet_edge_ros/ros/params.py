@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 
 from graspnet_edge_ros.config import BOUNDS, INT_ARRAY_FIELDS, RESTART_FIELDS, DetectorConfig, from_mapping
 from graspnet_edge_ros.errors import ConfigError
+from graspnet_edge_ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC
 
 MODES = ("continuous", "on_demand")
 QOS_RELIABILITIES = ("best_effort", "reliable")
@@ -47,11 +48,10 @@ class NodeSettings:
 
     # --- inputs (restart required) -----------------------------------------------------------
     # Relative names: resolved in the node's namespace, remappable (-r camera/color/image_raw:=...).
-    color_topic: str = _f("camera/color/image_raw", "colour image topic (rgb8/bgr8/rgba8/bgra8/mono8); "
-                                                    "relative = in the node's namespace")
-    depth_topic: str = _f("camera/aligned_depth_to_color/image_raw",
-                          "depth image aligned to the colour image (16UC1/mono16 or 32FC1)")
-    camera_info_topic: str = _f("camera/color/camera_info", "CameraInfo of the colour (= aligned depth) image")
+    color_topic: str = _f(COLOR_TOPIC, "colour image topic (rgb8/bgr8/rgba8/bgra8/mono8); "
+                                       "relative = in the node's namespace")
+    depth_topic: str = _f(DEPTH_TOPIC, "depth image aligned to the colour image (16UC1/mono16 or 32FC1)")
+    camera_info_topic: str = _f(CAMERA_INFO_TOPIC, "CameraInfo of the colour (= aligned depth) image")
     object_mask_topic: str = _f("", "optional instance-label image aligned to colour (mono8/8UC1/mono16/16UC1/16SC1/"
                                     "32SC1, 0 = background, labels <= 2^24) with the colour image's stamp, "
                                     "synchronised with the other inputs; empty = off")

@@ -44,7 +44,8 @@ class SplitManifest:
         for entry in self.segments:
             if entry.name == name:
                 return entry
-        raise KeyError(name)
+        raise ModelFormatError(f"no segment {name!r} in {self.directory / MANIFEST_NAME} "
+                               f"(has: {self.segment_names})")
 
     def segment_path(self, name: str, backend: str) -> Path:
         entry = self.segment(name)

@@ -22,10 +22,11 @@ from graspnet_edge_ros.camera import CameraIntrinsics, image_to_array
 from graspnet_edge_ros.cdr import cdr_header
 from graspnet_edge_ros.files import read_color, read_depth, read_intrinsics  # the rules of `detect`'s files
 from graspnet_edge_ros.errors import BackendUnavailableError, InputError
+from graspnet_edge_ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC, absolute
 
 CAPTURE_FILES = ("color.png", "depth.png", "meta.mat")
-DEFAULT_TOPICS = {"color": "/camera/color/image_raw", "depth": "/camera/aligned_depth_to_color/image_raw",
-                  "info": "/camera/color/camera_info"}
+# The node's default inputs, in the root namespace (where a driver records them).
+DEFAULT_TOPICS = {"color": absolute(COLOR_TOPIC), "depth": absolute(DEPTH_TOPIC), "info": absolute(CAMERA_INFO_TOPIC)}
 
 
 @dataclass(frozen=True)
