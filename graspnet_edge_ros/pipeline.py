@@ -14,8 +14,7 @@ import numpy as np
 
 from graspnet_edge_ros.camera import (CameraIntrinsics, PreparedCloud, Workspace, WorkspaceSelection, decode_depth,
                                       sample_cloud, select_workspace)
-from graspnet_edge_ros.candidates import (TABLE_FIT_POINTS, GraspModelRunner, ImageFrame,  # noqa: F401
-                                          candidates_for, inside_auto_workspace)
+from graspnet_edge_ros.candidates import GraspModelRunner, ImageFrame, candidates_for, inside_auto_workspace
 from graspnet_edge_ros.config import DetectorConfig
 from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError
 from graspnet_edge_ros.grasps import GraspGroup
