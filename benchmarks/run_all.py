@@ -11,7 +11,20 @@ BENCHMARKS = ("bench_geometry.py", "bench_postprocess.py", "bench_graspnet.py", 
               "bench_targeting.py", "sim_pick.py")
 
 
+def print_backends() -> None:
+    """The format table's backends and whether they run here (what the figures below could use)."""
+    sys.path.insert(0, str(HERE.parent))
+    from graspnet_edge_ros.backends.registry import available_backends
+    from graspnet_edge_ros.formats import FORMATS
+
+    status = available_backends()
+    print("backends (graspnet_edge_ros.formats):")
+    for fmt in FORMATS:
+        print(f"  {fmt.name:12s} {status[fmt.name].splitlines()[0][:100]}  [{fmt.describe()}]")
+
+
 def main() -> int:
+    print_backends()
     failed = []
     for name in BENCHMARKS:
         print(f"\n===== {name} =====", flush=True)

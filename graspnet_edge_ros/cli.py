@@ -23,25 +23,26 @@ from graspnet_edge_ros.errors import EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_OK
 from graspnet_edge_ros.config import NODE_ONLY_PARAMETERS, detector_parameters  # noqa: F401
 from graspnet_edge_ros.files import (check_output_directory, check_output_file, load_points,  # noqa: F401
                                      read_color, read_depth, read_intrinsics, read_labels)
-GRASPNET_SINGLE_FILE_OPSET = 17
+from graspnet_edge_ros.formats import MODEL_TYPES, backend_names
 
 
 # --------------------------------------------------------------------------------------- env
 def cmd_env(_args) -> int:
     from graspnet_edge_ros import __version__
     from graspnet_edge_ros.backends.registry import available_backends
+    from graspnet_edge_ros.formats import FORMATS
 
     print(f"graspnet_edge_ros {__version__}, numpy {np.__version__}")
-    for name, status in available_backends().items():
-        print(f"  {name:12s} {status}")
+    status = available_backends()
+    for fmt in FORMATS:
+        print(f"  {fmt.name:12s} {status[fmt.name]}  [{fmt.describe()}]")
     return EXIT_OK
-
-
-# ------------------------------------------------------------------------------ output paths
 
 
 # ------------------------------------------------------------------------------------ export
 def cmd_export(args) -> int:
+    from graspnet_edge_ros.export.checkpoint_export import ExportRequest
+    from graspnet_edge_ros.formats import load_exporter
     from graspnet_edge_ros.planar.formats import detect_planar_model_type
 
     _require_torch("export")
@@ -51,26 +52,11 @@ def cmd_export(args) -> int:
         check_output_file(args.output, "--output")
 
     model_type = args.model_type or detect_planar_model_type(args.checkpoint) or "graspnet"
-    if model_type != "graspnet":
-        return _export_planar(args, model_type)
-    if args.input_size is not None or args.angle_logits:
-        raise ConfigError("--input-size and --angle-logits apply to planar models (grconvnet, affga), not GraspNet")
-    from graspnet_edge_ros.export.onnx_export import export_single_file, export_split
-    from graspnet_edge_ros.digest import file_digest
-    from graspnet_edge_ros.model.checkpoint import load_graspnet
-
-    model = load_graspnet(args.checkpoint)
-    source = {"source_checkpoint": Path(args.checkpoint).name, "source_sha256": file_digest(args.checkpoint, 64)}
-    start = time.perf_counter()
-    if args.split:
-        manifest = export_split(model, args.output, head_chunk_seeds=args.head_chunk_seeds, source=source)
-        print(f"wrote {len(manifest.segments)} segments + manifest.json to {args.output} "
-              f"in {time.perf_counter() - start:.1f} s")
-    else:
-        opset = GRASPNET_SINGLE_FILE_OPSET if args.opset is None else args.opset
-        path = export_single_file(model, args.output, num_points=args.num_points, opset=opset, source=source)
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.num_points} points) "
-              f"in {time.perf_counter() - start:.1f} s")
+    export = load_exporter(model_type)  # the format table's exporter of this model family
+    print(export(ExportRequest(
+        checkpoint=Path(args.checkpoint), output=Path(args.output), model_type=model_type, split=args.split,
+        num_points=args.num_points, opset=args.opset, head_chunk_seeds=args.head_chunk_seeds,
+        input_size=args.input_size, angle_output="logits" if args.angle_logits else "argmax")))
     return EXIT_OK
 
 
@@ -84,28 +70,11 @@ def _require_torch(command: str) -> None:
                                       "https://download.pytorch.org/whl/cpu)")
 
 
-def _export_planar(args, model_type: str) -> int:
-    """GR-ConvNet / AFFGA-Net checkpoint -> one static-shape ONNX file, checked in onnxruntime."""
-    from graspnet_edge_ros.digest import file_digest
-    from graspnet_edge_ros.planar.export import PLANAR_OPSET, export_planar_onnx, load_planar_model
-
-    if args.split:
-        raise ConfigError(f"--split is for GraspNet; a {model_type} model exports as one ONNX file")
-    model_type, model = load_planar_model(args.checkpoint, model_type)
-    source = {"source_checkpoint": Path(args.checkpoint).name, "source_sha256": file_digest(args.checkpoint, 64)}
-    start = time.perf_counter()
-    path = export_planar_onnx(model, model_type, args.output, input_size=args.input_size,
-                              opset=PLANAR_OPSET if args.opset is None else args.opset,
-                              angle_output="logits" if args.angle_logits else "argmax", source=source)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {model_type}) in {time.perf_counter() - start:.1f} s; "
-          "onnxruntime matches PyTorch")
-    return EXIT_OK
-
-
 # ------------------------------------------------------------------------------- infer-points
 def cmd_infer_points(args) -> int:
     from graspnet_edge_ros.postprocess.decode import decode_grasps
-    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner, thread_options
+    from graspnet_edge_ros.formats import thread_options
+    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
 
     if args.repeat < 1:
         raise ConfigError(f"--repeat must be >= 1, got {args.repeat}")
@@ -251,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GraspNet state dict, or a GR-ConvNet / AFFGA-Net checkpoint "
                         "(whole-module pickle or state dict)")
     p.add_argument("--output", required=True, help="model.onnx, or a directory with --split")
-    p.add_argument("--model-type", choices=["graspnet", "grconvnet", "affga"], default=None,
+    p.add_argument("--model-type", choices=list(MODEL_TYPES), default=None,
                    help="default: detected from the checkpoint")
     p.add_argument("--split", action="store_true", help="GraspNet: BPU-ready segments + manifest.json")
     p.add_argument("--num-points", type=int, default=20000, help="GraspNet: static point count of the single file")
@@ -268,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", required=True,
                    help=".npy (N,3) float32 camera frame, metres (or .npz with one array / an array 'points')")
     p.add_argument("--model", required=True, help="checkpoint, .onnx file, or split directory")
-    p.add_argument("--backend", choices=["torch", "onnxruntime", "hobot_dnn"], default=None)
+    p.add_argument("--backend", choices=backend_names(), default=None)
     p.add_argument("--dump", help="write raw outputs (official end_points names) to this .npz")
     p.add_argument("--grasps", help="write decoded grasps (N x 17) to this .npy")
     p.add_argument("--repeat", type=int, default=1, help="run K times and print the median time")
@@ -288,9 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-object", type=int, action="append", metavar="ID",
                    help="keep only grasps on this object label (repeatable; needs --object-mask)")
     p.add_argument("--model", required=True)
-    p.add_argument("--model-type", choices=["auto", "graspnet", "grconvnet", "affga"], default=None,
+    p.add_argument("--model-type", choices=["auto", *MODEL_TYPES], default=None,
                    help="default: detected from the model file (give it for a compiled .bin)")
-    p.add_argument("--backend", choices=["torch", "onnxruntime", "hobot_dnn"], default=None)
+    p.add_argument("--backend", choices=backend_names(), default=None)
     p.add_argument("--params-file", help="YAML of detector parameters: flat, or the node's parameter file "
                                          "(config/default.yaml; node-only keys are ignored)")
     p.add_argument("--seed", type=int, help="sampling seed for reproducible runs")

@@ -268,7 +268,7 @@ def validate(cfg: DetectorConfig) -> None:
 
 def _check_backend_name(backend: str) -> None:
     """ConfigError (with a did-you-mean) for a backend that is neither auto ("" too) nor a known one."""
-    from graspnet_edge_ros.backends.registry import get_format, is_auto_backend
+    from graspnet_edge_ros.formats import get_format, is_auto_backend
 
     if not is_auto_backend(backend):
         get_format(backend)

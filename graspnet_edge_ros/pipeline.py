@@ -14,25 +14,20 @@ import numpy as np
 
 from graspnet_edge_ros.camera import (CameraIntrinsics, PreparedCloud, Workspace, WorkspaceSelection, decode_depth,
                                       sample_cloud, select_workspace)
+from graspnet_edge_ros.candidates import GraspModelRunner, ImageFrame, candidates_for, inside_auto_workspace
 from graspnet_edge_ros.config import DetectorConfig
 from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError
 from graspnet_edge_ros.grasps import GraspGroup
-from graspnet_edge_ros.planar.lifting import LiftingOptions, lift_planar_grasps
-from graspnet_edge_ros.planar.preprocess import crop_center_from_mask
-from graspnet_edge_ros.planar.types import PLANAR_MODEL_TYPES
 from graspnet_edge_ros.poses import TcpPoses, tcp_poses
 from graspnet_edge_ros.postprocess import filters
 from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector
-from graspnet_edge_ros.postprocess.decode import DecodeConfig, decode_grasps
 from graspnet_edge_ros.postprocess.executability import GripperGeometry, executability_filters
 from graspnet_edge_ros.postprocess.nms import grasp_nms
-from graspnet_edge_ros.runtime.health import check_raw_outputs
 from graspnet_edge_ros.status import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK  # noqa: F401
 from graspnet_edge_ros.support_plane import PlaneFitOptions, SupportPlane, SupportPlaneTracker, fit_support_plane
 from graspnet_edge_ros.targeting import check_labels, grasp_object_ids, present_labels, with_object_ids
 from graspnet_edge_ros.timing import StageTimer
 
-TABLE_FIT_POINTS = 5000  # planar models: the sample only feeds the support-plane fit
 STAGES = ("preprocess", "support_plane", "model", "decode", "filters", "collision", "nms", "poses")
 
 
@@ -64,21 +59,21 @@ class DetectionResult:
 class GraspDetector:
     """Compose the stages around a model runner: GraspNet (points) or a planar network (images).
 
+    The runner (``candidates.GraspModelRunner``) sits in a candidate generator
+    (``self.candidates``, chosen by its ``model_type``) that owns everything model-specific.
+
     Examples:
         >>> detector = GraspDetector(DetectorConfig(model_path="graspnet_split/"))  # doctest: +SKIP
         >>> result = detector.detect(color, depth, "16UC1", intrinsics)  # doctest: +SKIP
     """
 
-    def __init__(self, config: DetectorConfig, runner=None):
+    def __init__(self, config: DetectorConfig, runner: GraspModelRunner | None = None):
         self.config = config
         self.runner = runner if runner is not None else load_model_runner(config)
-        # Planar runners (GR-ConvNet, AFFGA) take images, not points: see _planar_candidates.
-        self.is_planar = getattr(self.runner, "model_type", "graspnet") in PLANAR_MODEL_TYPES
+        self.candidates = candidates_for(self.runner)
+        self.candidates.configure(config)
         self._mask_cache: tuple[str, np.ndarray] | None = None
         self._plane_tracker = SupportPlaneTracker()
-        self._crop_centre_cache: tuple[np.ndarray, tuple[float, float]] | None = None
-        if self.is_planar:
-            self._apply_planar_options(config)
 
     @property
     def model_id(self) -> str:
@@ -91,14 +86,7 @@ class GraspDetector:
     def update_config(self, config: DetectorConfig) -> None:
         """Swap tunables at runtime (model/backend fields must stay unchanged)."""
         self.config = config
-        if self.is_planar:
-            self._apply_planar_options(config)
-
-    def _apply_planar_options(self, config: DetectorConfig) -> None:
-        self.runner.decode_options = dataclasses.replace(
-            self.runner.decode_options, num_grasps=config.planar_num_grasps,
-            min_quality=None if config.planar_min_quality < 0 else config.planar_min_quality,
-            width_scale=config.planar_width_scale)
+        self.candidates.configure(config)
 
     # ---------------------------------------------------------------------------------------
     def detect(self, color: np.ndarray | None, depth: np.ndarray, depth_encoding: str,
@@ -153,12 +141,13 @@ class GraspDetector:
             return DetectionResult(STATUS_NO_GRASP, str(exc), timings_ms=timer.ms, model_id=self.model_id,
                                    support_plane=context.plane, plane_note=context.plane_note,
                                    warnings=context.warnings)
-        frame = _Frame(color, depth_m, intrinsics, workspace) if self.is_planar else None
+        frame = ImageFrame(color, depth_m, intrinsics, workspace)
         return self._detect_prepared(cloud, timer, frame, context)
 
     def detect_cloud(self, cloud: PreparedCloud, timer: StageTimer | None = None,
-                     frame: "_Frame | None" = None) -> DetectionResult:
-        """Run model and post-processing on an already prepared cloud (planar models also need ``frame``).
+                     frame: ImageFrame | None = None) -> DetectionResult:
+        """Run model and post-processing on an already prepared cloud (image models, see
+        ``candidates.needs_image``, also need ``frame``).
 
         The support plane is fitted on ``cloud.cloud`` (or taken from the config); no workspace crop,
         object labels or targeting apply here.
@@ -173,14 +162,12 @@ class GraspDetector:
             return DetectionResult(STATUS_NO_VALID_INPUT, str(exc), timings_ms=timer.ms, model_id=self.model_id)
         return self._detect_prepared(cloud, timer, frame, context)
 
-    def _detect_prepared(self, cloud: PreparedCloud, timer: StageTimer, frame: "_Frame | None",
+    def _detect_prepared(self, cloud: PreparedCloud, timer: StageTimer, frame: ImageFrame | None,
                          context: "_FrameContext") -> DetectionResult:
         result = DetectionResult(STATUS_OK, cloud=cloud, model_id=self.model_id, timings_ms=timer.ms,
                                  support_plane=context.plane, plane_note=context.plane_note,
                                  warnings=context.warnings)
         try:
-            if self.is_planar and frame is None:
-                raise InputError("a planar model needs the RGB-D image, not only points: call detect()")
             self._run_stages(cloud, timer, result, frame, context)
         except InputError as exc:
             result.status, result.reason = STATUS_NO_VALID_INPUT, str(exc)
@@ -219,17 +206,12 @@ class GraspDetector:
         if context.plane is None:
             context.warnings.append(f"auto workspace not applied: {context.plane_note}")
             return selection
-        keep = self._inside_auto_workspace(selection.cloud, context.plane)
+        keep = inside_auto_workspace(self.config, selection.cloud, context.plane)
         if not keep.any():
             cfg = self.config
             raise InputError(f"auto workspace empty: no point lies {cfg.workspace_min_height_m:g} to "
                              f"{cfg.workspace_max_height_m:g} m above the support plane within its extent")
         return selection.subset(keep)
-
-    def _inside_auto_workspace(self, points: np.ndarray, plane: SupportPlane) -> np.ndarray:
-        cfg = self.config
-        return plane.in_band(points, cfg.workspace_min_height_m, cfg.workspace_max_height_m,
-                             cfg.workspace_extent_margin_m)
 
     def _checked_targets(self, targets: tuple, context: "_FrameContext") -> tuple:
         if not targets:
@@ -252,7 +234,7 @@ class GraspDetector:
         them by space, not density: a context crop is what concentrates them on the targets.
         """
         cfg = self.config
-        if not context.targets or self.is_planar:
+        if not context.targets or not self.candidates.samples_targets:
             return sample_cloud(selection, self._num_sampled_points(), self._seed())
         on_target = np.isin(context.labels.reshape(-1)[selection.pixel_ids], context.targets)
         if not on_target.any():
@@ -273,12 +255,9 @@ class GraspDetector:
 
     # ----------------------------------------------------------------------------- the stages
     def _run_stages(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult,
-                    frame: "_Frame | None", context: "_FrameContext") -> None:
+                    frame: ImageFrame | None, context: "_FrameContext") -> None:
         cfg = self.config
-        if self.is_planar:
-            grasps, extra_filters = self._planar_candidates(frame, timer, result, context)
-        else:
-            grasps, extra_filters = self._graspnet_candidates(cloud, timer, result), []
+        grasps, extra_filters = self.candidates.generate(cfg, cloud, frame, timer, result.counts, context)
         with timer("filters"):
             if context.labels is not None:
                 grasps = with_object_ids(grasps, grasp_object_ids(grasps, context.labels, context.intrinsics))
@@ -305,60 +284,11 @@ class GraspDetector:
         result.grasps = grasps
         if len(grasps) == 0:
             result.status = STATUS_NO_GRASP
-            result.reason = _no_grasp_reason(result.counts, self.is_planar, context.plane_note)
+            result.reason = _no_grasp_reason(result.counts, self.candidates.no_detection_reason, context.plane_note)
             return
         with timer("poses"):
             result.poses = tcp_poses(grasps, cfg.pose_convention, cfg.tcp_offset_m, cfg.pre_grasp_distance_m,
                                      cfg.twin_policy)
-
-    def _graspnet_candidates(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult) -> GraspGroup:
-        cfg = self.config
-        with timer("model"):
-            raw = self.runner(cloud.sampled)
-            check_raw_outputs(raw)
-        self._record_model_timings(timer)
-        with timer("decode"):
-            grasps = decode_grasps(raw, DecodeConfig(cfg.grasp_max_width_m, cfg.grasp_max_tolerance_m))
-        result.counts["decoded"] = len(grasps)
-        return grasps
-
-    def _planar_candidates(self, frame: "_Frame", timer: StageTimer, result: DetectionResult,
-                           context: "_FrameContext") -> tuple[GraspGroup, list]:
-        """Planar network -> pixel grasps -> 6-DoF rows; grasps outside the workspace are filtered."""
-        cfg = self.config
-        self._centre_planar_crop(frame.workspace)
-        with timer("model"):
-            planar = self.runner(frame.color, frame.depth_m)
-        self._record_model_timings(timer)
-        with timer("decode"):
-            options = LiftingOptions(depth_window_px=cfg.planar_depth_window_px,
-                                     insertion_depth_m=cfg.planar_insertion_depth_m)
-            lifted = lift_planar_grasps(planar, frame.depth_m, frame.intrinsics, options)
-        result.counts["decoded"] = len(planar)
-        result.counts["rejected_no_depth"] = int(np.count_nonzero(~lifted.kept))
-        # GraspNet's seeds come from workspace points; a planar grasp pixel may lie anywhere.
-        rows, cols = np.asarray(planar.rows)[lifted.kept], np.asarray(planar.cols)[lifted.kept]
-        z = lifted.grasps.translations[:, 2]
-        keep = (z > cfg.min_depth_m) & (z <= cfg.max_depth_m)
-        if frame.workspace is not None:
-            keep &= _inside_workspace(frame.workspace, rows, cols, lifted.grasps.translations)
-        if context.auto_workspace and context.plane is not None:
-            keep &= self._inside_auto_workspace(lifted.grasps.translations, context.plane)
-        return lifted.grasps, [filters.FilterResult("workspace", keep)]
-
-    def _centre_planar_crop(self, workspace: Workspace | None) -> None:
-        """Centre the network's crop on the workspace mask (the image centre without a mask)."""
-        centre = None
-        if workspace is not None and workspace.mask is not None:
-            if self._crop_centre_cache is None or self._crop_centre_cache[0] is not workspace.mask:
-                self._crop_centre_cache = (workspace.mask, crop_center_from_mask(workspace.mask))
-            centre = self._crop_centre_cache[1]
-        if self.runner.decode_options.crop_center_rc != centre:
-            self.runner.decode_options = dataclasses.replace(self.runner.decode_options, crop_center_rc=centre)
-
-    def _record_model_timings(self, timer: StageTimer) -> None:
-        for name, value in self.runner.last_timings_ms.items():
-            timer.ms[f"model.{name}"] = value
 
     def _filter_results(self, grasps: GraspGroup, context: "_FrameContext") -> list:
         cfg = self.config
@@ -395,11 +325,7 @@ class GraspDetector:
         return Workspace(mask, *box)
 
     def _num_sampled_points(self) -> int:
-        if self.is_planar:
-            # Planar models read the image; the sample only feeds the table fit, which uses 5000.
-            return min(self.config.num_points, TABLE_FIT_POINTS)
-        fixed = getattr(self.runner, "num_points", None)
-        return self.config.num_points if fixed is None else fixed
+        return self.candidates.num_sampled_points(self.config)
 
     def _seed(self) -> int | None:
         return None if self.config.sampling_seed < 0 else self.config.sampling_seed
@@ -421,16 +347,6 @@ class _FrameContext:
     targets: tuple = ()
     auto_workspace: bool = False
     warnings: list = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """The image inputs a planar model needs next to the prepared cloud."""
-
-    color: np.ndarray | None
-    depth_m: np.ndarray
-    intrinsics: CameraIntrinsics
-    workspace: Workspace | None
 
 
 def check_table_plane_frame(config: DetectorConfig, support_plane: SupportPlane | None = None) -> None:
@@ -457,9 +373,8 @@ def resolve_model_type(config: DetectorConfig) -> str:
 
 def load_model_runner(config: DetectorConfig):
     """The runner of ``config.model_path``: a GraspNetRunner or, for planar networks, a PlanarRunner."""
-    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner, thread_options
-
-    from graspnet_edge_ros.backends.registry import resolve_backend
+    from graspnet_edge_ros.formats import resolve_backend, thread_options
+    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
 
     # backend "" / "auto": the one the model file implies (ModelFormatError in one line for an unknown kind).
     backend = resolve_backend(config.model_path, config.backend)
@@ -472,21 +387,6 @@ def load_model_runner(config: DetectorConfig):
     return load_planar_runner(config.model_path, model_type, backend, **options)
 
 
-def _inside_workspace(workspace: Workspace, rows: np.ndarray, cols: np.ndarray,
-                      translations: np.ndarray) -> np.ndarray:
-    """Keep-mask of grasps whose pixel lies in the workspace mask and whose point lies in the box."""
-    keep = np.ones(len(rows), bool)
-    if workspace.mask is not None:
-        mask = np.asarray(workspace.mask)
-        height, width = mask.shape
-        r = np.clip(np.rint(rows).astype(int), 0, height - 1)
-        c = np.clip(np.rint(cols).astype(int), 0, width - 1)
-        keep &= mask[r, c] != 0
-    if workspace.min_xyz is not None:
-        keep &= np.all((translations >= np.asarray(workspace.min_xyz)) & (translations <= np.asarray(workspace.max_xyz)), axis=1)
-    return keep
-
-
 def load_mask(path) -> np.ndarray:
     """(H, W) bool from a mask image (non-zero = keep); InputError if unreadable."""
     from PIL import Image
@@ -497,14 +397,12 @@ def load_mask(path) -> np.ndarray:
         raise InputError(f"cannot read workspace mask {path}: {exc}") from exc
 
 
-def _no_grasp_reason(counts: dict[str, int], planar: bool = False, plane_note: str = "") -> str:
+def _no_grasp_reason(counts: dict[str, int], no_detection_reason: str, plane_note: str = "") -> str:
     if counts.get("rejected_no_support_plane"):
         return (f"the executability filter could not run: {plane_note or 'no support plane'}; set "
                 "table_plane_mode: given with the table plane, or executability_filter: false to publish "
                 "unchecked grasps")
     if counts.get("decoded", 0) == 0:
-        if planar:
-            return "no peak of the planar quality map reached planar_min_quality"
-        return "the model found no object seeds in the workspace"
+        return no_detection_reason  # the candidate generator's words (no seeds / no quality peak)
     removed = ", ".join(f"{k[len('rejected_'):]}: {v}" for k, v in counts.items() if k.startswith("rejected_") and v)
     return f"all {counts['decoded']} decoded grasps were rejected ({removed})"

@@ -58,6 +58,7 @@ class TinyRunner:
     """A deterministic stand-in for GraspNet: official raw outputs for 64 seeds picked from the points."""
 
     model_id = "fuzz-stand-in"
+    model_type = "graspnet"
     backend_name = "numpy"
     kind = "stand-in"
     num_points = None

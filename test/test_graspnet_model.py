@@ -201,7 +201,7 @@ def test_trained_weights_find_grasps_on_the_objects(torch_raw, example_cloud):
 def test_split_segments_fit_the_x5_bpu_constraints(split_model_dir):
     import onnx
 
-    from graspnet_edge_ros.runtime.manifest import SplitManifest
+    from graspnet_edge_ros.contract import SplitManifest
 
     manifest = SplitManifest.load(split_model_dir)
     assert manifest.segment_names == ["sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach", "grasp_head"]

@@ -73,7 +73,7 @@ def test_a_model_type_that_contradicts_the_file_is_refused(grconvnet_onnx, split
 
 def test_grconvnet_on_the_example_scene_gives_top_down_grasps_on_objects(onnx_result, example_scene, intrinsics):
     detector, result = onnx_result
-    assert detector.is_planar and result.model_id.startswith("grconvnet:grconvnet.onnx@")
+    assert detector.candidates.needs_image and result.model_id.startswith("grconvnet:grconvnet.onnx@")
     assert result.status == "ok", result.reason
     counts = result.counts
     removed = sum(v for k, v in counts.items() if k.startswith("rejected_"))

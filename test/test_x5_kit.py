@@ -19,7 +19,7 @@ import yaml
 
 from graspnet_edge_ros.cli import main
 from graspnet_edge_ros.errors import InputError, ModelFormatError
-from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.contract import SplitManifest
 from graspnet_edge_ros.x5.frames import open_frame_source
 from graspnet_edge_ros.x5.kit import calibration_dir, prepare_x5_kit, read_calibration_sample
 

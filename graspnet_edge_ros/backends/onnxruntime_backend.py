@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from graspnet_edge_ros.backends.base import InferenceBackend, TensorSpec
-from graspnet_edge_ros.backends.registry import get_format
 from graspnet_edge_ros.errors import BackendUnavailableError, ConfigError, ModelFormatError
+from graspnet_edge_ros.formats import get_format
 
 LOGGER = logging.getLogger(__name__)
 
@@ -58,7 +58,6 @@ class OnnxRuntimeBackend(InferenceBackend):
     """
 
     name = "onnxruntime"
-    suffixes = (".onnx",)
 
     def __init__(
         self,

@@ -16,10 +16,10 @@ from torch import nn
 
 from graspnet_edge_ros import __version__
 from graspnet_edge_ros.errors import ExportError
-from graspnet_edge_ros.export.names import SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS
+from graspnet_edge_ros.contract import SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS, SplitManifest
 from graspnet_edge_ros.model.graspnet import GraspNet
-from graspnet_edge_ros.model.segments import INPUT_NAME, OUTPUT_NAME, segment_modules, segment_specs
-from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.model.segments import (INPUT_NAME, OUTPUT_NAME, manifest_for_model, segment_modules,
+                                              segment_specs)
 
 # What the X5 BPU runs natively (edge_deploy.md §0/§2.5); anything else in a segment is an error.
 BPU_SEGMENT_OPS = frozenset({"Conv", "Relu", "MaxPool", "ReduceMax", "Concat", "Reshape", "Flatten",
@@ -81,8 +81,6 @@ def export_single_file(model: GraspNet, output: str | Path, num_points: int = 20
 def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int = 64,
                  source: dict | None = None) -> SplitManifest:
     """Each learned segment as an opset-11, IR<=7, fixed-shape 4-D ONNX file, plus manifest.json."""
-    from graspnet_edge_ros.runtime.segment_runners import manifest_for_model
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     modules = segment_modules(model)

@@ -8,12 +8,16 @@ input points, so one export serves any ``num_points``.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 import torch
 from torch import nn
 
-from graspnet_edge_ros.export.names import SEGMENT_INPUT, SEGMENT_OUTPUT
+from graspnet_edge_ros.contract import SEGMENT_INPUT, SEGMENT_OUTPUT, SegmentEntry, SplitManifest, geometry_steps
 from graspnet_edge_ros.model.config import GraspNetConfig
 from graspnet_edge_ros.model.graspnet import GraspNet
 
@@ -72,3 +76,32 @@ def segment_modules(model: GraspNet) -> dict[str, nn.Module]:
         "fp2_approach": _FP2Approach(model),
         "grasp_head": model.grasp_generator,
     }
+
+
+def manifest_for_model(model: GraspNet, directory: Path, head_chunk_seeds: int, files: dict[str, dict[str, str]],
+                       source: dict | None = None) -> SplitManifest:
+    """The manifest describing ``model``'s segments; ``files`` maps segment -> {backend: file}."""
+    cfg = model.config
+    entries = tuple(SegmentEntry(spec.name, dict(files.get(spec.name, {})), spec.input_shape, spec.output_shape,
+                                 spec.description)
+                    for spec in segment_specs(cfg, head_chunk_seeds))
+    manifest = SplitManifest(directory=Path(directory), segments=entries, model=cfg,
+                             head_chunk_seeds=head_chunk_seeds, source=source or {})
+    return dataclasses.replace(manifest, steps=geometry_steps(manifest))
+
+
+class _TorchSegment:
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def __call__(self, tensor: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.module(torch.from_numpy(tensor)).numpy()
+
+
+def torch_segment_runners(model: GraspNet, head_chunk_seeds: int = DEFAULT_HEAD_CHUNK_SEEDS
+                          ) -> tuple[SplitManifest, dict]:
+    """(manifest, runners) running ``model``'s own modules in torch: the reference of the split runtime,
+    e.g. ``runtime.split.SplitGraspNet(*torch_segment_runners(model))``."""
+    manifest = manifest_for_model(model, Path("."), head_chunk_seeds, files={})
+    return manifest, {name: _TorchSegment(module) for name, module in segment_modules(model).items()}

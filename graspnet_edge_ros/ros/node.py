@@ -275,8 +275,9 @@ class GraspDetectorNode(Node):
     # ------------------------------------------------------------------------------- start-up
     def _warm_up(self) -> None:
         """One synthetic frame through every stage (model, numba kernels, collision, NMS, poses)."""
-        runner = getattr(self._detector, "runner", None)
-        num_points = getattr(runner, "num_points", None) or self._config.num_points
+        # The candidate generator says what the model reads; stand-in detectors (tests) have none.
+        candidates = getattr(self._detector, "candidates", None)
+        num_points = candidates.num_sampled_points(self._config) if candidates else self._config.num_points
         # The table and approach filters would reject the few synthetic grasps before the
         # collision check and NMS had run (and compiled) once.
         self._detector.update_config(self._config.replace(table_plane_mode="none", executability_filter=False,
@@ -285,8 +286,8 @@ class GraspDetectorNode(Node):
                                                           workspace_max_xyz=()))
         start = time.perf_counter()
         try:
-            if getattr(self._detector, "is_planar", False):
-                # Planar networks take the image; 480x640 holds every network's crop.
+            if candidates is not None and candidates.needs_image:
+                # Image models (the planar networks) read the image; 480x640 holds every network's crop.
                 color, depth, intrinsics = synthetic_warmup_frame(480, 640)
                 result = self._detector.detect(color, depth, "32FC1", intrinsics)
             else:

@@ -14,7 +14,7 @@ import numpy as np
 from graspnet_edge_ros.errors import InputError, ModelFormatError
 from graspnet_edge_ros.geometry import native
 from graspnet_edge_ros.model.views import generate_grasp_views, viewpoint_params_to_matrix
-from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.contract import SplitManifest
 from graspnet_edge_ros.timing import StageTimer
 
 SegmentRunner = Callable[[np.ndarray], np.ndarray]
@@ -24,7 +24,7 @@ class SplitGraspNet:
     """Raw GraspNet outputs for one cloud from native geometry + segment runners.
 
     Args:
-        manifest: segment shapes and GraspNet constants (see ``runtime.manifest``).
+        manifest: segment shapes and GraspNet constants (see ``graspnet_edge_ros.contract``).
         runners: segment name -> callable taking the (1,C,H,W) float32 input, returning the output.
 
     Examples:
@@ -47,13 +47,6 @@ class SplitGraspNet:
 
         manifest = SplitManifest.load(directory)
         return cls(manifest, backend_runners(manifest, backend, **backend_options))
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint, head_chunk_seeds: int | None = None) -> "SplitGraspNet":
-        from graspnet_edge_ros.runtime.segment_runners import torch_runners
-
-        manifest, runners = torch_runners(checkpoint, head_chunk_seeds)
-        return cls(manifest, runners)
 
     def _run(self, name: str, tensor: np.ndarray, timer: StageTimer) -> np.ndarray:
         """Run one segment; returns its output without the batch and trailing unit axes when W == 1."""

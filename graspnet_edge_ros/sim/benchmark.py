@@ -17,7 +17,7 @@ from graspnet_edge_ros.errors import ConfigError
 from graspnet_edge_ros.sim import report
 from graspnet_edge_ros.sim.scenes import VIEWS, SceneOptions, SimWorld, build_scene, check_view, realsense_intrinsics
 
-PLANAR_VIEWS = ("topdown",)   # GR-ConvNet / AFFGA are top-down networks
+PLANAR_VIEWS = ("topdown",)   # the views of top-down networks (GR-ConvNet / AFFGA: candidates.top_down_only)
 
 
 @dataclass
@@ -143,7 +143,7 @@ class _Detectors:
 
 
 def _views_for(detector, views) -> tuple:
-    return tuple(v for v in views if v in PLANAR_VIEWS) if detector.is_planar else tuple(views)
+    return tuple(v for v in views if v in PLANAR_VIEWS) if detector.candidates.top_down_only else tuple(views)
 
 
 def depth_for(config: DetectorConfig, depth_mm: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from graspnet_edge_ros.errors import ExportError, InputError
-from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.contract import SplitManifest
 from graspnet_edge_ros.x5 import templates
 from graspnet_edge_ros.x5.frames import FrameSource
 from graspnet_edge_ros.x5.opcheck import check_onnx_model
@@ -202,7 +202,7 @@ def write_toolchain_files(kit: Path, manifest: SplitManifest, num_samples: int) 
     """One hb_mapper YAML per segment and the conversion script; returns the written paths."""
     import onnx
 
-    from graspnet_edge_ros.export.names import SEGMENT_INPUT
+    from graspnet_edge_ros.contract import SEGMENT_INPUT
 
     written = []
     for entry in manifest.segments:

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from graspnet_edge_ros.errors import InputError, ModelFormatError
-from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.contract import SplitManifest
 from graspnet_edge_ros.x5.kit import (calibration_dir, frame_config, int16_output_tail, read_calibration_sample,
                                       split_runner)
 
