@@ -336,7 +336,7 @@ def test_no_library_module_imports_the_cli():
 # backend classes and exporters as strings, imported on use: a plug-in table, not an import.
 IMPORT_LAYERS = (
     ("foundation", ("__init__.py", "errors.py", "status.py", "timing.py", "digest.py", "compat.py",
-                    "dependencies.py", "cdr.py", "grasps.py", "config.py", "contract.py", "formats.py",
+                    "dependencies.py", "cdr.py", "topics.py", "grasps.py", "config.py", "contract.py", "formats.py",
                     "model/config.py", "planar/types.py", "planar/formats.py"), ()),
     ("geometry", ("geometry/*", "model/views.py", "camera.py"), ("foundation",)),
     ("backends", ("backends/*",), ("foundation",)),
