@@ -8,18 +8,30 @@ import numpy as np
 
 from graspnet_edge_ros.errors import InputError, ModelError, ModelFormatError
 from graspnet_edge_ros.export.names import SEGMENT_INPUT, SEGMENT_OUTPUT
-from graspnet_edge_ros.runtime.manifest import SplitManifest, geometry_steps
+from graspnet_edge_ros.runtime.manifest import (BACKBONE_SEGMENTS, HEAD_LAYOUTS, MANIFEST_NAME, SplitManifest,
+                                                 geometry_steps)
 
 
-def backend_runners(manifest: SplitManifest, backend: str, **backend_options) -> dict:
-    """Load every segment file of ``manifest`` with ``backend`` (onnxruntime, hobot_dnn)."""
+def backend_runners(manifest: SplitManifest, backend: str, head_layout: str | None = None,
+                    **backend_options) -> dict:
+    """Load the segments ``backend`` (onnxruntime, hobot_dnn) runs: the backbone and one grasp-head layout.
+
+    Args:
+        head_layout: a key of ``HEAD_LAYOUTS``; default ``manifest.head_layout_for(backend)``.
+    """
     from graspnet_edge_ros.backends.registry import select_backend
+
+    layout = head_layout or manifest.head_layout_for(backend)
+    if layout not in manifest.head_layouts:
+        raise ModelFormatError(f"{manifest.directory / MANIFEST_NAME} has no '{layout}' grasp head "
+                               f"(has: {manifest.head_layouts})")
+    wanted = set(BACKBONE_SEGMENTS) | set(HEAD_LAYOUTS[layout])
 
     if backend == "onnxruntime":
         # Geometry kernels run between segment calls: idle ORT threads must not spin on the cores.
         backend_options = {"allow_spinning": False, **backend_options}
     runners = {}
-    for entry in manifest.segments:
+    for entry in (e for e in manifest.segments if e.name in wanted):
         engine = select_backend(manifest.segment_path(entry.name, backend), prefer=backend, **backend_options)
         _check_segment_file(entry, engine)
         runners[entry.name] = _BackendSegment(engine, entry.name)
@@ -78,15 +90,17 @@ def torch_runners(checkpoint, head_chunk_seeds: int | None = None):
 
 
 def manifest_for_model(model, directory: Path, head_chunk_seeds: int, files: dict[str, dict[str, str]],
-                       source: dict | None = None) -> SplitManifest:
+                       source: dict | None = None, head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
+                       crop_chunk_points: int | None = None) -> SplitManifest:
     """The manifest describing ``model``'s segments; ``files`` maps segment -> {backend: file}."""
-    from graspnet_edge_ros.model.segments import segment_specs
+    from graspnet_edge_ros.model.segments import DEFAULT_CROP_CHUNK_POINTS, segment_specs
     from graspnet_edge_ros.runtime.manifest import SegmentEntry
 
     cfg = model.config
     entries = tuple(SegmentEntry(spec.name, dict(files.get(spec.name, {})), spec.input_shape, spec.output_shape,
                                  spec.description)
-                    for spec in segment_specs(cfg, head_chunk_seeds))
+                    for spec in segment_specs(cfg, head_chunk_seeds, head_layouts,
+                                              crop_chunk_points or DEFAULT_CROP_CHUNK_POINTS))
     manifest = SplitManifest(directory=Path(directory), segments=entries, model=cfg,
                              head_chunk_seeds=head_chunk_seeds, source=source or {})
     return dataclasses.replace(manifest, steps=geometry_steps(manifest))
