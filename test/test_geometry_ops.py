@@ -266,7 +266,9 @@ def _pooled_by_layout(cloud, seeds, frames, idx, chunk_points):
     pooled = []
     for chunk, crop in enumerate(layout.crop_input):
         features = _features(crop.T).T.astype(np.float32)                     # (4, P) as the segment gives
-        pooled.append(native_crop.pool_crop_features(features, layout, chunk))
+        rows = (layout.chunk_seeds[chunk + 1] - layout.chunk_seeds[chunk]) * idx.shape[1]
+        pooled.append(np.full((4, rows), np.nan, np.float32))
+        native_crop.pool_crop_features(features, layout, chunk, pooled[-1])
     return layout, np.concatenate(pooled, axis=1).T.reshape(idx.shape[0], idx.shape[1], 4)
 
 
@@ -283,6 +285,9 @@ def test_crop_union_layout_pools_each_depth_like_the_per_depth_crop(example_clou
     assert (layout.crop_input[:, :, -1] == 0).all()                          # the spare padding column
     assert distinct <= layout.crop_input.shape[0] * (chunk_points - 1) < distinct + chunk_points * len(seeds)
     assert distinct < 0.6 * idx.size                                           # the point of the layout
+    # nested cylinders, first hits in index order: group e (points first listed by depth e) is cut
+    # at most at the D - e prefixes later depths take of it, so <= 4 + 3 + 2 + 1 pieces per seed
+    assert len(layout.piece_starts) - len(layout.crop_input) <= 10 * len(seeds)
     # every point is computed once per seed: the union's columns hold its local coordinates exactly
     columns = np.concatenate([crop.T for crop in layout.crop_input])
     assert len(np.unique(columns[np.any(columns != 0, axis=1)], axis=0)) <= distinct

@@ -7,10 +7,11 @@ max does not change). So ``max over samples of depth d`` equals ``max over the d
 of depth d`` of features computed once per distinct (seed, point).
 
 :func:`crop_union_layout` lays out each seed's union of members (over all depths) as columns of
-fixed-size chunks, whole seeds per chunk, and describes each depth's member set as column
-ranges. With nested cylinders (hmax ascending) and the official first-in-index-order rule, the
-columns are ordered so that most member sets are a few long ranges. :func:`pool_crop_features`
-then takes the per-range and per-row maxima of one chunk's features with ``np.maximum.reduceat``.
+fixed-size chunks, whole seeds per chunk, and describes each depth's member set as ranges of
+columns, cut into pieces at every range end. With nested cylinders (hmax ascending) and
+the official first-in-index-order rule, the columns are ordered so that each member set is a few
+ranges. :func:`pool_crop_features` reduces a chunk's features once per piece (every column read
+once), then each depth's pieces.
 Exact for any ``idx``: the ranges are read off the columns, not assumed.
 """
 from __future__ import annotations
@@ -24,10 +25,18 @@ from graspnet_edge_ros.errors import InputError
 
 
 class CropLayout(NamedTuple):
-    """Where each seed's distinct crop points sit, and which columns make each depth's member set."""
+    """Where each seed's distinct crop points sit, and how each depth's members are read from them.
+
+    Columns of a seed are cut into pieces at every member range's start and end, so each member
+    range is a run of consecutive pieces: the features are reduced once per piece (every column
+    once), then per range over its pieces, then per row over its ranges.
+    """
     crop_input: np.ndarray      # (chunks, 3, P) float32 local xyz (metres), zero in unused columns
     chunk_seeds: np.ndarray     # (chunks + 1,) int64: seeds [chunk_seeds[c], chunk_seeds[c + 1]) are in chunk c
-    range_bounds: np.ndarray    # (2 * ranges,) int64 [start, end) columns (inside the chunk) of every member range
+    piece_starts: np.ndarray    # (pieces,) int64 first column of each piece inside its chunk; each chunk's
+                                # last piece is its padding (never read)
+    chunk_pieces: np.ndarray    # (chunks + 1,) int64: chunk c owns pieces [chunk_pieces[c], chunk_pieces[c + 1])
+    range_bounds: np.ndarray    # (2 * ranges,) int64 [first, end) piece (inside the chunk) of every member range
     row_ranges: np.ndarray      # (S * D + 1,) int64: row seed * D + depth owns ranges [row_ranges[r], row_ranges[r + 1])
     depths: int                 # D
 
@@ -38,6 +47,8 @@ def _layout_kernel(points, centers, rotations, idx, chunk_points):
     capacity = chunk_points - 1  # the last column stays padding: reduceat needs every bound < P
     crop = np.empty((max(seeds, 1), 3, chunk_points), np.float32)
     chunk_seeds = np.zeros(seeds + 1, np.int64)
+    piece_starts = np.empty(seeds * (depths * nsample + 1) + seeds + 1, np.int64)
+    chunk_pieces = np.zeros(seeds + 2, np.int64)
     bounds = np.empty(2 * seeds * depths * nsample, np.int64)
     row_ranges = np.zeros(seeds * depths + 1, np.int64)
     owner = np.full(points.shape[0], -1, np.int64)        # seed whose union holds the point
@@ -45,8 +56,13 @@ def _layout_kernel(points, centers, rotations, idx, chunk_points):
     member_tag = np.full(points.shape[0], -1, np.int64)   # last (seed, depth) that listed the point
     union = np.empty(depths * nsample, np.int64)
     marked = np.zeros(depths * nsample, np.bool_)
+    cut = np.zeros(depths * nsample + 1, np.bool_)
+    piece_of = np.zeros(depths * nsample + 1, np.int64)
+    seed_ranges = np.empty((depths * nsample, 2), np.int64)
     chunk = 0
     fill = 0
+    pieces = 0          # pieces so far (all chunks)
+    chunk_first = 0     # first piece of the current chunk
     ranges = 0
     for s in range(seeds):
         # Union in order of first appearance: depth 0's members, then depth 1's new ones, ... With
@@ -62,8 +78,12 @@ def _layout_kernel(points, centers, rotations, idx, chunk_points):
                     size += 1
         if fill + size > capacity:  # whole seeds per chunk: pad the rest of this one
             crop[chunk, :, fill:] = 0.0
+            piece_starts[pieces] = fill
+            pieces += 1
             chunk += 1
             chunk_seeds[chunk] = s
+            chunk_pieces[chunk] = pieces
+            chunk_first = pieces
             fill = 0
         r = rotations[s]
         for j in range(size):
@@ -73,6 +93,9 @@ def _layout_kernel(points, centers, rotations, idx, chunk_points):
             dz = points[p, 2] - centers[s, 2]
             for axis in range(3):  # same term order as cylinder_group: (p - c) as a row vector times R
                 crop[chunk, axis, fill + j] = dx * r[0, axis] + dy * r[1, axis] + dz * r[2, axis]
+        # Each depth's members as runs of marked columns (seed-relative); their ends cut the pieces.
+        first_range = ranges
+        count = 0
         for d in range(depths):
             tag = s * depths + d
             for m in range(nsample):
@@ -81,23 +104,42 @@ def _layout_kernel(points, centers, rotations, idx, chunk_points):
                     member_tag[p] = tag
                     marked[column[p]] = True
             j = 0
-            while j < size:  # runs of marked columns become ranges (and the marks are cleared)
+            while j < size:
                 if marked[j]:
-                    bounds[2 * ranges] = fill + j
+                    seed_ranges[count, 0] = j
+                    cut[j] = True
                     while j < size and marked[j]:
                         marked[j] = False
                         j += 1
-                    bounds[2 * ranges + 1] = fill + j
-                    ranges += 1
+                    seed_ranges[count, 1] = j
+                    cut[j] = True
+                    count += 1
                 else:
                     j += 1
-            row_ranges[tag + 1] = ranges
+            row_ranges[tag + 1] = first_range + count
+        next_piece = pieces - chunk_first
+        for j in range(size + 1):
+            if cut[j]:
+                cut[j] = False
+                piece_of[j] = next_piece
+                if j < size:
+                    piece_starts[pieces] = fill + j
+                    pieces += 1
+                    next_piece += 1
+        for q in range(count):
+            bounds[2 * (first_range + q)] = piece_of[seed_ranges[q, 0]]
+            bounds[2 * (first_range + q) + 1] = piece_of[seed_ranges[q, 1]]
+        ranges = first_range + count
         fill += size
     if seeds > 0:
         crop[chunk, :, fill:] = 0.0
+        piece_starts[pieces] = fill
+        pieces += 1
         chunk += 1
     chunk_seeds[chunk] = seeds
-    return crop[:chunk], chunk_seeds[:chunk + 1], bounds[:2 * ranges], row_ranges
+    chunk_pieces[chunk] = pieces
+    return (crop[:chunk], chunk_seeds[:chunk + 1], piece_starts[:pieces], chunk_pieces[:chunk + 1],
+            bounds[:2 * ranges], row_ranges)
 
 
 def crop_union_layout(xyz, centers, rotations, idx, chunk_points: int) -> CropLayout:
@@ -127,23 +169,49 @@ def crop_union_layout(xyz, centers, rotations, idx, chunk_points: int) -> CropLa
     return CropLayout(*_layout_kernel(points, query, frames, indices, int(chunk_points)), indices.shape[1])
 
 
-def pool_crop_features(features: np.ndarray, layout: CropLayout, chunk: int) -> np.ndarray:
-    """(C, rows) per-depth max of the member features of ``chunk``'s seeds, rows seed * D + depth in order.
+@njit(cache=True)
+def _pool_kernel(features, piece_starts, bounds, row_ranges, out):
+    channels = features.shape[0]
+    pieces = piece_starts.shape[0] - 1  # the last piece is the chunk's padding
+    rows = row_ranges.shape[0] - 1
+    piece_max = np.empty(pieces, np.float32)
+    for c in range(channels):
+        values = features[c]
+        for i in range(pieces):  # every column once
+            best = values[piece_starts[i]]
+            for j in range(piece_starts[i] + 1, piece_starts[i + 1]):
+                if values[j] > best:
+                    best = values[j]
+            piece_max[i] = best
+        for r in range(rows):
+            best = piece_max[bounds[2 * row_ranges[r]]]
+            for q in range(row_ranges[r], row_ranges[r + 1]):
+                for i in range(bounds[2 * q], bounds[2 * q + 1]):
+                    if piece_max[i] > best:
+                        best = piece_max[i]
+            out[c, r] = best
+
+
+def pool_crop_features(features: np.ndarray, layout: CropLayout, chunk: int, out: np.ndarray) -> None:
+    """Per-depth max of the member features of ``chunk``'s seeds into ``out`` (C, rows), rows seed * D + depth.
 
     Args:
-        features: (C, P) crop MLP output for ``layout.crop_input[chunk]``.
+        features: (C, P) float32 crop MLP output for ``layout.crop_input[chunk]``.
+        out: (C, R) float32, R = the chunk's seeds x D (may be a column slice of a larger array).
     """
     depths = layout.depths
     first_seed, last_seed = layout.chunk_seeds[chunk], layout.chunk_seeds[chunk + 1]
     row_ranges = layout.row_ranges[first_seed * depths:last_seed * depths + 1]
     bounds = layout.range_bounds[2 * row_ranges[0]:2 * row_ranges[-1]]
-    # Interleaved [start, end, start, end, ...]: the even slots reduce each member range (the odd
-    # ones are the gaps, dropped); then each row's consecutive ranges reduce to one column.
-    range_max = np.maximum.reduceat(features, bounds, axis=1)[:, 0::2]
-    return np.maximum.reduceat(range_max, row_ranges[:-1] - row_ranges[0], axis=1)
+    pieces = layout.piece_starts[layout.chunk_pieces[chunk]:layout.chunk_pieces[chunk + 1]]
+    if out.shape != (features.shape[0], len(row_ranges) - 1) or features.shape[1] <= pieces[-1]:
+        raise InputError(f"features {features.shape} and out {out.shape} do not fit chunk {chunk}")
+    _pool_kernel(np.ascontiguousarray(features, dtype=np.float32), pieces, bounds, row_ranges - row_ranges[0], out)
 
 
 def warmup() -> None:
     """Compile (or load from the on-disk cache) the layout kernel on a tiny input."""
     points = np.array([[0.0, 0.0, 0.5], [0.01, 0.0, 0.5], [0.0, 0.01, 0.5]], np.float32)
-    crop_union_layout(points, points[:1], np.eye(3, dtype=np.float32)[None], np.array([[[0, 1], [0, 2]]], np.int32), 5)
+    layout = crop_union_layout(points, points[:1], np.eye(3, dtype=np.float32)[None],
+                               np.array([[[0, 1], [0, 2]]], np.int32), 5)
+    pool_crop_features(np.ones((2, 5), np.float32), layout, 0, np.empty((2, 2), np.float32))

@@ -191,7 +191,7 @@ class SplitGraspNet:
             crop_features = self._run("crop_mlp", layout.crop_input[chunk][None, :, :, None], timer)
             with timer("crop_pool"):
                 first_row, last_row = layout.depths * layout.chunk_seeds[chunk:chunk + 2]
-                pooled[:, first_row:last_row] = native_crop.pool_crop_features(crop_features, layout, chunk)
+                native_crop.pool_crop_features(crop_features, layout, chunk, pooled[:, first_row:last_row])
         return [self._run("grasp_head_post", pooled[None, :, r:r + rows_per_call, None], timer)
                 for r in range(0, calls * rows_per_call, rows_per_call)]
 
