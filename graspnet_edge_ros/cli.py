@@ -64,7 +64,8 @@ def cmd_export(args) -> int:
     start = time.perf_counter()
     if args.split:
         manifest = export_split(model, args.output, head_chunk_seeds=args.head_chunk_seeds, source=source)
-        print(f"wrote {len(manifest.segments)} segments + manifest.json to {args.output} "
+        print(f"wrote {len(manifest.segments)} segments (grasp head layouts: {', '.join(manifest.head_layouts)}) "
+              f"+ manifest.json to {args.output} "
               f"in {time.perf_counter() - start:.1f} s")
     else:
         opset = GRASPNET_SINGLE_FILE_OPSET if args.opset is None else args.opset
