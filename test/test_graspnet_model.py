@@ -258,6 +258,10 @@ def test_each_backend_gets_its_head_layout(split_model_dir, tmp_path):
     headless = dataclasses.replace(shared_only, segments=tuple(e for e in shared_only.segments
                                                                if e.name != "grasp_head_post"))
     assert any("no grasp head" in problem for problem in headless.problems())
+    narrow = dataclasses.replace(manifest, segments=tuple(
+        dataclasses.replace(e, input_shape=(1, 3, 256, 1), output_shape=(1, 256, 256, 1)) if e.name == "crop_mlp"
+        else e for e in manifest.segments))
+    assert any("needs more than one seed's 4 x 64 crop samples" in problem for problem in narrow.problems())
     # the manifest's head_layouts must match its segments
     data = json.loads((split_model_dir / "manifest.json").read_text())
     data["head_layouts"] = ["per_depth"]

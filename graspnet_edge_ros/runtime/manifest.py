@@ -204,9 +204,9 @@ class SplitManifest:
             expected[("crop_mlp", "output")] = (1, CROP_FEATURES, chunk, 1)
             expected[("grasp_head_post", "input")] = (1, CROP_FEATURES, rows, 1)
             expected[("grasp_head_post", "output")] = (1, 4 * m.num_angle, rows, 1)
-            if chunk < m.num_depth * m.crop_nsample:
-                problems.append(f"segment 'crop_mlp' takes {chunk} points per call, fewer than one seed's "
-                                f"{m.num_depth} x {m.crop_nsample} crop samples")
+            if chunk <= m.num_depth * m.crop_nsample:  # whole seeds per call plus one padding column
+                problems.append(f"segment 'crop_mlp' takes {chunk} points per call, it needs more than one "
+                                f"seed's {m.num_depth} x {m.crop_nsample} crop samples")
         for (name, side), shape in expected.items():
             entry = self.segment(name)
             actual = entry.input_shape if side == "input" else entry.output_shape
