@@ -72,8 +72,18 @@ def single_file_output_specs(config, num_seed: int) -> list[TensorSpec]:
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "graspnet_edge_split"
 MANIFEST_VERSION = 1
-# What the split runtime calls, in order (runtime/split.py).
-REQUIRED_SEGMENTS = ("sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach", "grasp_head")
+CROP_FEATURES = 256  # CloudCrop MLP output channels (official SharedMLP [3, 64, 128, 256])
+# What the split runtime calls, in order (runtime/split.py), before the grasp head.
+BACKBONE_SEGMENTS = ("sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach")
+# The grasp head's two layouts (runtime/split.py): a manifest lists the segments of one or both.
+# per_depth: CloudCrop MLP on each (seed, depth)'s 64 cylinder samples + max + heads in one segment
+#   (what the X5 BPU runs, calibrated and checked there);
+# shared_points: the crop MLP once per distinct (seed, point) of the 4 nested cylinders, max-pooled
+#   per depth in a numba kernel, then OperationNet + ToleranceNet (same outputs, ~2.5x less work).
+HEAD_LAYOUTS = {"per_depth": ("grasp_head",), "shared_points": ("crop_mlp", "grasp_head_post")}
+# Layouts each backend may run, best first; the first one whose files the manifest has is used.
+HEAD_LAYOUT_PREFERENCE = {"hobot_dnn": ("per_depth",)}
+DEFAULT_HEAD_LAYOUT_PREFERENCE = ("shared_points", "per_depth")
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,30 @@ class SplitManifest:
     @property
     def segment_names(self) -> list[str]:
         return [s.name for s in self.segments]
+
+    @property
+    def head_layouts(self) -> list[str]:
+        """Grasp-head layouts (HEAD_LAYOUTS) whose segments this manifest lists."""
+        names = set(self.segment_names)
+        return [layout for layout, segments in HEAD_LAYOUTS.items() if names.issuperset(segments)]
+
+    def head_layout_for(self, backend: str) -> str:
+        """The grasp-head layout ``backend`` runs: its first preferred layout with files for it."""
+        preference = HEAD_LAYOUT_PREFERENCE.get(backend, DEFAULT_HEAD_LAYOUT_PREFERENCE)
+        for layout in preference:
+            if layout in self.head_layouts and all(backend in self.segment(name).files
+                                                   for name in HEAD_LAYOUTS[layout]):
+                return layout
+        raise ModelFormatError(
+            f"{self.directory / MANIFEST_NAME} has no grasp head that '{backend}' runs: it needs the segments "
+            f"of one of {[list(HEAD_LAYOUTS[layout]) for layout in preference]} with a file for '{backend}' "
+            f"(for hobot_dnn, convert the ONNX segments first; see README, 'RDK X5')")
+
+    @property
+    def crop_chunk_points(self) -> int:
+        """Crop points per ``crop_mlp`` call (its input width), 0 without the shared_points layout."""
+        names = self.segment_names
+        return self.segment("crop_mlp").input_shape[2] if "crop_mlp" in names else 0
 
     def segment(self, name: str) -> SegmentEntry:
         for entry in self.segments:
@@ -128,6 +162,7 @@ class SplitManifest:
             "model": self.model.to_json(),
             "head_chunk_seeds": self.head_chunk_seeds,
             "source": self.source,
+            "head_layouts": self.head_layouts,
             "segments": [
                 {"name": s.name, "files": s.files, "description": s.description,
                  "input": {"name": "input", "shape": list(s.input_shape), "dtype": "float32"},
@@ -168,6 +203,9 @@ class SplitManifest:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFormatError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from exc
         problems = manifest.problems()
+        declared = data.get("head_layouts")
+        if declared is not None and sorted(map(str, declared)) != sorted(manifest.head_layouts):
+            problems.append(f"head_layouts says {declared}, the segments give {manifest.head_layouts}")
         if problems:
             raise ModelFormatError(f"{path}: invalid manifest: {'; '.join(problems)}")
         return manifest
@@ -176,9 +214,12 @@ class SplitManifest:
         """What makes this manifest unusable by the split runtime (empty when it is fine)."""
         m, problems = self.model, []
         names = self.segment_names
-        missing = [name for name in REQUIRED_SEGMENTS if name not in names]
+        missing = [name for name in BACKBONE_SEGMENTS if name not in names]
         if missing:
             problems.append(f"segments {missing} are missing")
+        if not self.head_layouts:
+            problems.append(f"no grasp head: segments {' or '.join(str(list(s)) for s in HEAD_LAYOUTS.values())} "
+                            "are missing")
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             problems.append(f"segments {duplicated} are listed twice")
@@ -214,10 +255,20 @@ class SplitManifest:
         expected = {
             ("sa1", "input"): (1, 3, n1, k1),
             ("fp2_approach", "output"): (1, 2 + m.num_view, n2, 1),
-            ("grasp_head", "input"): (1, 3, rows, m.crop_nsample),
-            ("grasp_head", "output"): (1, 4 * m.num_angle, rows, 1),
         }
+        if "per_depth" in self.head_layouts:
+            expected[("grasp_head", "input")] = (1, 3, rows, m.crop_nsample)
+            expected[("grasp_head", "output")] = (1, 4 * m.num_angle, rows, 1)
         problems = []
+        if "shared_points" in self.head_layouts:
+            chunk = self.crop_chunk_points
+            expected[("crop_mlp", "input")] = (1, 3, chunk, 1)
+            expected[("crop_mlp", "output")] = (1, CROP_FEATURES, chunk, 1)
+            expected[("grasp_head_post", "input")] = (1, CROP_FEATURES, rows, 1)
+            expected[("grasp_head_post", "output")] = (1, 4 * m.num_angle, rows, 1)
+            if chunk <= m.num_depth * m.crop_nsample:  # whole seeds per call plus one padding column
+                problems.append(f"segment 'crop_mlp' takes {chunk} points per call, it needs more than one "
+                                f"seed's {m.num_depth} x {m.crop_nsample} crop samples")
         for (name, side), shape in expected.items():
             entry = self.segment(name)
             actual = entry.input_shape if side == "input" else entry.output_shape
@@ -259,6 +310,12 @@ def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
         {"op": "cylinder_query_group", "radius": cfg.cylinder_radius, "hmin": cfg.hmin,
          "hmax_list": list(cfg.hmax_list), "nsample": cfg.crop_nsample,
          "local": "(p - seed) @ R, no normalisation", "rows": "seed*num_depth + depth",
-         "seeds": "object seeds only, padded to head_chunk_seeds", "to_segment": "grasp_head"},
+         "seeds": "object seeds only, padded to head_chunk_seeds",
+         "to_segment": "grasp_head (per_depth layout) or crop_mlp (shared_points layout)"},
+        {"op": "crop_union_pool", "layout": "shared_points",
+         "crop_mlp": "local xyz of each seed's distinct cylinder points (union over depths), whole seeds "
+                     "per call, zero-padded", "pool": "per (seed, depth): max of crop_mlp features over its "
+                     "members (padding repeats a member, so the max is the official one)",
+         "rows": "seed*num_depth + depth", "to_segment": "grasp_head_post"},
         {"op": "decode", "head_channels": "0:12 score, 12:24 angle logits, 24:36 width, 36:48 tolerance"},
     )

@@ -155,7 +155,7 @@ class _FaultOnce:
 
 @pytest.fixture
 def faulty_real_node(ros, split_model_dir, shared_dir):
-    """The node in this process with the real split model; grasp_head raises on frame 1, fp2 is NaN on frame 2."""
+    """The node in this process with the real split model; the grasp head raises on frame 1, fp2 is NaN on frame 2."""
     from rclpy.parameter import Parameter
 
     from graspnet_edge_ros.pipeline import GraspDetector, load_model_runner
@@ -171,7 +171,7 @@ def faulty_real_node(ros, split_model_dir, shared_dir):
     def factory(config):
         runner = load_model_runner(config)
         net = runner._timings_source  # the SplitGraspNet behind the runner
-        net.runners["grasp_head"] = _FaultOnce(net.runners["grasp_head"], {1: "raise"})
+        net.runners["grasp_head_post"] = _FaultOnce(net.runners["grasp_head_post"], {1: "raise"})
         approach = _FaultOnce(net.runners["fp2_approach"], {2: "nan"})
         net.runners["fp2_approach"] = approach
         return GraspDetector(config, runner=runner)

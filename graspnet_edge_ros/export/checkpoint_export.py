@@ -47,7 +47,8 @@ def export_graspnet(request: ExportRequest) -> str:
     if request.split:
         manifest = export_split(model, request.output, head_chunk_seeds=request.head_chunk_seeds,
                                 source=request.source())
-        return (f"wrote {len(manifest.segments)} segments + manifest.json to {request.output} "
+        return (f"wrote {len(manifest.segments)} segments (grasp head layouts: {', '.join(manifest.head_layouts)}) "
+                f"+ manifest.json to {request.output} "
                 f"in {time.perf_counter() - start:.1f} s")
     opset = GRASPNET_SINGLE_FILE_OPSET if request.opset is None else request.opset
     path = export_single_file(model, request.output, num_points=request.num_points, opset=opset,

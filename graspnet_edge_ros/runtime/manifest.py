@@ -2,5 +2,6 @@
 
 Kept as a re-export so code written against this path keeps working; new code imports the contract.
 """
-from graspnet_edge_ros.contract import (MANIFEST_FORMAT, MANIFEST_NAME, MANIFEST_VERSION,  # noqa: F401
-                                        REQUIRED_SEGMENTS, SegmentEntry, SplitManifest, geometry_steps)
+from graspnet_edge_ros.contract import (BACKBONE_SEGMENTS, HEAD_LAYOUTS, MANIFEST_FORMAT,  # noqa: F401
+                                        MANIFEST_NAME, MANIFEST_VERSION, SegmentEntry, SplitManifest,
+                                        geometry_steps)

@@ -6,19 +6,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from graspnet_edge_ros.contract import SEGMENT_INPUT, SEGMENT_OUTPUT, SplitManifest
+from graspnet_edge_ros.contract import (BACKBONE_SEGMENTS, HEAD_LAYOUTS, MANIFEST_NAME, SEGMENT_INPUT, SEGMENT_OUTPUT,
+                                        SplitManifest)
 from graspnet_edge_ros.errors import InputError, ModelError, ModelFormatError
 
 
-def backend_runners(manifest: SplitManifest, backend: str, **backend_options) -> dict:
-    """Load every segment file of ``manifest`` with ``backend`` (onnxruntime, hobot_dnn)."""
+def backend_runners(manifest: SplitManifest, backend: str, head_layout: str | None = None,
+                    **backend_options) -> dict:
+    """Load the segments ``backend`` (onnxruntime, hobot_dnn) runs: the backbone and one grasp-head layout.
+
+    Args:
+        head_layout: a key of ``HEAD_LAYOUTS``; default ``manifest.head_layout_for(backend)``.
+    """
     from graspnet_edge_ros.backends.registry import select_backend
+
+    layout = head_layout or manifest.head_layout_for(backend)
+    if layout not in manifest.head_layouts:
+        raise ModelFormatError(f"{manifest.directory / MANIFEST_NAME} has no '{layout}' grasp head "
+                               f"(has: {manifest.head_layouts})")
+    wanted = set(BACKBONE_SEGMENTS) | set(HEAD_LAYOUTS[layout])
 
     if backend == "onnxruntime":
         # Geometry kernels run between segment calls: idle ORT threads must not spin on the cores.
         backend_options = {"allow_spinning": False, **backend_options}
     runners = {}
-    for entry in manifest.segments:
+    for entry in (e for e in manifest.segments if e.name in wanted):
         engine = select_backend(manifest.segment_path(entry.name, backend), prefer=backend, **backend_options)
         _check_segment_file(entry, engine)
         runners[entry.name] = _BackendSegment(engine, entry.name)
