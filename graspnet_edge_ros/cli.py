@@ -24,6 +24,8 @@ from graspnet_edge_ros.config import NODE_ONLY_PARAMETERS, detector_parameters  
 from graspnet_edge_ros.files import (check_output_directory, check_output_file, load_points,  # noqa: F401
                                      read_color, read_depth, read_intrinsics, read_labels)
 GRASPNET_SINGLE_FILE_OPSET = 17
+PROVIDERS_HELP = ("onnxruntime execution providers, comma-separated, in order of preference: cpu, cuda, tensorrt, "
+                  "openvino (default cpu; one not installed falls back to CPU with one warning)")
 
 
 # --------------------------------------------------------------------------------------- env
@@ -50,6 +52,12 @@ def cmd_export(args) -> int:
     else:
         check_output_file(args.output, "--output")
 
+    if args.quantize and not args.split:
+        raise ConfigError("--quantize int8 applies to split exports: add --split")
+    if args.quantize and not args.calibration_source:
+        raise ConfigError("--quantize int8 needs --calibration-source (a bag, GraspNet capture or frame directory)")
+    if args.calibration_samples < 1:
+        raise ConfigError(f"--calibration-samples must be >= 1, got {args.calibration_samples}")
     model_type = args.model_type or detect_planar_model_type(args.checkpoint) or "graspnet"
     if model_type != "graspnet":
         return _export_planar(args, model_type)
@@ -62,6 +70,8 @@ def cmd_export(args) -> int:
     model = load_graspnet(args.checkpoint)
     source = {"source_checkpoint": Path(args.checkpoint).name, "source_sha256": file_digest(args.checkpoint, 64)}
     start = time.perf_counter()
+    if args.quantize:
+        return _export_int8(args, model, source, start)
     if args.split:
         manifest = export_split(model, args.output, head_chunk_seeds=args.head_chunk_seeds, source=source)
         print(f"wrote {len(manifest.segments)} segments + manifest.json to {args.output} "
@@ -71,6 +81,25 @@ def cmd_export(args) -> int:
         path = export_single_file(model, args.output, num_points=args.num_points, opset=opset, source=source)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.num_points} points) "
               f"in {time.perf_counter() - start:.1f} s")
+    return EXIT_OK
+
+
+def _export_int8(args, model, source: dict, start: float) -> int:
+    """Split export quantised to int8 with calibration inputs recorded on real frames, plus the fp32/int8 report."""
+    from graspnet_edge_ros.export.quantize import REPORT_NAME, export_int8_split, format_report
+    from graspnet_edge_ros.x5.frames import open_frame_source, with_orbited_views
+
+    frames = open_frame_source(args.calibration_source)  # InputError before any work when it is unusable
+    report_frames = with_orbited_views(frames, max_views=1) if args.report else None
+    manifest, report = export_int8_split(model, args.output, frames, args.calibration_samples,
+                                         head_chunk_seeds=args.head_chunk_seeds, source=source,
+                                         report_frames=report_frames,
+                                         progress=lambda line: print(line, flush=True))
+    print(f"wrote {len(manifest.segments)} int8 segments + manifest.json to {args.output} "
+          f"in {time.perf_counter() - start:.1f} s")
+    if report is not None:
+        print(format_report(report))
+        print(f"report -> {Path(args.output) / REPORT_NAME}")
     return EXIT_OK
 
 
@@ -105,7 +134,8 @@ def _export_planar(args, model_type: str) -> int:
 # ------------------------------------------------------------------------------- infer-points
 def cmd_infer_points(args) -> int:
     from graspnet_edge_ros.postprocess.decode import decode_grasps
-    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner, thread_options
+    from graspnet_edge_ros.backends.onnxruntime_backend import resolve_providers
+    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner, provider_options, thread_options
 
     if args.repeat < 1:
         raise ConfigError(f"--repeat must be >= 1, got {args.repeat}")
@@ -115,8 +145,11 @@ def cmd_infer_points(args) -> int:
         check_output_file(args.dump, "--dump")
     if args.grasps:
         check_output_file(args.grasps, "--grasps")
+    if args.providers:
+        resolve_providers(args.providers)  # an unknown name is a usage error before anything loads
     points = load_points(args.points)
-    runner = load_graspnet_runner(args.model, args.backend, **thread_options(args.backend, args.model, args.threads))
+    runner = load_graspnet_runner(args.model, args.backend, **thread_options(args.backend, args.model, args.threads),
+                                  **provider_options(args.backend, args.model, args.providers))
     # A raw dump must hold every seed; otherwise skip the head for seeds the decoder drops.
     skip = args.dump is None
     times = []
@@ -169,6 +202,8 @@ def cmd_detect(args) -> int:
         values["sampling_seed"] = args.seed
     if args.max_grasps is not None:
         values["max_grasps"] = args.max_grasps
+    if args.providers:
+        values["onnx_providers"] = args.providers
     if args.target_object:
         values["target_object_ids"] = list(args.target_object)
     config = from_mapping(values, DetectorConfig())
@@ -262,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--angle-logits", action="store_true",
                    help="AFFGA-Net: output the 120 angle logits instead of the in-graph argmax bin map")
     p.add_argument("--head-chunk-seeds", type=int, default=64, help="seeds per grasp-head call (split)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="split: int8 segments for CPUs (onnxruntime static quantisation, QDQ, per-channel weights)")
+    p.add_argument("--calibration-source", help="--quantize: real frames the calibration inputs are recorded on "
+                                                "(rosbag2 / .mcap, GraspNet capture, directory of captures, or "
+                                                "frame directory)")
+    p.add_argument("--calibration-samples", type=int, default=16,
+                   help="--quantize: recorded inputs per segment (default 16; kept in a temporary directory)")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="--quantize: skip the fp32 vs int8 comparison (int8_report.json)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("infer-points", help="one forward pass on exact input points")
@@ -273,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grasps", help="write decoded grasps (N x 17) to this .npy")
     p.add_argument("--repeat", type=int, default=1, help="run K times and print the median time")
     p.add_argument("--threads", type=int, default=0, help="CPU threads of the backend (0 = its default)")
+    p.add_argument("--providers", default=None, help=PROVIDERS_HELP)
     p.set_defaults(func=cmd_infer_points)
 
     p = sub.add_parser("detect", help="grasps for one RGB-D frame -> JSON (+ overlay PNG)")
@@ -291,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-type", choices=["auto", "graspnet", "grconvnet", "affga"], default=None,
                    help="default: detected from the model file (give it for a compiled .bin)")
     p.add_argument("--backend", choices=["torch", "onnxruntime", "hobot_dnn"], default=None)
+    p.add_argument("--providers", default=None, help=PROVIDERS_HELP + "; overrides onnx_providers of --params-file")
     p.add_argument("--params-file", help="YAML of detector parameters: flat, or the node's parameter file "
                                          "(config/default.yaml; node-only keys are ignored)")
     p.add_argument("--seed", type=int, help="sampling seed for reproducible runs")

@@ -118,3 +118,18 @@ def thread_options(backend: str | None, model_path, threads: int) -> dict:
     if name == "torch":
         return {"num_threads": int(threads)}
     return {}
+
+
+def provider_options(backend: str | None, model_path, providers) -> dict:
+    """The onnxruntime option selecting execution ``providers`` ({} when the model runs elsewhere).
+
+    ``providers``: a comma-separated string or a list ("cpu", "cuda", "tensorrt", "openvino");
+    empty or None keeps the backend's default (CPU).
+    """
+    if not providers:
+        return {}
+    from graspnet_edge_ros.backends.registry import resolve_backend
+
+    if resolve_backend(model_path, backend) != "onnxruntime":
+        return {}
+    return {"providers": providers}
