@@ -284,7 +284,10 @@ def _check_providers(providers: str) -> None:
     """ConfigError for an execution provider name onnxruntime does not know (installed or not)."""
     from graspnet_edge_ros.backends.onnxruntime_backend import resolve_providers
 
-    resolve_providers(providers)
+    try:
+        resolve_providers(providers)
+    except ConfigError as exc:
+        raise ConfigError(f"onnx_providers: {exc}") from exc
 
 
 def from_mapping(values: dict, base: DetectorConfig | None = None) -> DetectorConfig:
