@@ -1,18 +1,61 @@
-"""GraspNet forward pass on 20000 example-scene points: torch reference vs single ONNX vs split runtime.
+"""GraspNet forward pass on 20000 example-scene points: torch reference vs single ONNX vs split runtime (fp32, int8).
 
-Prints per-stage times of the split runtime and the end-to-end forward time of each variant with
-ratios against the torch reference. Usage: python benchmarks/bench_graspnet.py [--repeat K] [--skip-single]
+Prints per-stage times of the split runtime (fp32 and int8 side by side) and the end-to-end forward
+time of each variant with ratios against the torch reference; fp32 and int8 split forwards are
+interleaved in one loop, so their ratio is measured under the same load. The int8 model
+(``export --quantize int8``, calibrated on the example frame) is cached in artifacts/graspnet_int8;
+its fp32-vs-int8 grasp report is recomputed each run on the example frame and an orbited re-render.
+Usage: python benchmarks/bench_graspnet.py [--repeat K] [--skip-single] [--skip-int8] [--report-seeds S]
 """
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import example_points, machine_line, median_ms, print_table, shared_dir  # noqa: E402
+from benchmarks.common import REPO, example_points, machine_line, median_ms, print_table, shared_dir  # noqa: E402
+
+INT8_CACHE = REPO / "artifacts" / "graspnet_int8"
+
+
+def int8_model(model, checkpoint: Path, samples: int) -> Path:
+    """artifacts/graspnet_int8, exported when missing or made from another checkpoint / sample count."""
+    from graspnet_edge_ros.digest import file_digest
+    from graspnet_edge_ros.export.quantize import export_int8_split
+    from graspnet_edge_ros.x5.frames import open_frame_source
+
+    source = {"source_checkpoint": checkpoint.name, "source_sha256": file_digest(checkpoint, 64)}
+    manifest = INT8_CACHE / "manifest.json"
+    if manifest.is_file():
+        data = json.loads(manifest.read_text())
+        if (data.get("source") == source
+                and data.get("quantization", {}).get("calibration", {}).get("samples_per_segment") == samples):
+            return INT8_CACHE
+    start = time.perf_counter()
+    frames = open_frame_source(shared_dir() / "data" / "graspnet_example")
+    export_int8_split(model, INT8_CACHE, frames, samples, source=source)
+    print(f"exported the int8 split model to {INT8_CACHE} ({samples} calibration inputs per segment) "
+          f"in {time.perf_counter() - start:.0f} s")
+    return INT8_CACHE
+
+
+def interleaved_ms(runners: dict, points, repeat: int) -> dict[str, float]:
+    """Median ms per runner, calling them in turn (A, B, A, B, ...) after one warm-up each."""
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for runner in runners.values():
+        runner(points)
+    for _ in range(repeat):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            runner(points)
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main(argv=None) -> int:
@@ -20,6 +63,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-single", action="store_true", help="skip the single-file ONNX export/run")
+    parser.add_argument("--skip-int8", action="store_true", help="skip the int8 split model")
+    parser.add_argument("--calibration-samples", type=int, default=16, help="int8: calibration inputs per segment")
+    parser.add_argument("--report-seeds", type=int, default=3, help="int8 report: samplings per frame")
     args = parser.parse_args(argv)
 
     import torch
@@ -43,22 +89,47 @@ def main(argv=None) -> int:
             results.append(["single ONNX file, onnxruntime", median_ms(lambda: single(points), repeat=args.repeat)])
         export_split(model, Path(tmp) / "split")
         split = load_graspnet_runner(Path(tmp) / "split", "onnxruntime", intra_op_threads=args.threads)
-        split_ms = median_ms(lambda: split(points), repeat=args.repeat)
-        stage_samples = []
+        variants = {"fp32": split}
+        if not args.skip_int8:
+            int8_dir = int8_model(model, checkpoint, args.calibration_samples)
+            variants["int8"] = load_graspnet_runner(int8_dir, "onnxruntime", intra_op_threads=args.threads)
+        split_times = interleaved_ms(variants, points, args.repeat)
+        stage_samples = {name: [] for name in variants}
         for _ in range(args.repeat):
-            split(points)
-            stage_samples.append(split.last_timings_ms)
-        results.append(["split: numba geometry + ORT segments", split_ms])
+            for name, runner in variants.items():
+                runner(points)
+                stage_samples[name].append(runner.last_timings_ms)
+        results.append(["split: numba geometry + ORT segments", split_times["fp32"]])
+        split_ms = split_times["fp32"]
+        if "int8" in variants:
+            results.append(["split int8: numba geometry + ORT int8 segments", split_times["int8"]])
+            from graspnet_edge_ros.export.quantize import compare_split_models, format_report
+            from graspnet_edge_ros.x5.frames import open_frame_source, with_orbited_views
+
+            frames = with_orbited_views(open_frame_source(shared_dir() / "data" / "graspnet_example"))
+            report = compare_split_models(Path(tmp) / "split", int8_dir, frames, num_seeds=args.report_seeds)
 
     print(f"GraspNet forward, 20000 points, example scene ({machine_line()}, {args.threads} threads)")
     print_table("End-to-end forward (median)", ["variant", "ms", "speed-up vs torch"],
                 [[name, f"{ms:.0f}", f"{torch_ms / ms:.1f}x"] for name, ms in results])
-    names = list(stage_samples[0])
-    rows = [[name, f"{sorted(s.get(name, 0.0) for s in stage_samples)[len(stage_samples) // 2]:.1f}"]
-            for name in names]
-    print_table("Split runtime per stage (median ms)", ["stage", "ms"], rows)
+    names = list(stage_samples["fp32"][0])
+
+    def median_stage(kind: str, name: str) -> str:
+        values = sorted(sample.get(name, 0.0) for sample in stage_samples[kind])
+        return f"{values[len(values) // 2]:.1f}"
+
+    print_table("Split runtime per stage (median ms)", ["stage"] + list(stage_samples),
+                [[name] + [median_stage(kind, name) for kind in stage_samples] for name in names])
     print(f"\nsplit runtime: {split_ms:.0f} ms (target < 350 ms), {torch_ms / split_ms:.1f}x the torch reference "
           f"(target >= 8x)")
+    if "int8" in split_times:
+        segments = {kind: sum(float(median_stage(kind, n)) for n in names if n.startswith("segment_"))
+                    for kind in stage_samples}
+        print(f"split int8: {split_times['int8']:.0f} ms, {split_ms / split_times['int8']:.2f}x the fp32 split "
+              f"forward (goal >= 1.6x; segments alone {segments['fp32'] / segments['int8']:.2f}x: "
+              f"{segments['fp32']:.0f} -> {segments['int8']:.0f} ms, the geometry kernels do not change)")
+        print()
+        print(format_report(report))
     return 0
 
 
