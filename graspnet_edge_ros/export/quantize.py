@@ -220,7 +220,7 @@ def compare_split_models(float_dir, int8_dir, frames, num_seeds: int = 2, top_k:
     report = QuantReport(1.0, top_k, {}, scheme=_scheme(int8_manifest), min_top_k_match=MIN_TOP_K_AGREEMENT,
                          title="onnxruntime int8 (QDQ)")
     compare_pipelines(report, float_manifest, floats, quants, frames, num_seeds, params,
-                      model_ids=("fp32", "int8"), float_dir=float_dir)
+                      model_ids=("fp32", "int8"), float_dir=float_dir, independent_frames=True)
     report.segment_cosine = _segment_cosines(floats, quants, cosine_inputs)
     return report
 

@@ -353,11 +353,14 @@ def quant_check(kit, frames, num_seeds: int = 2, top_k: int = 10, range_scale: f
 
 
 def compare_pipelines(report: QuantReport, manifest: SplitManifest, floats: dict, quants: dict, frames,
-                      num_seeds: int, params: dict | None, model_ids=("float", "int8"), float_dir=None) -> QuantReport:
+                      num_seeds: int, params: dict | None, model_ids=("float", "int8"), float_dir=None,
+                      independent_frames: bool = False) -> QuantReport:
     """Run the float and the int8 segment runners through the full pipeline on the same frames and seeds.
 
     Appends one row per usable frame and seed to ``report.runs`` (top-k agreement, score differences,
     published counts) and the float-vs-float reference between seeds to ``report.sampling_reference``.
+    ``independent_frames``: the frames are different scenes or cameras, so no support plane is
+    carried from one frame to the next (a bag of one camera keeps it, as the node does).
     """
     from graspnet_edge_ros.config import DetectorConfig, from_mapping
     from graspnet_edge_ros.pipeline import GraspDetector
@@ -373,6 +376,8 @@ def compare_pipelines(report: QuantReport, manifest: SplitManifest, floats: dict
         for frame in frames:
             results = {}
             for kind, detector in detectors.items():
+                if independent_frames:
+                    detector.reset_support_plane()
                 detector.update_config(frame_config(base, frame, seed, "depth_scale" in params))
                 results[kind] = detector.detect(frame.color, frame.depth, frame.encoding, frame.intrinsics)
             if results["float"].status not in ("ok", "no_grasp"):
