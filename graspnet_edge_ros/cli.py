@@ -17,6 +17,7 @@ import numpy as np
 
 from graspnet_edge_ros.errors import (BackendUnavailableError, ConfigError, GraspNetEdgeError, InputError,
                                       ModelError, ModelFormatError)
+from graspnet_edge_ros.export.quantize import DEFAULT_CALIBRATION_SAMPLES
 from graspnet_edge_ros.grasps import DEPTH, HEIGHT, OBJECT_ID, SCORE, WIDTH
 
 from graspnet_edge_ros.errors import EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE  # noqa: F401
@@ -302,8 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-source", help="--quantize: real frames the calibration inputs are recorded on "
                                                 "(rosbag2 / .mcap, GraspNet capture, directory of captures, or "
                                                 "frame directory)")
-    p.add_argument("--calibration-samples", type=int, default=16,
-                   help="--quantize: recorded inputs per segment (default 16; kept in a temporary directory)")
+    p.add_argument("--calibration-samples", type=int, default=DEFAULT_CALIBRATION_SAMPLES,
+                   help=f"--quantize: recorded inputs per segment (default {DEFAULT_CALIBRATION_SAMPLES}; "
+                        "kept in a temporary directory, ~32 MB per pipeline run)")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="--quantize: skip the fp32 vs int8 comparison (int8_report.json)")
     p.set_defaults(func=cmd_export)
