@@ -17,6 +17,7 @@ import numpy as np
 
 from graspnet_edge_ros.errors import (BackendUnavailableError, ConfigError, GraspNetEdgeError, InputError,
                                       ModelError, ModelFormatError)
+from graspnet_edge_ros.quantize import DEFAULT_CALIBRATION_SAMPLES
 from graspnet_edge_ros.grasps import DEPTH, HEIGHT, OBJECT_ID, SCORE, WIDTH
 
 from graspnet_edge_ros.errors import EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE  # noqa: F401
@@ -24,6 +25,9 @@ from graspnet_edge_ros.config import NODE_ONLY_PARAMETERS, detector_parameters  
 from graspnet_edge_ros.files import (check_output_directory, check_output_file, load_points,  # noqa: F401
                                      read_color, read_depth, read_intrinsics, read_labels)
 from graspnet_edge_ros.formats import MODEL_TYPES, backend_names
+
+PROVIDERS_HELP = ("onnxruntime execution providers, comma-separated, in order of preference: cpu, cuda, tensorrt, "
+                  "openvino (default cpu; one not installed falls back to CPU with one warning)")
 
 
 # --------------------------------------------------------------------------------------- env
@@ -51,12 +55,46 @@ def cmd_export(args) -> int:
     else:
         check_output_file(args.output, "--output")
 
+    if args.quantize and not args.split:
+        raise ConfigError("--quantize int8 applies to split exports: add --split")
+    if args.quantize and not args.calibration_source:
+        raise ConfigError("--quantize int8 needs --calibration-source (a bag, GraspNet capture or frame directory)")
+    if args.calibration_samples < 1:
+        raise ConfigError(f"--calibration-samples must be >= 1, got {args.calibration_samples}")
     model_type = args.model_type or detect_planar_model_type(args.checkpoint) or "graspnet"
+    if args.quantize:
+        if model_type != "graspnet":
+            raise ConfigError(f"--quantize int8 applies to GraspNet split exports, not {model_type}")
+        return _export_int8(args)
     export = load_exporter(model_type)  # the format table's exporter of this model family
     print(export(ExportRequest(
         checkpoint=Path(args.checkpoint), output=Path(args.output), model_type=model_type, split=args.split,
         num_points=args.num_points, opset=args.opset, head_chunk_seeds=args.head_chunk_seeds,
         input_size=args.input_size, angle_output="logits" if args.angle_logits else "argmax")))
+    return EXIT_OK
+
+
+def _export_int8(args) -> int:
+    """Split export quantised to int8 with calibration inputs recorded on real frames, plus the fp32/int8 report."""
+    from graspnet_edge_ros.digest import file_digest
+    from graspnet_edge_ros.model.checkpoint import load_graspnet
+    from graspnet_edge_ros.quantize import REPORT_NAME, export_int8_split, format_report
+    from graspnet_edge_ros.x5.frames import open_frame_source, with_orbited_views
+
+    frames = open_frame_source(args.calibration_source)  # InputError before any work when it is unusable
+    start = time.perf_counter()
+    model = load_graspnet(args.checkpoint)
+    source = {"source_checkpoint": Path(args.checkpoint).name, "source_sha256": file_digest(args.checkpoint, 64)}
+    report_frames = with_orbited_views(frames, max_views=1) if args.report else None
+    manifest, report = export_int8_split(model, args.output, frames, args.calibration_samples,
+                                         head_chunk_seeds=args.head_chunk_seeds, source=source,
+                                         report_frames=report_frames,
+                                         progress=lambda line: print(line, flush=True))
+    print(f"wrote {len(manifest.segments)} int8 segments + manifest.json to {args.output} "
+          f"in {time.perf_counter() - start:.1f} s")
+    if report is not None:
+        print(format_report(report))
+        print(f"report -> {Path(args.output) / REPORT_NAME}")
     return EXIT_OK
 
 
@@ -73,7 +111,8 @@ def _require_torch(command: str) -> None:
 # ------------------------------------------------------------------------------- infer-points
 def cmd_infer_points(args) -> int:
     from graspnet_edge_ros.postprocess.decode import decode_grasps
-    from graspnet_edge_ros.formats import thread_options
+    from graspnet_edge_ros.backends.onnxruntime_backend import resolve_providers
+    from graspnet_edge_ros.formats import provider_options, thread_options
     from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
 
     if args.repeat < 1:
@@ -84,8 +123,11 @@ def cmd_infer_points(args) -> int:
         check_output_file(args.dump, "--dump")
     if args.grasps:
         check_output_file(args.grasps, "--grasps")
+    if args.providers:
+        resolve_providers(args.providers)  # an unknown name is a usage error before anything loads
     points = load_points(args.points)
-    runner = load_graspnet_runner(args.model, args.backend, **thread_options(args.backend, args.model, args.threads))
+    runner = load_graspnet_runner(args.model, args.backend, **thread_options(args.backend, args.model, args.threads),
+                                  **provider_options(args.backend, args.model, args.providers))
     # A raw dump must hold every seed; otherwise skip the head for seeds the decoder drops.
     skip = args.dump is None
     times = []
@@ -138,6 +180,8 @@ def cmd_detect(args) -> int:
         values["sampling_seed"] = args.seed
     if args.max_grasps is not None:
         values["max_grasps"] = args.max_grasps
+    if args.providers:
+        values["onnx_providers"] = args.providers
     if args.target_object:
         values["target_object_ids"] = list(args.target_object)
     config = from_mapping(values, DetectorConfig())
@@ -231,6 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--angle-logits", action="store_true",
                    help="AFFGA-Net: output the 120 angle logits instead of the in-graph argmax bin map")
     p.add_argument("--head-chunk-seeds", type=int, default=64, help="seeds per grasp-head call (split)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="split: int8 segments for CPUs (onnxruntime static quantisation, QDQ, per-channel weights)")
+    p.add_argument("--calibration-source", help="--quantize: real frames the calibration inputs are recorded on "
+                                                "(rosbag2 / .mcap, GraspNet capture, directory of captures, or "
+                                                "frame directory)")
+    p.add_argument("--calibration-samples", type=int, default=DEFAULT_CALIBRATION_SAMPLES,
+                   help=f"--quantize: recorded inputs per segment (default {DEFAULT_CALIBRATION_SAMPLES}; "
+                        "kept in a temporary directory, ~32 MB per pipeline run)")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="--quantize: skip the fp32 vs int8 comparison (int8_report.json)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("infer-points", help="one forward pass on exact input points")
@@ -242,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grasps", help="write decoded grasps (N x 17) to this .npy")
     p.add_argument("--repeat", type=int, default=1, help="run K times and print the median time")
     p.add_argument("--threads", type=int, default=0, help="CPU threads of the backend (0 = its default)")
+    p.add_argument("--providers", default=None, help=PROVIDERS_HELP)
     p.set_defaults(func=cmd_infer_points)
 
     p = sub.add_parser("detect", help="grasps for one RGB-D frame -> JSON (+ overlay PNG)")
@@ -260,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-type", choices=["auto", *MODEL_TYPES], default=None,
                    help="default: detected from the model file (give it for a compiled .bin)")
     p.add_argument("--backend", choices=backend_names(), default=None)
+    p.add_argument("--providers", default=None, help=PROVIDERS_HELP + "; overrides onnx_providers of --params-file")
     p.add_argument("--params-file", help="YAML of detector parameters: flat, or the node's parameter file "
                                          "(config/default.yaml; node-only keys are ignored)")
     p.add_argument("--seed", type=int, help="sampling seed for reproducible runs")

@@ -25,7 +25,9 @@ MODEL_TYPES = ("auto", "graspnet", "grconvnet", "affga")
 INT_ARRAY_FIELDS = frozenset({"target_object_ids"})
 
 # Fields that need a new backend/model: the node rejects runtime changes to them.
-RESTART_FIELDS = frozenset({"model_path", "model_type", "backend", "num_threads"})
+RESTART_FIELDS = frozenset({"model_path", "model_type", "backend", "num_threads", "onnx_providers"})
+# String fields that also take a list (YAML [a, b]); stored comma-separated.
+LIST_STRING_FIELDS = frozenset({"onnx_providers"})
 
 
 # Accepted ranges [low, high] (inclusive) of numeric parameters. config.validate enforces them and
@@ -98,6 +100,9 @@ class DetectorConfig:
     backend: str = _f("auto", "runtime: auto (from the model file: .pth/.pt torch, .onnx onnxruntime, .bin/.hbm "
                               "hobot_dnn, split directory onnxruntime or hobot_dnn) | onnxruntime | hobot_dnn | torch")
     num_threads: int = _f(0, "intra-op threads of the backend (0 = runtime default)")
+    onnx_providers: str = _f("cpu", "onnxruntime execution providers in order of preference, comma-separated: "
+                                    "cpu | cuda | tensorrt | openvino; one not installed falls back to CPU "
+                                    "with one warning")
     # --- points --------------------------------------------------------------------------------
     num_points: int = _f(20000, "points sampled from the workspace as model input")
     depth_scale: float = _f(0.001, "metres per unit of 16UC1 depth")
@@ -256,6 +261,7 @@ def validate(cfg: DetectorConfig) -> None:
              f"pose_convention must be one of {POSE_CONVENTIONS}, got {cfg.pose_convention!r}")
     _require(cfg.twin_policy in TWIN_POLICIES, f"twin_policy must be one of {TWIN_POLICIES}, got {cfg.twin_policy!r}")
     _check_backend_name(cfg.backend)
+    _check_providers(cfg.onnx_providers)
     _require(cfg.model_type in MODEL_TYPES, f"model_type must be one of {MODEL_TYPES}, got {cfg.model_type!r}")
     _require(cfg.planar_num_grasps >= 1, f"planar_num_grasps must be >= 1, got {cfg.planar_num_grasps}")
     _require(cfg.planar_width_scale > 0, f"planar_width_scale must be > 0, got {cfg.planar_width_scale}")
@@ -272,6 +278,16 @@ def _check_backend_name(backend: str) -> None:
 
     if not is_auto_backend(backend):
         get_format(backend)
+
+
+def _check_providers(providers: str) -> None:
+    """ConfigError for an execution provider name onnxruntime does not know (installed or not)."""
+    from graspnet_edge_ros.backends.onnxruntime_backend import resolve_providers
+
+    try:
+        resolve_providers(providers)
+    except ConfigError as exc:
+        raise ConfigError(f"onnx_providers: {exc}") from exc
 
 
 def from_mapping(values: dict, base: DetectorConfig | None = None) -> DetectorConfig:
@@ -319,6 +335,8 @@ def _coerce(key: str, value, default):
             if key in INT_ARRAY_FIELDS:
                 return tuple(_as_int(v) for v in value)
             return tuple(float(v) for v in value)
+        if key in LIST_STRING_FIELDS and isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return ",".join(v.strip() for v in value)
         if isinstance(value, (dict, list, tuple)):
             raise ValueError("not a string")
         return str(value)

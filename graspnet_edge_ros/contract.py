@@ -106,6 +106,10 @@ class SplitManifest:
     # backend -> how to produce its segment files when they are listed but not there yet
     # (e.g. the X5 .bin files before the conversion script ran).
     build_hints: dict = field(default_factory=dict)
+    # "float32", or "int8" for a statically quantised model (quantize.py), which then says in
+    # ``quantization`` how and on what it was calibrated. The segments' inputs/outputs stay float32.
+    precision: str = "float32"
+    quantization: dict = field(default_factory=dict)
 
     @property
     def segment_names(self) -> list[str]:
@@ -171,6 +175,8 @@ class SplitManifest:
             ],
             "steps": list(self.steps),
             **({"build_hints": dict(self.build_hints)} if self.build_hints else {}),
+            **({"precision": self.precision, "quantization": dict(self.quantization)}
+               if self.precision != "float32" else {}),
         }
 
     def save(self) -> Path:
@@ -199,7 +205,9 @@ class SplitManifest:
                 for s in data["segments"])
             manifest = cls(directory=path.parent, segments=segments, model=GraspNetConfig.from_json(data["model"]),
                            head_chunk_seeds=int(data["head_chunk_seeds"]), source=dict(data.get("source", {})),
-                           steps=tuple(data.get("steps", ())), build_hints=dict(data.get("build_hints", {})))
+                           steps=tuple(data.get("steps", ())), build_hints=dict(data.get("build_hints", {})),
+                           precision=str(data.get("precision", "float32")),
+                           quantization=dict(data.get("quantization", {})))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFormatError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from exc
         problems = manifest.problems()

@@ -1,7 +1,7 @@
 """FORMATS: the one table of model formats: suffixes, aliases, backend, exporter, model families.
 
 Every place that needs to know about formats asks this table: backend choice from a file
-(``resolve_backend``), the CLI's ``--backend``/``--model-type`` choices, ``thread_options``, the
+(``resolve_backend``), the CLI's ``--backend``/``--model-type`` choices, ``thread_options``/``provider_options``, the
 export dispatch of ``graspnet-edge export``, ``graspnet-edge env`` and the benchmarks' listing.
 Adding a runtime is one backend class plus one record here.
 
@@ -36,6 +36,7 @@ class BackendFormat:
         aliases: other accepted spellings of ``name``.
         model_types: the model families (MODEL_TYPES) this backend runs.
         thread_option: the constructor option that sets the CPU threads (None: the runtime has none).
+        provider_option: the constructor option that takes execution providers (None: the runtime has none).
         runs_split_segments: can run the segments of a split GraspNet export (manifest.json).
         exporters: model type -> "module:function" writing this format from a checkpoint; the
             function takes an ``export.checkpoint_export.ExportRequest`` and returns a summary line.
@@ -49,6 +50,7 @@ class BackendFormat:
     aliases: tuple[str, ...] = ()
     model_types: tuple[str, ...] = MODEL_TYPES
     thread_option: str | None = None
+    provider_option: str | None = None
     runs_split_segments: bool = False
     exporters: dict[str, str] = field(default_factory=dict)
     directory_marker: str | None = None
@@ -75,6 +77,7 @@ FORMATS: tuple[BackendFormat, ...] = (
         "onnxruntime-gpu on x86_64 or a Jetson Zoo / jetson-ai-lab wheel on Jetson",
         aliases=("ort", "onnx"),
         thread_option="intra_op_threads",
+        provider_option="providers",
         runs_split_segments=True,
         exporters={"graspnet": f"{_CHECKPOINT_EXPORT}:export_graspnet",
                    "grconvnet": f"{_CHECKPOINT_EXPORT}:export_planar",
@@ -202,6 +205,17 @@ def thread_options(backend: str | None, model_path, threads: int) -> dict:
         return {}
     option = get_format(resolve_backend(model_path, backend)).thread_option  # aliases and "auto" included
     return {option: int(threads)} if option else {}
+
+
+def provider_options(backend: str | None, model_path, providers) -> dict:
+    """The backend option selecting execution ``providers`` ({} when empty or the runtime has none).
+
+    ``providers``: a comma-separated string or a list ("cpu", "cuda", "tensorrt", "openvino").
+    """
+    if not providers:
+        return {}
+    option = get_format(resolve_backend(model_path, backend)).provider_option
+    return {option: providers} if option else {}
 
 
 def load_exporter(model_type: str):

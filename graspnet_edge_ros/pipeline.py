@@ -373,13 +373,14 @@ def resolve_model_type(config: DetectorConfig) -> str:
 
 def load_model_runner(config: DetectorConfig):
     """The runner of ``config.model_path``: a GraspNetRunner or, for planar networks, a PlanarRunner."""
-    from graspnet_edge_ros.formats import resolve_backend, thread_options
+    from graspnet_edge_ros.formats import provider_options, resolve_backend, thread_options
     from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
 
     # backend "" / "auto": the one the model file implies (ModelFormatError in one line for an unknown kind).
     backend = resolve_backend(config.model_path, config.backend)
     model_type = resolve_model_type(config)
-    options = thread_options(backend, config.model_path, config.num_threads)
+    options = {**thread_options(backend, config.model_path, config.num_threads),
+               **provider_options(backend, config.model_path, config.onnx_providers)}
     if model_type == "graspnet":
         return load_graspnet_runner(config.model_path, backend, **options)
     from graspnet_edge_ros.planar.runner import load_planar_runner

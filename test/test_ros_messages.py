@@ -348,7 +348,7 @@ IMPORT_LAYERS = (
     ("stages", ("postprocess/*", "support_plane.py", "targeting.py", "poses.py", "files.py", "visualization.py",
                 "planar/lifting.py", "planar/__init__.py"), ("foundation", "geometry")),
     ("pipeline", ("candidates.py", "pipeline.py"), ("foundation", "geometry", "backends", "runtime", "stages")),
-    ("apps", ("cli.py", "ros/*", "x5/*", "sim/*", "train/*"),
+    ("apps", ("cli.py", "quantize.py", "ros/*", "x5/*", "sim/*", "train/*"),
      ("foundation", "geometry", "backends", "runtime", "model", "export", "stages", "pipeline")),
 )
 

@@ -51,14 +51,16 @@ class CalibrationSummary:
 
 
 class _RecordingRunner:
-    """A segment runner that keeps every input it is given (then runs the real one)."""
+    """A segment runner that keeps every input it is given (the first ``limit``), then runs the real one."""
 
-    def __init__(self, runner):
+    def __init__(self, runner, limit: int | None = None):
         self.runner = runner
+        self.limit = limit
         self.calls: list[np.ndarray] = []
 
     def __call__(self, tensor: np.ndarray) -> np.ndarray:
-        self.calls.append(tensor.copy())
+        if self.limit is None or len(self.calls) < self.limit:
+            self.calls.append(tensor.copy())
         return self.runner(tensor)
 
 
