@@ -111,8 +111,7 @@ def _require_torch(command: str) -> None:
 # ------------------------------------------------------------------------------- infer-points
 def cmd_infer_points(args) -> int:
     from graspnet_edge_ros.postprocess.decode import decode_grasps
-    from graspnet_edge_ros.backends.onnxruntime_backend import resolve_providers
-    from graspnet_edge_ros.formats import provider_options, thread_options
+    from graspnet_edge_ros.formats import provider_options, resolve_providers, thread_options
     from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
 
     if args.repeat < 1:

@@ -282,7 +282,7 @@ def _check_backend_name(backend: str) -> None:
 
 def _check_providers(providers: str) -> None:
     """ConfigError for an execution provider name onnxruntime does not know (installed or not)."""
-    from graspnet_edge_ros.backends.onnxruntime_backend import resolve_providers
+    from graspnet_edge_ros.formats import resolve_providers
 
     try:
         resolve_providers(providers)

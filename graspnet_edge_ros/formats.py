@@ -16,12 +16,21 @@ import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from graspnet_edge_ros.contract import MANIFEST_NAME
 from graspnet_edge_ros.errors import ConfigError, ModelFormatError
 
 # The model families: GraspNet (points -> 6-DoF) and the planar networks (images -> 4-DoF, lifted).
 MODEL_TYPES = ("graspnet", "grconvnet", "affga")
+
+# Short names of the ONNX Runtime execution providers (``onnx_providers``, ``--providers``).
+PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
 
 
 @dataclass(frozen=True)
@@ -230,3 +239,30 @@ def load_exporter(model_type: str):
             return getattr(importlib.import_module(module_name), function_name)
     exportable = sorted({t for fmt in FORMATS for t in fmt.exporters})
     raise ConfigError(f"no exporter for model type {model_type!r} (exportable: {', '.join(exportable)})")
+
+
+def resolve_providers(providers: Sequence[str] | str | None) -> list[str]:
+    """Map short names to ORT provider names, keep order, add CUDA behind TensorRT and CPU last.
+
+    ``providers``: a list, or one comma-separated string ("tensorrt,cuda"); None or empty = CPU.
+    Raises ConfigError for a name that is neither a short nor a full ORT name.
+    """
+    if providers is None:
+        providers = ["cpu"]
+    elif isinstance(providers, str):
+        providers = [p for p in providers.split(",") if p.strip()]
+    full_names = set(PROVIDER_NAMES.values())
+    resolved: list[str] = []
+    for provider in providers:
+        key = str(provider).strip()
+        ort_name = PROVIDER_NAMES.get(key.lower(), key if key in full_names else None)
+        if ort_name is None:
+            raise ConfigError(
+                f"onnxruntime: unknown provider {provider!r} (valid: {', '.join(PROVIDER_NAMES)} "
+                "or their ORT names)"
+            )
+        resolved.append(ort_name)
+        if ort_name == PROVIDER_NAMES["tensorrt"]:
+            resolved.append(PROVIDER_NAMES["cuda"])
+    cpu = PROVIDER_NAMES["cpu"]
+    return [p for p in dict.fromkeys(resolved) if p != cpu] + [cpu]

@@ -10,16 +10,10 @@ import numpy as np
 
 from graspnet_edge_ros.backends.base import InferenceBackend, TensorSpec
 from graspnet_edge_ros.errors import BackendUnavailableError, ConfigError, ModelFormatError
-from graspnet_edge_ros.formats import get_format
+from graspnet_edge_ros.formats import PROVIDER_NAMES, get_format, resolve_providers
 
 LOGGER = logging.getLogger(__name__)
 
-PROVIDER_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-}
 # Provider sets already reported as missing: a split model opens one session per segment, and a
 # provider that is not installed is one fact, so it is logged once per process, not per session.
 _REPORTED_MISSING: set[tuple[str, ...]] = set()
@@ -138,33 +132,6 @@ def _thread_count(option: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ConfigError(f"onnxruntime: {option} must be an integer >= 0 (0 = ORT default), got {value!r}")
     return int(value)
-
-
-def resolve_providers(providers: Sequence[str] | str | None) -> list[str]:
-    """Map short names to ORT provider names, keep order, add CUDA behind TensorRT and CPU last.
-
-    ``providers``: a list, or one comma-separated string ("tensorrt,cuda"); None or empty = CPU.
-    Raises ConfigError for a name that is neither a short nor a full ORT name.
-    """
-    if providers is None:
-        providers = ["cpu"]
-    elif isinstance(providers, str):
-        providers = [p for p in providers.split(",") if p.strip()]
-    full_names = set(PROVIDER_NAMES.values())
-    resolved: list[str] = []
-    for provider in providers:
-        key = str(provider).strip()
-        ort_name = PROVIDER_NAMES.get(key.lower(), key if key in full_names else None)
-        if ort_name is None:
-            raise ConfigError(
-                f"onnxruntime: unknown provider {provider!r} (valid: {', '.join(PROVIDER_NAMES)} "
-                "or their ORT names)"
-            )
-        resolved.append(ort_name)
-        if ort_name == PROVIDER_NAMES["tensorrt"]:
-            resolved.append(PROVIDER_NAMES["cuda"])
-    cpu = PROVIDER_NAMES["cpu"]
-    return [p for p in dict.fromkeys(resolved) if p != cpu] + [cpu]
 
 
 def _specs_from_ort(node_args, kind: str) -> list[TensorSpec]:

@@ -19,6 +19,7 @@ from torch import nn
 
 from graspnet_edge_ros.contract import (CROP_FEATURES, HEAD_LAYOUTS, SEGMENT_INPUT, SEGMENT_OUTPUT, SegmentEntry,
                                         SplitManifest, geometry_steps)
+from graspnet_edge_ros.errors import ConfigError
 from graspnet_edge_ros.model.config import GraspNetConfig
 from graspnet_edge_ros.model.graspnet import GraspNet
 
@@ -61,7 +62,7 @@ def segment_specs(config: GraspNetConfig, head_chunk_seeds: int = DEFAULT_HEAD_C
     }
     unknown = [layout for layout in head_layouts if layout not in heads]
     if unknown or not head_layouts:
-        raise ValueError(f"head_layouts must name some of {list(heads)}, got {list(head_layouts)}")
+        raise ConfigError(f"head_layouts must name some of {list(heads)}, got {list(head_layouts)}")
     return [
         SegmentSpec("sa1", (1, 3, n1, k1), (1, 128, n1, 1), "SA1 MLP + max over ball samples"),
         SegmentSpec("sa2", (1, 131, n2, k2), (1, 256, n2, 1), "SA2 MLP + max"),
