@@ -360,10 +360,10 @@ def quant_check(kit, frames, num_seeds: int = 2, top_k: int = 10, range_scale: f
                 continue
             if frame.name in previous:
                 report.sampling_reference.append(match_grasps(previous[frame.name], results["float"].grasps, top_k,
-                                                              base.nms_translation_m, base.nms_rotation_rad))
+                                                              base.nms.nms_translation_m, base.nms.nms_rotation_rad))
             previous[frame.name] = results["float"].grasps
             match = match_grasps(results["float"].grasps, results["int8"].grasps, top_k,
-                                 base.nms_translation_m, base.nms_rotation_rad)
+                                 base.nms.nms_translation_m, base.nms.nms_rotation_rad)
             report.runs.append({"frame": frame.name, "seed": seed, **match,
                                 "published_float": len(results["float"].grasps),
                                 "published_int8": len(results["int8"].grasps),
