@@ -28,7 +28,8 @@ BAD_VALUES = [
     ("max_grasps", "7.5", "max_grasps must be an integer, got the number 7.5"),
     ("tcp_offset_m", "true", "tcp_offset_m must be a number, got the boolean true"),
     ("pose_convention", "3", "pose_convention must be a string, got the integer 3"),
-    ("workspace_min_xyz", "['a', 'b', 'c']", "workspace_min_xyz must be a list of numbers, got the list ['a', 'b', 'c']"),
+    ("workspace_min_xyz", "['a', 'b', 'c']",
+     "workspace_min_xyz must be a list of numbers, got the list ['a', 'b', 'c']"),
     ("target_object_ids", "[1.5]", "target_object_ids must be a list of integers, got the list [1.5]"),
 ]
 IDS = [f"{name}={text}" for name, text, _ in BAD_VALUES]

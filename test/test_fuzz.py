@@ -339,7 +339,8 @@ def test_fuzzed_arrays_through_the_pipeline(example_frame):
 def test_fuzzed_frames_through_the_real_split_model(example_frame, split_model_dir):
     """A seeded subset through the trained network exported as the robot runs it."""
     frame = downsampled(example_frame, REAL_DOWNSAMPLE)
-    detector = GraspDetector(DetectorConfig.from_flat(model_path=str(split_model_dir), sampling_seed=0, num_points=8000))
+    detector = GraspDetector(DetectorConfig.from_flat(model_path=str(split_model_dir), sampling_seed=0,
+                                                      num_points=8000))
     result, _ = detect_on_messages(detector, *messages_of(frame))
     assert result.status == STATUS_OK, result.reason
     rng = np.random.default_rng(SEED + 2)

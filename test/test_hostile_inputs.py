@@ -547,7 +547,7 @@ def test_every_bounded_parameter_refuses_values_beyond_its_bounds():
 
     defaults = DetectorConfig()
     for name, (low, high) in BOUNDS.items():
-        default = getattr(defaults, name)
+        default = defaults.value(name)
         above = high + 1 if isinstance(default, int) else high * 2 + 1.0
         below = low - 1 if isinstance(default, int) else low - abs(low) - 1.0
         for value in (above, below):

@@ -45,7 +45,8 @@ def intrinsics(example_scene) -> CameraIntrinsics:
 
 @pytest.fixture(scope="module")
 def onnx_result(grconvnet_onnx, mask_path, example_scene, intrinsics):
-    config = DetectorConfig.from_flat(model_path=str(grconvnet_onnx), workspace_mask_path=str(mask_path), sampling_seed=0)
+    config = DetectorConfig.from_flat(model_path=str(grconvnet_onnx), workspace_mask_path=str(mask_path),
+                                      sampling_seed=0)
     detector = GraspDetector(config)
     return detector, detector.detect(example_scene["color"], example_scene["depth"], "16UC1", intrinsics)
 
@@ -114,7 +115,7 @@ def test_without_filters_every_decoded_grasp_is_published_best_first(onnx_result
     try:
         result = detector.detect(example_scene["color"], example_scene["depth"], "16UC1", intrinsics)
     finally:
-        detector.update_config(detector.config.replace(**{k: getattr(DetectorConfig(), k) for k in (
+        detector.update_config(detector.config.replace(**{k: DetectorConfig().value(k) for k in (
             "collision_thresh", "table_plane_mode", "executability_filter", "nms_enabled", "planar_num_grasps")}))
     assert result.status == "ok"
     assert result.counts["decoded"] == result.counts["published"] == 6

@@ -235,7 +235,7 @@ def _quaternion_xyzw(rotation: np.ndarray) -> list[float]:
 def commands_from_result(result, config: DetectorConfig, camera_pose: np.ndarray, top_k: int) -> list[GraspCommand]:
     """The top-k published grasps of a DetectionResult as world-frame GraspCommands.
 
-    Uses only what a robot receives: TCP poses (position, rotation in ``config.poses.pose_convention``,
+    Uses only what a robot receives: TCP poses (position, rotation in the ``pose_convention``,
     approach), width and depth; the grasp point is the TCP position minus ``tcp_offset_m`` along
     the approach.
     """
