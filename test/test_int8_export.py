@@ -90,10 +90,10 @@ def test_int8_directory_loads_through_the_node_loader(int8_export, example_cloud
     """The node builds ``GraspDetector(config)``, whose runner comes from ``load_model_runner``."""
     from graspnet_edge_ros.pipeline import load_model_runner
 
-    runner = load_model_runner(DetectorConfig(model_path=str(int8_export), num_threads=2))
+    runner = load_model_runner(DetectorConfig.from_flat(model_path=str(int8_export), num_threads=2))
     assert runner.kind == "split" and runner.backend_name == "onnxruntime"
     raw = runner(example_cloud.sampled)
-    reference = load_model_runner(DetectorConfig(model_path=str(split_model_dir)))(example_cloud.sampled)
+    reference = load_model_runner(DetectorConfig.from_flat(model_path=str(split_model_dir)))(example_cloud.sampled)
     # Same FPS and geometry (float); the learned outputs are close to fp32, not equal.
     np.testing.assert_array_equal(raw["fp2_inds"], reference["fp2_inds"])
     objectness = raw["objectness_score"][0].argmax(0)
