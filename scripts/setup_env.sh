@@ -118,7 +118,7 @@ warmup_kernels() {
     set +u
     unset PYTHONPATH  # the install space, not a source tree on the caller's path
     . "$repo/scripts/env.sh" "$distro" >/dev/null
-    "$install_base/bin/graspnet-edge" warmup
+    "$install_base/graspnet_edge_ros/bin/graspnet-edge" warmup
   )
 }
 banner "numba kernels: graspnet-edge warmup (compiled into ${install_base##*/}/'s cache once, then loaded)"

@@ -93,3 +93,20 @@ def test_warmup_with_a_missing_model_is_one_line(tmp_path):
 def test_warmup_rejects_negative_threads(tmp_path):
     result = _run(["-m", "graspnet_edge_ros.cli", "warmup", "--threads", "-1"], tmp_path / "cache")
     assert result.returncode == 2 and "--threads" in result.stderr, result.stderr
+
+
+def test_set_up_left_the_install_space_compiled():
+    """scripts/setup_env.sh ran warmup for the install space: what the node imports loads from the cache."""
+    from conftest import install_space
+
+    packages = sorted(install_space().glob(f"graspnet_edge_ros/lib/python3*/site-packages"))
+    if not packages or not (packages[0] / "graspnet_edge_ros" / "warmup.py").is_file():
+        pytest.skip("no current install space: run scripts/setup_env.sh")
+    code = ("import json, graspnet_edge_ros.warmup as w; assert w.__file__.startswith(%r), w.__file__; "
+            "print(json.dumps(w.load_kernels().__dict__))" % str(packages[0]))
+    env = {key: value for key, value in os.environ.items() if key != "NUMBA_CACHE_DIR"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                            env={**env, "PYTHONPATH": str(packages[0])}, cwd=packages[0])
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout.strip().splitlines()[-1])
+    assert stats["signatures"] > 0 and stats["cache_misses"] == 0, stats
