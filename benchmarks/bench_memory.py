@@ -73,12 +73,12 @@ def child(model: str, memory_arena: str, frames: int) -> dict:
     import graspnet_edge_ros.pipeline  # noqa: F401
     step("import the pipeline")
     color, depth, _, intrinsics, _ = example_frame()
+    from graspnet_edge_ros.warmup import ensure_kernels_loaded
+
+    ensure_kernels_loaded()
+    step("numba kernels (loaded from the cache)")
     detector = _detector(model, memory_arena)
     step("7 onnxruntime sessions")
-    from graspnet_edge_ros.warmup import load_kernels
-
-    load_kernels()
-    step("numba kernels (loaded from cache)")
     import tracemalloc
 
     for index in range(frames):
