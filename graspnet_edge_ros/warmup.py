@@ -23,6 +23,7 @@ KERNEL_MODULES = (
     "graspnet_edge_ros.camera",
     "graspnet_edge_ros.geometry.native",
     "graspnet_edge_ros.geometry.native_grid",
+    "graspnet_edge_ros.geometry.native_crop",
     "graspnet_edge_ros.support_plane",
     "graspnet_edge_ros.postprocess.collision",
     "graspnet_edge_ros.postprocess.nms",
@@ -40,13 +41,15 @@ class KernelStats:
 
 
 def kernel_dispatchers() -> dict[str, object]:
-    """{"module.function": numba dispatcher} of every jitted function of KERNEL_MODULES."""
+    """{"module.function": numba dispatcher} of every jitted function of KERNEL_MODULES and of any
+    other module of the package imported so far (so a kernel missing from the list is still seen)."""
     from numba.core.dispatcher import Dispatcher
 
+    names = set(KERNEL_MODULES) | {name for name in list(sys.modules) if name.startswith("graspnet_edge_ros.")}
     found = {}
-    for name in KERNEL_MODULES:
-        module = importlib.import_module(name)
-        for attribute, value in vars(module).items():
+    for name in sorted(names):
+        module = importlib.import_module(name) if name in KERNEL_MODULES else sys.modules.get(name)
+        for attribute, value in list(vars(module).items()) if module is not None else ():
             if isinstance(value, Dispatcher) and getattr(value.py_func, "__module__", None) == name:
                 found[f"{name}.{attribute}"] = value
     return found
@@ -64,11 +67,12 @@ def load_kernels() -> KernelStats:
 
     Runs each stage's public function on a synthetic 96x128 table-top frame with one box: the
     camera step (with and without a mask), the support-plane fit and band test, the geometry
-    operators, the collision check (cropped and whole-scene) and NMS. Takes a few ms per kernel
+    operators (the grasp head's crop pooling included), the collision check (cropped and
+    whole-scene) and NMS. Takes a few ms per kernel
     from the cache; about 20-40 s (x86) when everything compiles.
     """
     from graspnet_edge_ros.camera import Workspace, sample_cloud, select_workspace
-    from graspnet_edge_ros.geometry import native
+    from graspnet_edge_ros.geometry import native, native_crop
     from graspnet_edge_ros.grasps import GraspGroup
     from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector
     from graspnet_edge_ros.postprocess.nms import grasp_nms
@@ -83,6 +87,11 @@ def load_kernels() -> KernelStats:
     keep = plane.in_band(selection.cloud, 0.005, 0.3, 0.02)
     cloud = sample_cloud(selection.subset(keep), 256, 0).cloud
     native.warmup()
+    native_crop.warmup()  # pools into a whole array; the split runtime also pools into column slices:
+    crop_points = np.array([[0.0, 0.0, 0.5], [0.01, 0.0, 0.5], [0.0, 0.01, 0.5]], np.float32)
+    layout = native_crop.crop_union_layout(crop_points, crop_points[:1], np.eye(3, dtype=np.float32)[None],
+                                           np.array([[[0, 1], [0, 2]]], np.int32), 5)
+    native_crop.pool_crop_features(np.ones((2, 5), np.float32), layout, 0, np.empty((2, 4), np.float32)[:, 1:3])
     grasps = _grasps_over(cloud)
     plane.in_band(grasps.translations, 0.005, 0.3, 0.02)
     ModelFreeCollisionDetector(cloud, crop_to=grasps).detect(grasps)
@@ -96,12 +105,22 @@ _loaded = False
 
 
 def ensure_kernels_loaded() -> None:
-    """``load_kernels`` once per process (later calls return at once)."""
+    """``load_kernels`` once per process (later calls return at once).
+
+    Never fails a detector for it: should the synthetic scene stop suiting a stage (a library error),
+    the kernels it did not reach compile or load on first use, as without this call, and
+    test_warmup's zero-miss check names the gap.
+    """
     global _loaded
+    from graspnet_edge_ros.errors import GraspNetEdgeError
+
     with _loaded_lock:
         if not _loaded:
-            load_kernels()
             _loaded = True
+            try:
+                load_kernels()
+            except GraspNetEdgeError:
+                pass
 
 
 def synthetic_tabletop(height: int, width: int):
