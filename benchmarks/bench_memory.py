@@ -131,7 +131,10 @@ def main(argv=None) -> int:
         reports = {}
         for variant in VARIANTS:
             out = subprocess.run([sys.executable, __file__, "--child", variant, "--model", model,
-                                  "--frames", str(args.frames)], check=True, capture_output=True, text=True)
+                                  "--frames", str(args.frames)], capture_output=True, text=True)
+            if out.returncode != 0:
+                print(f"the arena {variant!r} process failed:\n{out.stderr}", file=sys.stderr)
+                return 1
             reports[variant] = json.loads(out.stdout.strip().splitlines()[-1])
         latency = interleaved_latency(model, max(3, args.frames // 2))
     rows = []
