@@ -2,7 +2,7 @@
 
 Each variant runs in a fresh child process that imports what the node imports (rclpy when
 installed, numpy, scipy, numba, onnxruntime, the pipeline), builds the detector on the split model
-(7 onnxruntime sessions), loads the numba kernels (``graspnet-edge warmup`` beforehand, so from the
+(one onnxruntime session per segment), loads the numba kernels (``graspnet-edge warmup`` beforehand, so from the
 on-disk cache) and runs --frames detections of the real 1280x720 example frame; it prints VmRSS after
 each step, the Python-side peak of one frame (tracemalloc: numpy buffers) and whether torch was
 imported. Then one process holds a detector per variant and alternates frames between them, so
@@ -78,7 +78,7 @@ def child(model: str, memory_arena: str, frames: int) -> dict:
     ensure_kernels_loaded()
     step("numba kernels (loaded from the cache)")
     detector = _detector(model, memory_arena)
-    step("7 onnxruntime sessions")
+    step("the split model's onnxruntime sessions")
     import tracemalloc
 
     for index in range(frames):

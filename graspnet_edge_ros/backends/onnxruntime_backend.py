@@ -144,13 +144,13 @@ def memory_options(ort, options, memory_arena: str = "shared") -> None:
     """Set where the intermediate tensors of a session live (``options``: ``ort.SessionOptions``).
 
     "session" is ORT's default: each session keeps its own CPU arena, which grows to that session's
-    peak and never shrinks; the split model's seven sessions then hold their seven peaks for good
-    (about 0.4 GB more resident memory than "shared" on 20000 points, benchmarks/bench_memory.py).
+    peak and never shrinks; the split model's segment sessions then hold one peak each for good
+    (0.3-0.4 GB more resident memory than "shared" on 20000 points, benchmarks/bench_memory.py).
     "shared": one arena registered in ORT's process-wide environment serves every session that
     asks for it (``session.use_env_allocators``); the segments run one after another, so it only
     grows to the largest single run. Same latency as "session" (measured in one process).
     "off": no arena, tensors are malloc'd and freed per run: the least memory, but every run
-    page-faults its buffers in again (about +50 % model CPU time measured here).
+    page-faults its buffers in again (+40-60 % process CPU time per frame measured here).
     """
     if memory_arena not in MEMORY_ARENAS:
         raise ConfigError(f"onnxruntime: memory_arena must be one of {MEMORY_ARENAS}, got {memory_arena!r}")
