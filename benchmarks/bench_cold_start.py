@@ -44,8 +44,8 @@ def child(model: str, repeat: int, prime: bool) -> dict:
     color, depth, _, intrinsics, scale = example_frame()
     mask = shared_dir() / "data" / "graspnet_example" / "workspace_mask.png"
     start = time.perf_counter()
-    detector = GraspDetector(DetectorConfig(model_path=model, workspace_mask_path=str(mask), depth_scale=scale,
-                                            num_threads=2, sampling_seed=0))
+    detector = GraspDetector(DetectorConfig.from_flat(model_path=model, workspace_mask_path=str(mask),
+                                                      depth_scale=scale, num_threads=2, sampling_seed=0))
     if prime:
         detector.prime()
     constructed = time.perf_counter() - start

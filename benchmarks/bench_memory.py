@@ -44,8 +44,8 @@ def _detector(model: str, memory_arena: str):
 
     _, _, _, _, scale = example_frame()
     mask = shared_dir() / "data" / "graspnet_example" / "workspace_mask.png"
-    config = DetectorConfig(model_path=model, depth_scale=scale, num_threads=2, sampling_seed=0,
-                            workspace_mask_path=str(mask))
+    config = DetectorConfig.from_flat(model_path=model, depth_scale=scale, num_threads=2, sampling_seed=0,
+                                      workspace_mask_path=str(mask))
     runner = load_graspnet_runner(model, "onnxruntime", intra_op_threads=2, memory_arena=memory_arena)
     return GraspDetector(config, runner=runner)
 

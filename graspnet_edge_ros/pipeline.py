@@ -78,9 +78,10 @@ class GraspDetector:
         # Load the numba kernels from their on-disk cache now rather than in the first frame (about
         # 1 s on x86; compiles them when `graspnet-edge warmup` has not run since the install).
         ensure_kernels_loaded()
-        if config.workspace_mask_path:
+        mask_path = config.camera.workspace_mask_path
+        if mask_path:
             try:  # read the mask now, not in the first frame
-                self._mask_cache = (config.workspace_mask_path, load_mask(config.workspace_mask_path))
+                self._mask_cache = (mask_path, load_mask(mask_path))
             except InputError:
                 pass  # an unreadable mask is reported by every frame (status no_valid_input)
 

@@ -168,7 +168,7 @@ def main(model: str | None = None, num_threads: int = 0, stream=sys.stdout) -> i
         from graspnet_edge_ros.pipeline import GraspDetector
 
         start = time.perf_counter()
-        detector = GraspDetector(DetectorConfig(model_path=str(model), num_threads=num_threads))
+        detector = GraspDetector(DetectorConfig.from_flat(model_path=str(model), num_threads=num_threads))
         loaded = time.perf_counter() - start
         depth, intrinsics = synthetic_tabletop(240, 320)
         result = detector.detect(None, depth, "32FC1", intrinsics)

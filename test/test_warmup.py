@@ -31,13 +31,13 @@ DETECT_AND_COUNT = textwrap.dedent("""
     intrinsics, scale = read_intrinsics(depth.shape, None, f"{data}/meta.mat")
     statuses = []
     for mask in (f"{data}/workspace_mask.png", ""):
-        detector = GraspDetector(DetectorConfig(model_path=model, workspace_mask_path=mask, depth_scale=scale,
-                                                sampling_seed=0, num_threads=2))
+        detector = GraspDetector(DetectorConfig.from_flat(model_path=model, workspace_mask_path=mask,
+                                                          depth_scale=scale, sampling_seed=0, num_threads=2))
         statuses.append(detector.detect(color, depth, encoding, intrinsics).status)
     labels = np.zeros(depth.shape, np.int32)
     labels[300:420, 560:700] = 3
-    targeted = GraspDetector(DetectorConfig(model_path=model, depth_scale=scale, sampling_seed=0, num_threads=2,
-                                            target_object_ids=(3,), target_context_m=0.1))
+    targeted = GraspDetector(DetectorConfig.from_flat(model_path=model, depth_scale=scale, sampling_seed=0,
+                                                      num_threads=2, target_object_ids=(3,), target_context_m=0.1))
     statuses.append(targeted.detect(color, depth, encoding, intrinsics, object_labels=labels).status)
     print(json.dumps({"statuses": statuses, **kernel_stats().__dict__}))
 """)
