@@ -8,7 +8,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # bench_soak.py replays >= 1000 frames into the node; run it on its own (see README).
 BENCHMARKS = ("bench_geometry.py", "bench_postprocess.py", "bench_graspnet.py", "bench_pipeline.py", "bench_planar.py",
-              "bench_targeting.py", "sim_pick.py")
+              "bench_targeting.py", "bench_cold_start.py", "bench_memory.py", "sim_pick.py")
 
 
 def print_backends() -> None:

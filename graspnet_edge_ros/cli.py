@@ -1,6 +1,6 @@
 """``graspnet-edge``: the command line of the ROS-free core.
 
-Sub-commands: env, export (GraspNet or planar), infer-points, detect, and the optional replay
+Sub-commands: env, export (GraspNet or planar), infer-points, detect, warmup, and the optional replay
 (ROS layer) and x5-prepare / x5-check / x5-quant-check (RDK X5 kit).
 Library errors become one line on stderr and a non-zero exit code, never a traceback.
 """
@@ -251,6 +251,15 @@ def print_result_table(result, top: int = 10) -> None:
 
 
 
+# ------------------------------------------------------------------------------------ warmup
+def cmd_warmup(args) -> int:
+    from graspnet_edge_ros.warmup import main as warmup
+
+    if args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+    return warmup(args.model, args.threads)
+
+
 # -------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graspnet-edge", description=__doc__.splitlines()[0])
@@ -323,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="grasps.json")
     p.add_argument("--overlay", help="overlay.png")
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("warmup", help="compile every numba kernel into the on-disk cache (run once after "
+                                      "install/build, so no process compiles at run time); optionally load a model")
+    p.add_argument("--model", help="also load this model and run one synthetic frame through it")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of the backend (0 = its default)")
+    p.set_defaults(func=cmd_warmup)
 
     _add_optional_commands(sub)
     return parser
