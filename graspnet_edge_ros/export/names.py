@@ -6,6 +6,12 @@ from graspnet_edge_ros.backends.base import TensorSpec
 # Every split segment has one input and one output tensor with these names.
 SEGMENT_INPUT = "input"
 SEGMENT_OUTPUT = "output"
+# Split layouts (model/segments.py): "grouped" SA segments run their whole MLP (X5 kit);
+# "factored" SA2..SA4 segments start after their first layer, which the runtime applies from
+# the folded weights in FIRST_LAYERS_FILE.
+SPLIT_LAYOUTS = ("grouped", "factored")
+FACTORED_SA = ("sa2", "sa3", "sa4")
+FIRST_LAYERS_FILE = "first_layers.npz"
 
 SINGLE_FILE_INPUT = "point_clouds"
 # What pred_decode reads, plus the view diagnostics (official end_points names, batch 1).

@@ -16,9 +16,10 @@ from torch import nn
 
 from graspnet_edge_ros import __version__
 from graspnet_edge_ros.errors import ExportError
-from graspnet_edge_ros.export.names import SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS
+from graspnet_edge_ros.export.names import FIRST_LAYERS_FILE, SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS, SPLIT_LAYOUTS
 from graspnet_edge_ros.model.graspnet import GraspNet
-from graspnet_edge_ros.model.segments import INPUT_NAME, OUTPUT_NAME, segment_modules, segment_specs
+from graspnet_edge_ros.model.segments import (INPUT_NAME, OUTPUT_NAME, first_layer_weights, segment_modules,
+                                              segment_specs)
 from graspnet_edge_ros.runtime.manifest import SplitManifest
 
 # What the X5 BPU runs natively (edge_deploy.md §0/§2.5); anything else in a segment is an error.
@@ -79,15 +80,26 @@ def export_single_file(model: GraspNet, output: str | Path, num_points: int = 20
 
 
 def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int = 64,
-                 source: dict | None = None) -> SplitManifest:
-    """Each learned segment as an opset-11, IR<=7, fixed-shape 4-D ONNX file, plus manifest.json."""
+                 source: dict | None = None, layout: str = "factored") -> SplitManifest:
+    """Each learned segment as an opset-11, IR<=7, fixed-shape 4-D ONNX file, plus manifest.json.
+
+    ``layout``: "factored" (default, fastest on a CPU; the first SA2..SA4 layers go to
+    FIRST_LAYERS_FILE) or "grouped" (every SA segment runs its whole MLP; the X5 kit's layout).
+    See model/segments.py.
+    """
     from graspnet_edge_ros.runtime.segment_runners import manifest_for_model
 
+    if layout not in SPLIT_LAYOUTS:
+        raise ExportError(f"layout must be one of {list(SPLIT_LAYOUTS)}, got {layout!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    modules = segment_modules(model)
+    modules = segment_modules(model, layout)
     files = {}
-    for spec in segment_specs(model.config, head_chunk_seeds):
+    first_layers = ""
+    if layout == "factored":
+        first_layers = FIRST_LAYERS_FILE
+        np.savez(directory / first_layers, **first_layer_weights(model))
+    for spec in segment_specs(model.config, head_chunk_seeds, layout):
         path = directory / f"{spec.name}.onnx"
         example = torch.zeros(spec.input_shape, dtype=torch.float32)
         try:
@@ -98,7 +110,7 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
                ir_version=BPU_MAX_IR_VERSION)
         check_segment(path, spec.input_shape, spec.output_shape)
         files[spec.name] = {"onnxruntime": path.name}
-    manifest = manifest_for_model(model, directory, head_chunk_seeds, files, source)
+    manifest = manifest_for_model(model, directory, head_chunk_seeds, files, source, layout, first_layers)
     manifest.save()
     return manifest
 

@@ -268,6 +268,109 @@ def cylinder_group(xyz, centers, rotations, idx) -> np.ndarray:
     return _cylinder_group_kernel(points, query, frames, flat).reshape(*indices.shape, 3)
 
 
+# -- set-abstraction grouping (segment inputs) ----------------------------------------------------
+
+@njit(cache=True, parallel=True)
+def _group_xyz_kernel(points, centers, idx, radius, out):
+    for s in prange(idx.shape[0]):
+        cx = centers[s, 0]
+        cy = centers[s, 1]
+        cz = centers[s, 2]
+        for k in range(idx.shape[1]):
+            j = idx[s, k]
+            out[0, s, k] = (points[j, 0] - cx) / radius
+            out[1, s, k] = (points[j, 1] - cy) / radius
+            out[2, s, k] = (points[j, 2] - cz) / radius
+
+
+def group_xyz(xyz, centers, idx, radius: float, out: np.ndarray | None = None) -> np.ndarray:
+    """(3, S, K) official radius-normalised grouping, (xyz[idx] − centre) / radius in float32.
+
+    ``out``: an optional (3, S, K) float32 C-contiguous buffer to write into (e.g. a reused
+    segment input), returned.
+    """
+    points = _points(xyz, "xyz")
+    query = _points(centers, "centers", allow_empty=True)
+    indices = _group_indices(idx, len(query), len(points))
+    out = _output_buffer(out, (3,) + indices.shape)
+    _group_xyz_kernel(points, query, indices, _finite_float32(radius, "radius"), out)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _group_first_layer_kernel(points, centers, idx, radius, projected, weight_xyz, bias, out):
+    num_samples = idx.shape[1]
+    for s in prange(idx.shape[0]):
+        normalised = np.empty((num_samples, 3), np.float32)
+        for k in range(num_samples):
+            j = idx[s, k]
+            for axis in range(3):
+                normalised[k, axis] = (points[j, axis] - centers[s, axis]) / radius
+        for c in range(projected.shape[0]):
+            w0 = weight_xyz[c, 0]
+            w1 = weight_xyz[c, 1]
+            w2 = weight_xyz[c, 2]
+            b = bias[c]
+            row = projected[c]
+            for k in range(num_samples):
+                value = row[idx[s, k]] + (w0 * normalised[k, 0] + w1 * normalised[k, 1]
+                                          + w2 * normalised[k, 2]) + b
+                out[c, s, k] = value if value > 0 else np.float32(0.0)
+
+
+def group_first_layer(xyz, centers, idx, radius: float, projected, weight_xyz, bias,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """First SA layer (1x1 conv, BN folded, ReLU) on [normalised xyz, features], per group.
+
+    The layer is linear in its input, so the feature half is computed once per source point
+    (``projected`` = W_feat · features, (C, N)) instead of once per (centre, neighbour); this
+    adds the xyz half per group: out[c, s, k] = relu(projected[c, j] + W_xyz[c] · (p_j − c_s)/r
+    + bias[c]) with j = idx[s, k].
+
+    Args:
+        xyz: (N, 3) float32 source points; centers: (S, 3); idx: (S, K) ball-query indices.
+        radius: the ball-query radius (normalisation). projected: (C, N) float32.
+        weight_xyz: (C, 3) float32; bias: (C,) float32 (BatchNorm folded in).
+        out: optional (C, S, K) float32 C-contiguous buffer to write into, returned.
+
+    Returns:
+        (C, S, K) float32 activations of the first layer.
+    """
+    points = _points(xyz, "xyz")
+    query = _points(centers, "centers", allow_empty=True)
+    indices = _group_indices(idx, len(query), len(points))
+    features = np.ascontiguousarray(projected, dtype=np.float32)
+    weights = np.ascontiguousarray(weight_xyz, dtype=np.float32)
+    offsets = np.ascontiguousarray(bias, dtype=np.float32)
+    channels = features.shape[0]
+    if features.shape != (channels, len(points)) or weights.shape != (channels, 3) \
+            or offsets.shape != (channels,):
+        raise InputError(f"projected {features.shape}, weight_xyz {weights.shape} and bias "
+                         f"{offsets.shape} must be (C, {len(points)}), (C, 3), (C,)")
+    out = _output_buffer(out, (channels,) + indices.shape)
+    _group_first_layer_kernel(points, query, indices, _finite_float32(radius, "radius"), features,
+                              weights, offsets, out)
+    return out
+
+
+def _group_indices(idx, num_centers: int, num_points: int) -> np.ndarray:
+    indices = np.ascontiguousarray(idx, dtype=np.int32)
+    if indices.ndim != 2 or indices.shape[0] != num_centers:
+        raise InputError(f"idx must have shape ({num_centers}, K), got {indices.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= num_points):
+        raise InputError(f"idx out of range for {num_points} points")
+    return indices
+
+
+def _output_buffer(out, shape: tuple[int, ...]) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, np.float32)
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise InputError(f"out must be a C-contiguous float32 array of shape {shape}, got "
+                         f"{out.dtype} {out.shape}")
+    return out
+
+
 # -- feature propagation --------------------------------------------------------------------------
 
 @njit(cache=True, parallel=True)
@@ -374,4 +477,7 @@ def warmup() -> None:
         ball_query(points, points[:4], 0.5, 4, method=method)
         cylinder_query(points, points[:4], frames, 0.5, -0.1, [0.1, 0.2], 4, method=method)
     three_nn(points[:4], points)
+    group_xyz(points, points[:4], np.zeros((4, 2), np.int32), 0.5)
+    group_first_layer(points, points[:4], np.zeros((4, 2), np.int32), 0.5, np.zeros((2, 16), np.float32),
+                      np.zeros((2, 3), np.float32), np.zeros(2, np.float32))
     cylinder_group(points, points[:4], frames, np.zeros((4, 2, 3), np.int32))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from graspnet_edge_ros.errors import ModelFormatError
+from graspnet_edge_ros.export.names import FACTORED_SA, SPLIT_LAYOUTS
 from graspnet_edge_ros.model.config import GraspNetConfig
 
 MANIFEST_NAME = "manifest.json"
@@ -35,6 +36,10 @@ class SplitManifest:
     # backend -> how to produce its segment files when they are listed but not there yet
     # (e.g. the X5 .bin files before the conversion script ran).
     build_hints: dict = field(default_factory=dict)
+    # "grouped" (every manifest written before layouts existed) or "factored" (model/segments.py);
+    # a factored directory also holds the folded first SA2..SA4 layers in ``first_layers``.
+    layout: str = "grouped"
+    first_layers: str = ""
 
     @property
     def segment_names(self) -> list[str]:
@@ -59,12 +64,35 @@ class SplitManifest:
                                    f"{self.build_hints[backend]}")
         return path
 
+    def load_first_layers(self) -> dict:
+        """{sa: (weight_xyz (C,3), weight_features (C,C_in), bias (C,))} of a "factored" export."""
+        import numpy as np
+
+        path = self.directory / self.first_layers
+        try:
+            with np.load(path) as data:
+                weights = {name: tuple(np.ascontiguousarray(data[f"{name}.{part}"], dtype=np.float32)
+                                       for part in ("weight_xyz", "weight_features", "bias"))
+                           for name in FACTORED_SA}
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelFormatError(f"{path}: unreadable first-layer weights ({type(exc).__name__}: {exc})") from exc
+        for name, (weight_xyz, weight_features, bias) in weights.items():
+            channels = self.segment(name).input_shape[1]
+            if weight_xyz.shape != (channels, 3) or bias.shape != (channels,) or weight_features.ndim != 2 \
+                    or weight_features.shape[0] != channels:
+                raise ModelFormatError(f"{path}: {name} first-layer weights {weight_xyz.shape}, "
+                                       f"{weight_features.shape}, {bias.shape} do not fit its segment input "
+                                       f"of {channels} channels")
+        return weights
+
     def to_json(self) -> dict:
         return {
             "format": MANIFEST_FORMAT,
             "version": MANIFEST_VERSION,
             "model": self.model.to_json(),
             "head_chunk_seeds": self.head_chunk_seeds,
+            "layout": self.layout,
+            **({"first_layers": self.first_layers} if self.first_layers else {}),
             "source": self.source,
             "segments": [
                 {"name": s.name, "files": s.files, "description": s.description,
@@ -102,7 +130,8 @@ class SplitManifest:
                 for s in data["segments"])
             manifest = cls(directory=path.parent, segments=segments, model=GraspNetConfig.from_json(data["model"]),
                            head_chunk_seeds=int(data["head_chunk_seeds"]), source=dict(data.get("source", {})),
-                           steps=tuple(data.get("steps", ())), build_hints=dict(data.get("build_hints", {})))
+                           steps=tuple(data.get("steps", ())), build_hints=dict(data.get("build_hints", {})),
+                           layout=str(data.get("layout", "grouped")), first_layers=str(data.get("first_layers", "")))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFormatError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from exc
         problems = manifest.problems()
@@ -140,6 +169,10 @@ class SplitManifest:
         for entry in self.segments:
             if not entry.files:
                 problems.append(f"segment {entry.name!r} lists no file")
+        if self.layout not in SPLIT_LAYOUTS:
+            problems.append(f"layout {self.layout!r} is not one of {list(SPLIT_LAYOUTS)}")
+        elif self.layout == "factored" and not self.first_layers:
+            problems.append("layout 'factored' needs a 'first_layers' weights file")
         if not problems:
             problems += self._shape_problems()
         return problems
@@ -175,17 +208,22 @@ def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
     """Machine-readable description of what runs between segments (for ports to other runtimes)."""
     cfg = manifest.model
     (n1, r1, k1), (n2, r2, k2), (n3, r3, k3), (n4, r4, k4) = cfg.sa_layers
+    if manifest.layout == "factored":
+        first_layer = {"first_layer": f"relu(weight_xyz . xyz_norm + projected[:, j] + bias), projected = "
+                                      f"weight_features . features per source point ({manifest.first_layers})"}
+    else:
+        first_layer = {}
     return (
         {"op": "furthest_point_sample", "input": "points (N,3)", "npoint": n1, "start_index": 0,
          "skip_if_norm2_le": 1e-3, "note": f"SA2..SA4 centres are the first {n2}/{n3}/{n4} FPS picks"},
         {"op": "ball_query_group", "radius": r1, "nsample": k1, "strict_less": True, "normalize_xyz": True,
          "features": None, "to_segment": "sa1"},
         {"op": "ball_query_group", "radius": r2, "nsample": k2, "normalize_xyz": True,
-         "concat": "[xyz, sa1 features]", "to_segment": "sa2"},
+         "concat": "[xyz, sa1 features]", **first_layer, "to_segment": "sa2"},
         {"op": "ball_query_group", "radius": r3, "nsample": k3, "normalize_xyz": True,
-         "concat": "[xyz, sa2 features]", "to_segment": "sa3"},
+         "concat": "[xyz, sa2 features]", **first_layer, "to_segment": "sa3"},
         {"op": "ball_query_group", "radius": r4, "nsample": k4, "normalize_xyz": True,
-         "concat": "[xyz, sa3 features]", "to_segment": "sa4"},
+         "concat": "[xyz, sa3 features]", **first_layer, "to_segment": "sa4"},
         {"op": "three_nn_interpolate", "unknown": "sa3 centres", "known": "sa4 centres",
          "weights": "1/(euclidean+1e-8) normalised", "concat": "[interpolated, sa3 features]",
          "to_segment": "fp1"},

@@ -78,7 +78,8 @@ def torch_runners(checkpoint, head_chunk_seeds: int | None = None):
 
 
 def manifest_for_model(model, directory: Path, head_chunk_seeds: int, files: dict[str, dict[str, str]],
-                       source: dict | None = None) -> SplitManifest:
+                       source: dict | None = None, layout: str = "grouped",
+                       first_layers: str = "") -> SplitManifest:
     """The manifest describing ``model``'s segments; ``files`` maps segment -> {backend: file}."""
     from graspnet_edge_ros.model.segments import segment_specs
     from graspnet_edge_ros.runtime.manifest import SegmentEntry
@@ -86,7 +87,8 @@ def manifest_for_model(model, directory: Path, head_chunk_seeds: int, files: dic
     cfg = model.config
     entries = tuple(SegmentEntry(spec.name, dict(files.get(spec.name, {})), spec.input_shape, spec.output_shape,
                                  spec.description)
-                    for spec in segment_specs(cfg, head_chunk_seeds))
+                    for spec in segment_specs(cfg, head_chunk_seeds, layout))
     manifest = SplitManifest(directory=Path(directory), segments=entries, model=cfg,
-                             head_chunk_seeds=head_chunk_seeds, source=source or {})
+                             head_chunk_seeds=head_chunk_seeds, source=source or {}, layout=layout,
+                             first_layers=first_layers)
     return dataclasses.replace(manifest, steps=geometry_steps(manifest))

@@ -7,6 +7,7 @@ other seed, so their rows are never computed (they are NaN in the raw outputs).
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable, Mapping
 
 import numpy as np
@@ -39,6 +40,9 @@ class SplitGraspNet:
         self.manifest = manifest
         self.runners = dict(runners)
         self.template_views = generate_grasp_views(manifest.model.num_view)
+        # "factored" layout: the first SA2..SA4 layer runs here (segments.py), from these weights.
+        self.first_layers = manifest.load_first_layers() if manifest.layout == "factored" else None
+        self._buffers = threading.local()
         self.last_timings_ms: dict[str, float] = {}
 
     @classmethod
@@ -78,24 +82,9 @@ class SplitGraspNet:
             raise InputError("points contain NaN or inf")
         m = self.manifest.model
         timer = StageTimer()
-        (n1, r1, k1), (n2, r2, k2), (n3, r3, k3), (n4, r4, k4) = m.sa_layers
-        with timer("fps"):
-            fps_indices = native.furthest_point_sample(points, n1)
-            sa1_xyz = points[fps_indices]
-            # Prefix property of index-0 FPS: deeper SA centres are prefixes of SA1's order.
-            sa2_xyz, sa3_xyz, sa4_xyz = sa1_xyz[:n2], sa1_xyz[:n3], sa1_xyz[:n4]
-        with timer("ball_query"):
-            sa1_in = _group_xyz(points, sa1_xyz, native.ball_query(points, sa1_xyz, r1, k1), r1)[None]
-        sa1_features = self._run("sa1", sa1_in, timer)
-        with timer("ball_query"):
-            sa2_in = _group_with_features(sa1_xyz, sa1_features, sa2_xyz, r2, k2)
-        sa2_features = self._run("sa2", sa2_in, timer)
-        with timer("ball_query"):
-            sa3_in = _group_with_features(sa2_xyz, sa2_features, sa3_xyz, r3, k3)
-        sa3_features = self._run("sa3", sa3_in, timer)
-        with timer("ball_query"):
-            sa4_in = _group_with_features(sa3_xyz, sa3_features, sa4_xyz, r4, k4)
-        sa4_features = self._run("sa4", sa4_in, timer)
+        n2 = m.sa_layers[1][0]
+        fps_indices, (sa1_xyz, sa2_xyz, sa3_xyz, sa4_xyz), (sa2_features, sa3_features, sa4_features) = \
+            self._set_abstractions(points, timer)
         with timer("interpolate"):
             fp1_in = np.concatenate([_interpolate(sa3_xyz, sa4_xyz, sa4_features), sa3_features], axis=0)
         fp1_features = self._run("fp1", fp1_in[None, :, :, None], timer)
@@ -131,6 +120,49 @@ class SplitGraspNet:
         self.last_timings_ms = dict(timer.ms)
         return outputs
 
+    def _set_abstractions(self, points: np.ndarray, timer: StageTimer):
+        """FPS indices, SA1..SA4 centres and SA2..SA4 features ((C, S) each)."""
+        m = self.manifest.model
+        (n1, r1, k1), (n2, r2, k2), (n3, r3, k3), (n4, r4, k4) = m.sa_layers
+        with timer("fps"):
+            fps_indices = native.furthest_point_sample(points, n1)
+            sa1_xyz = points[fps_indices]
+            # Prefix property of index-0 FPS: deeper SA centres are prefixes of SA1's order.
+            centres = (sa1_xyz, sa1_xyz[:n2], sa1_xyz[:n3], sa1_xyz[:n4])
+        with timer("ball_query"):
+            idx = native.ball_query(points, sa1_xyz, r1, k1)
+            sa1_in = native.group_xyz(points, sa1_xyz, idx, r1, out=self._buffer("sa1", (1, 3, n1, k1))[0])
+        features = self._run("sa1", sa1_in[None], timer)
+        outputs = []
+        for name, (_, radius, nsample), source_xyz, xyz in zip(("sa2", "sa3", "sa4"), m.sa_layers[1:],
+                                                                centres, centres[1:]):
+            with timer("ball_query"):
+                idx = native.ball_query(source_xyz, xyz, radius, nsample)
+            if self.first_layers is None:
+                with timer("ball_query"):
+                    grouped = self._buffer(name, (1, 3 + len(features), len(xyz), nsample))
+                    native.group_xyz(source_xyz, xyz, idx, radius, out=grouped[0, :3])
+                    np.take(features, idx, axis=1, out=grouped[0, 3:])
+            else:
+                weight_xyz, weight_features, bias = self.first_layers[name]
+                with timer("sa_first_layer"):
+                    # Linear in the features: once per source point, not once per (centre, neighbour).
+                    projected = weight_features @ features
+                    grouped = self._buffer(name, (1, len(bias), len(xyz), nsample))
+                    native.group_first_layer(source_xyz, xyz, idx, radius, projected, weight_xyz, bias,
+                                             out=grouped[0])
+            features = self._run(name, grouped, timer)
+            outputs.append(features)
+        return fps_indices, centres, tuple(outputs)
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 segment-input buffer reused across calls (per thread: callers may share a net)."""
+        buffers = self._buffers.__dict__
+        buffer = buffers.get(name)
+        if buffer is None or buffer.shape != shape:
+            buffer = buffers[name] = np.empty(shape, np.float32)
+        return buffer
+
     def _grasp_head(self, points: np.ndarray, seed_xyz: np.ndarray, seed_rot: np.ndarray,
                     selected: np.ndarray, timer: StageTimer) -> np.ndarray:
         """(4*A, S, D) head outputs; rows of seeds not in ``selected`` are NaN (never computed)."""
@@ -156,27 +188,6 @@ class SplitGraspNet:
         computed = np.concatenate(results, axis=1)[:, :total_rows].reshape(channels, ns, depths)
         head[:, selected] = computed
         return head
-
-
-def _group_xyz(xyz: np.ndarray, centers: np.ndarray, idx: np.ndarray, radius: float,
-               out: np.ndarray | None = None) -> np.ndarray:
-    """(3, S, K) of (xyz[idx] - centre) / radius: the official normalised SA grouping."""
-    out = np.empty((3,) + idx.shape, np.float32) if out is None else out
-    for axis in range(3):
-        # np.take is several times faster than fancy indexing for these gathers.
-        np.subtract(np.take(xyz[:, axis], idx), centers[:, axis, None], out=out[axis])
-    out /= np.float32(radius)
-    return out
-
-
-def _group_with_features(xyz: np.ndarray, features: np.ndarray, centers: np.ndarray,
-                         radius: float, nsample: int) -> np.ndarray:
-    """(1, 3 + C, S, K): [normalised xyz, features] gathered at the ball-query indices."""
-    idx = native.ball_query(xyz, centers, radius, nsample)
-    grouped = np.empty((1, 3 + features.shape[0]) + idx.shape, np.float32)
-    _group_xyz(xyz, centers, idx, radius, out=grouped[0, :3])
-    np.take(features, idx, axis=1, out=grouped[0, 3:])
-    return grouped
 
 
 def _interpolate(unknown: np.ndarray, known: np.ndarray, known_features: np.ndarray) -> np.ndarray:

@@ -264,7 +264,9 @@ def prepare_x5_kit(checkpoint, output, frames: FrameSource, num_samples: int = 1
     start = time.perf_counter()
     model = load_graspnet(checkpoint)
     source = {"source_checkpoint": Path(checkpoint).name, "source_sha256": file_digest(checkpoint, 64)}
-    manifest = export_split(model, kit, head_chunk_seeds=head_chunk_seeds, source=source)
+    # The X5 runs today's segments (whole SA MLPs): the factored layout's first layers would run
+    # on the board's CPU, and their calibration has not been checked there.
+    manifest = export_split(model, kit, head_chunk_seeds=head_chunk_seeds, source=source, layout="grouped")
     progress(f"exported {len(manifest.segments)} segments to {kit} in {time.perf_counter() - start:.1f} s")
     checks = check_segments(manifest)
     progress("X5 check: every segment fits the limits, every op on the BPU")
