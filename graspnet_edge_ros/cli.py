@@ -63,8 +63,9 @@ def cmd_export(args) -> int:
     source = {"source_checkpoint": Path(args.checkpoint).name, "source_sha256": file_digest(args.checkpoint, 64)}
     start = time.perf_counter()
     if args.split:
-        manifest = export_split(model, args.output, head_chunk_seeds=args.head_chunk_seeds, source=source)
-        print(f"wrote {len(manifest.segments)} segments + manifest.json to {args.output} "
+        manifest = export_split(model, args.output, head_chunk_seeds=args.head_chunk_seeds, source=source,
+                                layout=args.split_layout)
+        print(f"wrote {len(manifest.segments)} {manifest.layout} segments + manifest.json to {args.output} "
               f"in {time.perf_counter() - start:.1f} s")
     else:
         opset = GRASPNET_SINGLE_FILE_OPSET if args.opset is None else args.opset
@@ -262,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--angle-logits", action="store_true",
                    help="AFFGA-Net: output the 120 angle logits instead of the in-graph argmax bin map")
     p.add_argument("--head-chunk-seeds", type=int, default=64, help="seeds per grasp-head call (split)")
+    p.add_argument("--split-layout", choices=["factored", "grouped"], default="factored",
+                   help="split: 'factored' (fastest on a CPU: SA2-SA4 first layers run in the runtime) or "
+                        "'grouped' (whole SA MLPs in the segments; the X5 kit's layout)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("infer-points", help="one forward pass on exact input points")
