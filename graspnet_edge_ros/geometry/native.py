@@ -441,20 +441,38 @@ def interpolation_weights(dist) -> np.ndarray:
     return reciprocal / norm[:, None]
 
 
-def three_interpolate(features, idx, weight) -> np.ndarray:
+@njit(cache=True, parallel=True)
+def _three_interpolate_kernel(values, idx, weights, out):
+    for c in prange(values.shape[0]):
+        row = values[c]
+        for j in range(idx.shape[0]):
+            # Same term order as torch_ops (left to right), no FMA: identical float32 roundings.
+            out[c, j] = row[idx[j, 0]] * weights[j, 0] + row[idx[j, 1]] * weights[j, 1] \
+                + row[idx[j, 2]] * weights[j, 2]
+
+
+def three_interpolate(features, idx, weight, out: np.ndarray | None = None) -> np.ndarray:
     """out[c, j] = Σ_i weight[j, i] · features[c, idx[j, i]] (i = 0, 1, 2 in that order).
 
     Args:
         features: (C, m) float32; idx: (n, 3) int; weight: (n, 3) float32.
+        out: optional (C, n) float32 C-contiguous buffer to write into (e.g. part of a segment
+            input), returned.
 
     Returns:
         (C, n) float32.
     """
-    values = np.asarray(features, dtype=np.float32)
-    indices = np.asarray(idx)
-    weights = np.asarray(weight, dtype=np.float32)
-    return (values[:, indices[:, 0]] * weights[:, 0] + values[:, indices[:, 1]] * weights[:, 1]
-            + values[:, indices[:, 2]] * weights[:, 2])
+    values = np.ascontiguousarray(features, dtype=np.float32)
+    indices = np.ascontiguousarray(idx, dtype=np.int64)
+    weights = np.ascontiguousarray(weight, dtype=np.float32)
+    if values.ndim != 2 or indices.ndim != 2 or indices.shape[1] != 3 or weights.shape != indices.shape:
+        raise InputError(f"features (C, m), idx (n, 3) and weight (n, 3) expected, got {values.shape}, "
+                         f"{indices.shape}, {weights.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= values.shape[1]):
+        raise InputError(f"idx out of range for {values.shape[1]} known points")
+    out = _output_buffer(out, (values.shape[0], indices.shape[0]))
+    _three_interpolate_kernel(values, indices, weights, out)
+    return out
 
 
 def gather_points(features, idx) -> np.ndarray:
@@ -477,6 +495,7 @@ def warmup() -> None:
         ball_query(points, points[:4], 0.5, 4, method=method)
         cylinder_query(points, points[:4], frames, 0.5, -0.1, [0.1, 0.2], 4, method=method)
     three_nn(points[:4], points)
+    three_interpolate(points.T, np.zeros((4, 3), np.int32), np.ones((4, 3), np.float32))
     group_xyz(points, points[:4], np.zeros((4, 2), np.int32), 0.5)
     group_first_layer(points, points[:4], np.zeros((4, 2), np.int32), 0.5, np.zeros((2, 16), np.float32),
                       np.zeros((2, 3), np.float32), np.zeros(2, np.float32))

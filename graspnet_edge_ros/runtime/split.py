@@ -85,12 +85,10 @@ class SplitGraspNet:
         n2 = m.sa_layers[1][0]
         fps_indices, (sa1_xyz, sa2_xyz, sa3_xyz, sa4_xyz), (sa2_features, sa3_features, sa4_features) = \
             self._set_abstractions(points, timer)
-        with timer("interpolate"):
-            fp1_in = np.concatenate([_interpolate(sa3_xyz, sa4_xyz, sa4_features), sa3_features], axis=0)
-        fp1_features = self._run("fp1", fp1_in[None, :, :, None], timer)
-        with timer("interpolate"):
-            fp2_in = np.concatenate([_interpolate(sa2_xyz, sa3_xyz, fp1_features), sa2_features], axis=0)
-        approach = self._run("fp2_approach", fp2_in[None, :, :, None], timer)
+        fp1_features = self._run("fp1", self._propagate("fp1", sa3_xyz, sa4_xyz, sa4_features, sa3_features,
+                                                         timer), timer)
+        approach = self._run("fp2_approach", self._propagate("fp2_approach", sa2_xyz, sa3_xyz, fp1_features,
+                                                              sa2_features, timer), timer)
 
         with timer("approach_decode"):
             objectness = approach[0:2]
@@ -155,6 +153,18 @@ class SplitGraspNet:
             outputs.append(features)
         return fps_indices, centres, tuple(outputs)
 
+    def _propagate(self, name: str, unknown: np.ndarray, known: np.ndarray, known_features: np.ndarray,
+                   skip_features: np.ndarray, timer: StageTimer) -> np.ndarray:
+        """(1, C_known + C_skip, n, 1) FP segment input: [three-NN interpolated, skip features]."""
+        with timer("interpolate"):
+            channels = len(known_features)
+            fp_in = self._buffer(name, (1, channels + len(skip_features), len(unknown), 1))
+            dist, idx = native.three_nn(unknown, known)
+            native.three_interpolate(known_features, idx, native.interpolation_weights(dist),
+                                     out=fp_in[0, :channels, :, 0])
+            fp_in[0, channels:, :, 0] = skip_features
+        return fp_in
+
     def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         """A float32 segment-input buffer reused across calls (per thread: callers may share a net)."""
         buffers = self._buffers.__dict__
@@ -189,8 +199,3 @@ class SplitGraspNet:
         head[:, selected] = computed
         return head
 
-
-def _interpolate(unknown: np.ndarray, known: np.ndarray, known_features: np.ndarray) -> np.ndarray:
-    """(C, n) official three-NN inverse-distance interpolation of known features."""
-    dist, idx = native.three_nn(unknown, known)
-    return native.three_interpolate(known_features, idx, native.interpolation_weights(dist))
