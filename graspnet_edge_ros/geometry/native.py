@@ -67,42 +67,99 @@ def _finite_float32(value, name: str) -> np.float32:
 
 # -- furthest point sampling ----------------------------------------------------------------------
 
-@njit(cache=True)
-def _fps_kernel(x, y, z, candidate_x, candidate_y, candidate_z, candidate_index, npoint,
-                distance, distance_bits, temp_bits):
-    """Greedy FPS over the pickable candidates (already compacted, ascending original index).
+FPS_POINTS_PER_BLOCK = 64     # measured: 20000 -> 2048 points, 32-128 all ~3x faster than no blocks
 
-    ``distance_bits`` / ``temp_bits`` are int32 views of float32 buffers: for non-negative
-    floats the bit patterns order like the values, and integer min/max reductions vectorise
-    where float ones do not. ``temp_bits`` enters holding FPS_TEMP_INIT.
+
+@njit(cache=True)
+def _fps_kernel(x, y, z, block_x, block_y, block_z, candidate_position, candidate_index, block_start,
+                npoint):
+    """Greedy FPS over the pickable candidates, visited in spatial blocks.
+
+    Candidates are grouped into blocks of nearby points (``block_start`` bounds, coordinates in
+    block order, ``candidate_position`` = rank in ascending original index). A block whose
+    bounding box lies at least its largest buffer value away from the new pick cannot change
+    (min(temp, d) == temp for all its points), so it is skipped; every other point is updated
+    with the same float32 formula as the plain scan. The pick is the largest buffer value,
+    exact ties to the lowest original index, so the result is the plain scan's.
     """
-    count = candidate_x.shape[0]
+    count = block_x.shape[0]
     picks = np.zeros(npoint, np.int32)
     if count == 0:
         return picks  # every point skipped: the kernel's candidate is index 0 each round
+    num_blocks = block_start.shape[0] - 1
+    lower = np.empty((num_blocks, 3), np.float64)
+    upper = np.empty((num_blocks, 3), np.float64)
+    block_best = np.empty(num_blocks, np.float32)
+    block_first = np.empty(num_blocks, np.int64)
+    temp = np.empty(count, np.float32)
+    for b in range(num_blocks):
+        start = block_start[b]
+        lower[b, 0] = upper[b, 0] = block_x[start]
+        lower[b, 1] = upper[b, 1] = block_y[start]
+        lower[b, 2] = upper[b, 2] = block_z[start]
+        first = candidate_position[start]
+        for k in range(start, block_start[b + 1]):
+            temp[k] = FPS_TEMP_INIT
+            lower[b, 0] = min(lower[b, 0], block_x[k])
+            upper[b, 0] = max(upper[b, 0], block_x[k])
+            lower[b, 1] = min(lower[b, 1], block_y[k])
+            upper[b, 1] = max(upper[b, 1], block_y[k])
+            lower[b, 2] = min(lower[b, 2], block_z[k])
+            upper[b, 2] = max(upper[b, 2], block_z[k])
+            first = min(first, candidate_position[k])
+        block_best[b] = FPS_TEMP_INIT
+        block_first[b] = first
     old = 0
     for j in range(1, npoint):
         x0 = x[old]
         y0 = y[old]
         z0 = z[old]
-        for k in range(count):
-            dx = candidate_x[k] - x0
-            dy = candidate_y[k] - y0
-            dz = candidate_z[k] - z0
-            distance[k] = dx * dx + dy * dy + dz * dz
-        best = np.int32(-1)
-        for k in range(count):
-            t = min(temp_bits[k], distance_bits[k])
-            temp_bits[k] = t
-            best = max(best, t)
-        first = 0
-        for k in range(count):  # lowest index among exact ties
-            if temp_bits[k] == best:
-                first = k
-                break
-        old = candidate_index[first]
+        best = np.float32(-1.0)
+        best_position = count
+        for b in range(num_blocks):
+            ex = max(lower[b, 0] - x0, 0.0, x0 - upper[b, 0])
+            ey = max(lower[b, 1] - y0, 0.0, y0 - upper[b, 1])
+            ez = max(lower[b, 2] - z0, 0.0, z0 - upper[b, 2])
+            # float64 box distance, shrunk well past the few float32 roundings of d below.
+            if (ex * ex + ey * ey + ez * ez) * (1.0 - 1e-5) < block_best[b]:
+                largest = np.float32(-1.0)
+                first = count
+                for k in range(block_start[b], block_start[b + 1]):
+                    dx = block_x[k] - x0
+                    dy = block_y[k] - y0
+                    dz = block_z[k] - z0
+                    t = min(temp[k], dx * dx + dy * dy + dz * dz)
+                    temp[k] = t
+                    if t > largest:
+                        largest = t
+                        first = candidate_position[k]
+                    elif t == largest and candidate_position[k] < first:
+                        first = candidate_position[k]
+                block_best[b] = largest
+                block_first[b] = first
+            if block_best[b] > best:
+                best = block_best[b]
+                best_position = block_first[b]
+            elif block_best[b] == best and block_first[b] < best_position:
+                best_position = block_first[b]
+        old = candidate_index[best_position]
         picks[j] = old
     return picks
+
+
+def _spatial_blocks(cx: np.ndarray, cy: np.ndarray, cz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, block_start): candidates sorted by grid cell (about FPS_POINTS_PER_BLOCK per cell)."""
+    coords = np.stack([cx, cy, cz], axis=1).astype(np.float64)
+    low = coords.min(axis=0)
+    extent = np.maximum(coords.max(axis=0) - low, 1e-6)
+    cells = max(1, len(coords) // FPS_POINTS_PER_BLOCK)
+    side = max(float(np.prod(extent) / cells) ** (1.0 / 3.0), float(extent.max()) / 1024.0)
+    cell = np.minimum(np.floor((coords - low) / side), 1024).astype(np.int64)
+    key = (cell[:, 0] * 1025 + cell[:, 1]) * 1025 + cell[:, 2]
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_key[1:] != sorted_key[:-1])))
+    return order, np.append(starts, len(order)).astype(np.int64)
 
 
 def furthest_point_sample(xyz, npoint: int) -> np.ndarray:
@@ -129,10 +186,12 @@ def furthest_point_sample(xyz, npoint: int) -> np.ndarray:
     npoint = _positive_int(npoint, "npoint", minimum=0)
     x, y, z = _components(points)
     pickable = np.flatnonzero(x * x + y * y + z * z > FPS_SKIP_MAG2).astype(np.int64)
-    distance = np.empty(pickable.shape[0], np.float32)
-    temp = np.full(pickable.shape[0], FPS_TEMP_INIT, np.float32)
-    return _fps_kernel(x, y, z, x[pickable], y[pickable], z[pickable], pickable, npoint,
-                       distance, distance.view(np.int32), temp.view(np.int32))
+    if len(pickable) == 0:
+        return np.zeros(npoint, np.int32)
+    cx, cy, cz = x[pickable], y[pickable], z[pickable]
+    order, block_start = _spatial_blocks(cx, cy, cz)
+    return _fps_kernel(x, y, z, cx[order], cy[order], cz[order], order.astype(np.int64), pickable,
+                       block_start, npoint)
 
 
 # -- ball and cylinder queries --------------------------------------------------------------------
