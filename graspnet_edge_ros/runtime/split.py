@@ -121,7 +121,7 @@ class SplitGraspNet:
     def _set_abstractions(self, points: np.ndarray, timer: StageTimer):
         """FPS indices, SA1..SA4 centres and SA2..SA4 features ((C, S) each)."""
         m = self.manifest.model
-        (n1, r1, k1), (n2, r2, k2), (n3, r3, k3), (n4, r4, k4) = m.sa_layers
+        (n1, r1, k1), (n2, _, _), (n3, _, _), (n4, _, _) = m.sa_layers
         with timer("fps"):
             fps_indices = native.furthest_point_sample(points, n1)
             sa1_xyz = points[fps_indices]
