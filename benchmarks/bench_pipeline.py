@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     mask_path = shared_dir() / "data" / "graspnet_example" / "workspace_mask.png"
     with tempfile.TemporaryDirectory() as tmp:
         export_split(load_graspnet(shared_dir() / "models" / "graspnet_edge_grasp.pth"), tmp)
-        detector = GraspDetector(DetectorConfig(model_path=tmp, workspace_mask_path=str(mask_path),
+        detector = GraspDetector(DetectorConfig.from_flat(model_path=tmp, workspace_mask_path=str(mask_path),
                                                 depth_scale=scale, num_threads=args.threads, sampling_seed=0))
         detector.detect(color, depth, "16UC1", intrinsics)                      # warm-up (numba, ORT)
         runs = [detector.detect(color, depth, "16UC1", intrinsics) for _ in range(args.repeat)]

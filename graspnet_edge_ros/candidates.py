@@ -77,7 +77,7 @@ class GraspNetCandidates:
         """Nothing to pass on: the decode settings are read per frame."""
 
     def num_sampled_points(self, config: DetectorConfig) -> int:
-        return config.num_points if self.runner.num_points is None else self.runner.num_points
+        return config.camera.num_points if self.runner.num_points is None else self.runner.num_points
 
     def generate(self, config: DetectorConfig, cloud: PreparedCloud, frame: ImageFrame | None, timer: StageTimer,
                  counts: dict, context) -> tuple[GraspGroup, list]:
@@ -87,7 +87,8 @@ class GraspNetCandidates:
             check_raw_outputs(raw)
         record_model_timings(self.runner, timer)
         with timer("decode"):
-            grasps = decode_grasps(raw, DecodeConfig(config.grasp_max_width_m, config.grasp_max_tolerance_m))
+            grasps = decode_grasps(raw, DecodeConfig(config.decode.decode_width_clamp_m,
+                                                     config.decode.grasp_max_tolerance_m))
         counts["decoded"] = len(grasps)
         return grasps, []
 
@@ -107,13 +108,13 @@ class PlanarCandidates:
     def configure(self, config: DetectorConfig) -> None:
         """The planar_* parameters become the runner's decode options."""
         self.runner.decode_options = dataclasses.replace(
-            self.runner.decode_options, num_grasps=config.planar_num_grasps,
-            min_quality=None if config.planar_min_quality < 0 else config.planar_min_quality,
-            width_scale=config.planar_width_scale)
+            self.runner.decode_options, num_grasps=config.planar.planar_num_grasps,
+            min_quality=None if config.planar.planar_min_quality < 0 else config.planar.planar_min_quality,
+            width_scale=config.planar.planar_width_scale)
 
     def num_sampled_points(self, config: DetectorConfig) -> int:
         # The network reads the image; the sample only feeds the table fit, which uses 5000.
-        return min(config.num_points, TABLE_FIT_POINTS)
+        return min(config.camera.num_points, TABLE_FIT_POINTS)
 
     def generate(self, config: DetectorConfig, cloud: PreparedCloud, frame: ImageFrame | None, timer: StageTimer,
                  counts: dict, context) -> tuple[GraspGroup, list]:
@@ -125,15 +126,15 @@ class PlanarCandidates:
             planar = self.runner(frame.color, frame.depth_m)
         record_model_timings(self.runner, timer)
         with timer("decode"):
-            options = LiftingOptions(depth_window_px=config.planar_depth_window_px,
-                                     insertion_depth_m=config.planar_insertion_depth_m)
+            options = LiftingOptions(depth_window_px=config.planar.planar_depth_window_px,
+                                     insertion_depth_m=config.planar.planar_insertion_depth_m)
             lifted = lift_planar_grasps(planar, frame.depth_m, frame.intrinsics, options)
         counts["decoded"] = len(planar)
         counts["rejected_no_depth"] = int(np.count_nonzero(~lifted.kept))
         # GraspNet's seeds come from workspace points; a planar grasp pixel may lie anywhere.
         rows, cols = np.asarray(planar.rows)[lifted.kept], np.asarray(planar.cols)[lifted.kept]
         z = lifted.grasps.translations[:, 2]
-        keep = (z > config.min_depth_m) & (z <= config.max_depth_m)
+        keep = (z > config.camera.min_depth_m) & (z <= config.camera.max_depth_m)
         if frame.workspace is not None:
             keep &= inside_workspace(frame.workspace, rows, cols, lifted.grasps.translations)
         if context.auto_workspace and context.plane is not None:
@@ -171,8 +172,8 @@ def record_model_timings(runner: GraspModelRunner, timer: StageTimer) -> None:
 
 def inside_auto_workspace(config: DetectorConfig, points: np.ndarray, plane: SupportPlane) -> np.ndarray:
     """Keep-mask of points in the height band above ``plane`` and within its extent."""
-    return plane.in_band(points, config.workspace_min_height_m, config.workspace_max_height_m,
-                         config.workspace_extent_margin_m)
+    return plane.in_band(points, config.camera.workspace_min_height_m, config.camera.workspace_max_height_m,
+                         config.camera.workspace_extent_margin_m)
 
 
 def inside_workspace(workspace: Workspace, rows: np.ndarray, cols: np.ndarray,

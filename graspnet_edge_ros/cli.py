@@ -153,7 +153,7 @@ def cmd_infer_points(args) -> int:
 
 # ------------------------------------------------------------------------------------ detect
 def cmd_detect(args) -> int:
-    from graspnet_edge_ros.config import DetectorConfig, from_mapping
+    from graspnet_edge_ros.config import from_mapping
     from graspnet_edge_ros.pipeline import GraspDetector, check_table_plane_frame
 
     # Everything that can be checked without the model comes first: outputs, parameters, inputs.
@@ -161,32 +161,33 @@ def cmd_detect(args) -> int:
     if args.overlay:
         check_output_file(args.overlay, "--overlay")
     values = detector_parameters(args.params_file) if args.params_file else {}
+    file_config = from_mapping(values)  # a bad value in the file is refused before any input is read
     color = read_color(args.color)
     depth, encoding = read_depth(args.depth)
     intrinsics, file_scale = read_intrinsics(depth.shape, args.intrinsics, args.camera_info)
-    values.update({"model_path": str(args.model), "backend": args.backend or values.get("backend", "")})
+    overrides = {"model_path": str(args.model), "backend": args.backend or values.get("backend", "")}
     if args.model_type:
-        values["model_type"] = args.model_type
+        overrides["model_type"] = args.model_type
     if args.workspace_mask:
-        values["workspace_mask_path"] = str(args.workspace_mask)
+        overrides["workspace_mask_path"] = str(args.workspace_mask)
     # Precedence: --depth-scale, then the parameter file, then the camera file's factor.
     if args.depth_scale is not None:
-        values["depth_scale"] = args.depth_scale
+        overrides["depth_scale"] = args.depth_scale
     elif "depth_scale" in values and file_scale is not None:
         print(f"graspnet-edge: note: depth_scale {values['depth_scale']} from {args.params_file} overrides "
               f"{file_scale:g} from {args.camera_info}", file=sys.stderr)
     elif file_scale is not None:
-        values["depth_scale"] = file_scale
+        overrides["depth_scale"] = file_scale
     if args.seed is not None:
-        values["sampling_seed"] = args.seed
+        overrides["sampling_seed"] = args.seed
     if args.max_grasps is not None:
-        values["max_grasps"] = args.max_grasps
+        overrides["max_grasps"] = args.max_grasps
     if args.providers:
-        values["onnx_providers"] = args.providers
+        overrides["onnx_providers"] = args.providers
     if args.target_object:
-        values["target_object_ids"] = list(args.target_object)
-    config = from_mapping(values, DetectorConfig())
-    if config.target_object_ids and not args.object_mask:
+        overrides["target_object_ids"] = list(args.target_object)
+    config = from_mapping(overrides, file_config)
+    if config.targeting.target_object_ids and not args.object_mask:
         where = "--target-object" if args.target_object else f"target_object_ids in {args.params_file}"
         raise ConfigError(f"{where} needs --object-mask (an instance-label image aligned to --color)")
     check_table_plane_frame(config)  # before the model loads: no frame could be detected
@@ -225,8 +226,8 @@ def result_to_json(result, config) -> dict:
     plane = result.support_plane
     return {
         "status": result.status, "reason": result.reason, "model_id": result.model_id,
-        "frame": "camera_optical", "pose_convention": config.pose_convention,
-        "pre_grasp_distance_m": config.pre_grasp_distance_m, "tcp_offset_m": config.tcp_offset_m,
+        "frame": "camera_optical", "pose_convention": config.poses.pose_convention,
+        "pre_grasp_distance_m": config.poses.pre_grasp_distance_m, "tcp_offset_m": config.poses.tcp_offset_m,
         "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
         "counts": result.counts,
         "support_plane": None if plane is None else {

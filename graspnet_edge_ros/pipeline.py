@@ -63,7 +63,7 @@ class GraspDetector:
     (``self.candidates``, chosen by its ``model_type``) that owns everything model-specific.
 
     Examples:
-        >>> detector = GraspDetector(DetectorConfig(model_path="graspnet_split/"))  # doctest: +SKIP
+        >>> detector = GraspDetector(DetectorConfig.from_flat(model_path="graspnet_split/"))  # doctest: +SKIP
         >>> result = detector.detect(color, depth, "16UC1", intrinsics)  # doctest: +SKIP
     """
 
@@ -105,9 +105,9 @@ class GraspDetector:
             intrinsics: of the depth image.
             object_labels: optional (H, W) integer instance labels aligned to the image (0 =
                 background): every grasp's object_id becomes the label under its grasp point.
-            target_object_ids: keep only grasps on these labels (None = config.target_object_ids).
+            target_object_ids: keep only grasps on these labels (None = the target_object_ids parameter).
             support_plane: the table plane in the camera frame for ``table_plane_mode: given``
-                (e.g. transformed from the robot base by the node); None = config.table_plane,
+                (e.g. transformed from the robot base by the node); None = the table_plane parameter,
                 which then must be in the camera frame (``table_plane_frame`` empty).
             up_hint: camera-frame "up" (3,) for ``table_plane_mode: fit``, e.g. the z axis of
                 ``table_plane_frame`` through TF (the node passes it): the fitted plane must lie
@@ -117,20 +117,21 @@ class GraspDetector:
         timer = StageTimer()
         context = _FrameContext(intrinsics=intrinsics, up_hint=up_hint)
         cfg = self.config
-        targets = tuple(cfg.target_object_ids if target_object_ids is None else target_object_ids)
+        targets = tuple(cfg.targeting.target_object_ids if target_object_ids is None else target_object_ids)
         try:
             with timer("preprocess"):
-                depth_m = decode_depth(depth, depth_encoding, cfg.depth_scale)
+                depth_m = decode_depth(depth, depth_encoding, cfg.camera.depth_scale)
                 workspace = self._workspace(depth_m.shape)
                 if object_labels is not None:
                     context.labels = check_labels(object_labels, depth_m.shape)
                 context.targets = self._checked_targets(targets, context)
-                selection = select_workspace(depth_m, intrinsics, color, workspace, cfg.min_depth_m, cfg.max_depth_m)
+                selection = select_workspace(depth_m, intrinsics, color, workspace, cfg.camera.min_depth_m,
+                                             cfg.camera.max_depth_m)
             with timer("support_plane"):
                 self._find_support_plane(selection.cloud, context, support_plane)
             with timer("preprocess"):
-                context.auto_workspace = cfg.workspace_mode == "plane" or (
-                    cfg.workspace_mode == "auto" and workspace is None)
+                context.auto_workspace = cfg.camera.workspace_mode == "plane" or (
+                    cfg.camera.workspace_mode == "auto" and workspace is None)
                 selection = self._auto_workspace(selection, context)
                 cloud = self._sample(selection, context)
         except InputError as exc:
@@ -181,18 +182,19 @@ class GraspDetector:
                             given: SupportPlane | None) -> None:
         """Set context.plane (or None) and context.plane_note for this frame."""
         cfg = self.config
-        if cfg.table_plane_mode == "none":
+        if cfg.support_plane.table_plane_mode == "none":
             context.plane_note = "table_plane_mode is none"
             return
-        if cfg.table_plane_mode == "given":
-            context.plane = given if given is not None else SupportPlane.from_coefficients(cfg.table_plane)
+        if cfg.support_plane.table_plane_mode == "given":
+            context.plane = (given if given is not None
+                             else SupportPlane.from_coefficients(cfg.support_plane.table_plane))
             return
         options = PlaneFitOptions()
         if context.up_hint is not None:
             options = dataclasses.replace(options, up_hint=tuple(float(v) for v in context.up_hint))
-        elif cfg.table_plane_frame:
-            context.warnings.append(f"table_plane_frame {cfg.table_plane_frame!r} (the 'up' of the plane fit) "
-                                    "is applied only by the ROS node, through TF")
+        elif cfg.support_plane.table_plane_frame:
+            context.warnings.append(f"table_plane_frame {cfg.support_plane.table_plane_frame!r} (the 'up' of the "
+                                    "plane fit) is applied only by the ROS node, through TF")
         try:
             fitted, failure = fit_support_plane(points, options), ""
         except InputError as exc:
@@ -209,8 +211,8 @@ class GraspDetector:
         keep = inside_auto_workspace(self.config, selection.cloud, context.plane)
         if not keep.any():
             cfg = self.config
-            raise InputError(f"auto workspace empty: no point lies {cfg.workspace_min_height_m:g} to "
-                             f"{cfg.workspace_max_height_m:g} m above the support plane within its extent")
+            raise InputError(f"auto workspace empty: no point lies {cfg.camera.workspace_min_height_m:g} to "
+                             f"{cfg.camera.workspace_max_height_m:g} m above the support plane within its extent")
         return selection.subset(keep)
 
     def _checked_targets(self, targets: tuple, context: "_FrameContext") -> tuple:
@@ -240,13 +242,13 @@ class GraspDetector:
         if not on_target.any():
             raise _NothingToDo(f"target object(s) {list(context.targets)} have no valid depth in the workspace")
         region = np.ones(len(on_target), bool)
-        if cfg.target_context_m > 0:
+        if cfg.targeting.target_context_m > 0:
             target_points = selection.cloud[on_target]
-            low = target_points.min(axis=0) - cfg.target_context_m
-            high = target_points.max(axis=0) + cfg.target_context_m
+            low = target_points.min(axis=0) - cfg.targeting.target_context_m
+            high = target_points.max(axis=0) + cfg.targeting.target_context_m
             region = np.all((selection.cloud >= low) & (selection.cloud <= high), axis=1)
         sampled = sample_cloud(selection.subset(region), self._num_sampled_points(), self._seed(),
-                               on_target[region], cfg.target_sampling_fraction)
+                               on_target[region], cfg.targeting.target_sampling_fraction)
         if region.all():
             return sampled
         indices = np.flatnonzero(region)[sampled.sampled_indices]
@@ -267,19 +269,21 @@ class GraspDetector:
             grasps = outcome.grasps
         result.counts.update({f"rejected_{k}": v for k, v in outcome.rejected.items()})
         with timer("collision"):
-            if cfg.collision_thresh > 0 and len(grasps):
-                detector = ModelFreeCollisionDetector(cloud.cloud, cfg.collision_voxel_size_m,
-                                                      cfg.finger_width_m, cfg.finger_length_m, crop_to=grasps,
-                                                      crop_approach_dist=cfg.collision_approach_dist_m)
-                colliding = detector.detect(grasps, cfg.collision_approach_dist_m, cfg.collision_thresh)
+            collision = cfg.collision
+            if collision.collision_thresh > 0 and len(grasps):
+                detector = ModelFreeCollisionDetector(cloud.cloud, collision.collision_voxel_size_m,
+                                                      collision.finger_width_m, collision.finger_length_m,
+                                                      crop_to=grasps,
+                                                      crop_approach_dist=collision.collision_approach_dist_m)
+                colliding = detector.detect(grasps, collision.collision_approach_dist_m, collision.collision_thresh)
                 result.counts["rejected_collision"] = int(colliding.sum())
                 grasps = grasps[~colliding]
         with timer("nms"):
-            if cfg.nms_enabled and len(grasps):
+            if cfg.nms.nms_enabled and len(grasps):
                 before = len(grasps)
-                grasps = grasp_nms(grasps, cfg.nms_translation_m, cfg.nms_rotation_rad)
+                grasps = grasp_nms(grasps, cfg.nms.nms_translation_m, cfg.nms.nms_rotation_rad)
                 result.counts["rejected_nms"] = before - len(grasps)
-            grasps = grasps.sorted_by_score()[:cfg.max_grasps]
+            grasps = grasps.sorted_by_score()[:cfg.filters.max_grasps]
         result.counts["published"] = len(grasps)
         result.grasps = grasps
         if len(grasps) == 0:
@@ -287,39 +291,43 @@ class GraspDetector:
             result.reason = _no_grasp_reason(result.counts, self.candidates.no_detection_reason, context.plane_note)
             return
         with timer("poses"):
-            result.poses = tcp_poses(grasps, cfg.pose_convention, cfg.tcp_offset_m, cfg.pre_grasp_distance_m,
-                                     cfg.twin_policy)
+            result.poses = tcp_poses(grasps, cfg.poses.pose_convention, cfg.poses.tcp_offset_m,
+                                     cfg.poses.pre_grasp_distance_m, cfg.poses.twin_policy)
 
     def _filter_results(self, grasps: GraspGroup, context: "_FrameContext") -> list:
         cfg = self.config
         results = [
-            filters.score_filter(grasps, cfg.min_score),
-            filters.width_filter(grasps, cfg.gripper_max_width_m, cfg.width_margin_m, cfg.gripper_min_width_m),
+            filters.score_filter(grasps, cfg.filters.min_score),
+            filters.width_filter(grasps, cfg.gripper.gripper_max_width_m, cfg.gripper.width_margin_m,
+                                 cfg.gripper.gripper_min_width_m),
         ]
-        if cfg.approach_max_angle_deg < 180:
-            results.append(filters.approach_cone_filter(grasps, np.asarray(cfg.approach_direction),
-                                                        np.radians(cfg.approach_max_angle_deg)))
+        if cfg.filters.approach_max_angle_deg < 180:
+            results.append(filters.approach_cone_filter(grasps, np.asarray(cfg.filters.approach_direction),
+                                                        np.radians(cfg.filters.approach_max_angle_deg)))
         plane = context.plane
         if plane is not None:
-            results.append(filters.table_height_filter(grasps, plane.normal, plane.offset, cfg.min_table_height_m))
-        if cfg.executability_filter:
+            results.append(filters.table_height_filter(grasps, plane.normal, plane.offset,
+                                                       cfg.filters.min_table_height_m))
+        if cfg.gripper.executability_filter:
             if plane is None:
                 # Without a plane nothing can be said about the gripper body: publish nothing
                 # rather than grasps that may drive the hand into the table.
                 results.append(filters.FilterResult("no_support_plane", np.zeros(len(grasps), bool)))
             else:
                 results.extend(executability_filters(grasps, plane.normal, plane.offset,
-                                                     GripperGeometry.from_config(cfg)))
+                                                     GripperGeometry.from_config(cfg.gripper)))
         return results
 
     def _workspace(self, shape: tuple[int, int]) -> Workspace | None:
         cfg = self.config
         mask = None
-        if cfg.workspace_mask_path:
-            if self._mask_cache is None or self._mask_cache[0] != cfg.workspace_mask_path:
-                self._mask_cache = (cfg.workspace_mask_path, load_mask(cfg.workspace_mask_path))
+        if cfg.camera.workspace_mask_path:
+            if self._mask_cache is None or self._mask_cache[0] != cfg.camera.workspace_mask_path:
+                self._mask_cache = (cfg.camera.workspace_mask_path, load_mask(cfg.camera.workspace_mask_path))
             mask = self._mask_cache[1]
-        box = (tuple(cfg.workspace_min_xyz), tuple(cfg.workspace_max_xyz)) if cfg.workspace_min_xyz else (None, None)
+        camera = cfg.camera
+        box = ((tuple(camera.workspace_min_xyz), tuple(camera.workspace_max_xyz)) if camera.workspace_min_xyz
+               else (None, None))
         if mask is None and box[0] is None:
             return None
         return Workspace(mask, *box)
@@ -328,7 +336,7 @@ class GraspDetector:
         return self.candidates.num_sampled_points(self.config)
 
     def _seed(self) -> int | None:
-        return None if self.config.sampling_seed < 0 else self.config.sampling_seed
+        return None if self.config.camera.sampling_seed < 0 else self.config.camera.sampling_seed
 
 
 class _NothingToDo(GraspNetEdgeError):
@@ -356,36 +364,37 @@ def check_table_plane_frame(config: DetectorConfig, support_plane: SupportPlane 
     ``support_plane``); elsewhere (CLI, sim-eval, library) the numbers would silently be used as a
     camera-frame plane.
     """
-    if config.table_plane_mode == "given" and config.table_plane_frame and support_plane is None:
-        raise ConfigError(f"table_plane_frame {config.table_plane_frame!r} is only applied by the ROS node "
+    plane = config.support_plane
+    if plane.table_plane_mode == "given" and plane.table_plane_frame and support_plane is None:
+        raise ConfigError(f"table_plane_frame {plane.table_plane_frame!r} is only applied by the ROS node "
                           "(through TF): outside the node give table_plane in the camera frame and leave "
                           "table_plane_frame empty")
 
 
 def resolve_model_type(config: DetectorConfig) -> str:
-    """``config.model_type``, or for "auto" the type the model file declares (GraspNet otherwise)."""
-    if config.model_type != "auto":
-        return config.model_type
+    """``model_type``, or for "auto" the type the model file declares (GraspNet otherwise)."""
+    if config.model.model_type != "auto":
+        return config.model.model_type
     from graspnet_edge_ros.planar.runner import detect_planar_model_type
 
-    return detect_planar_model_type(config.model_path) or "graspnet"
+    return detect_planar_model_type(config.model.model_path) or "graspnet"
 
 
 def load_model_runner(config: DetectorConfig):
-    """The runner of ``config.model_path``: a GraspNetRunner or, for planar networks, a PlanarRunner."""
+    """The runner of ``model_path``: a GraspNetRunner or, for planar networks, a PlanarRunner."""
     from graspnet_edge_ros.formats import provider_options, resolve_backend, thread_options
     from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
 
     # backend "" / "auto": the one the model file implies (ModelFormatError in one line for an unknown kind).
-    backend = resolve_backend(config.model_path, config.backend)
+    backend = resolve_backend(config.model.model_path, config.model.backend)
     model_type = resolve_model_type(config)
-    options = {**thread_options(backend, config.model_path, config.num_threads),
-               **provider_options(backend, config.model_path, config.onnx_providers)}
+    options = {**thread_options(backend, config.model.model_path, config.model.num_threads),
+               **provider_options(backend, config.model.model_path, config.model.onnx_providers)}
     if model_type == "graspnet":
-        return load_graspnet_runner(config.model_path, backend, **options)
+        return load_graspnet_runner(config.model.model_path, backend, **options)
     from graspnet_edge_ros.planar.runner import load_planar_runner
 
-    return load_planar_runner(config.model_path, model_type, backend, **options)
+    return load_planar_runner(config.model.model_path, model_type, backend, **options)
 
 
 def load_mask(path) -> np.ndarray:

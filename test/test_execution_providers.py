@@ -24,16 +24,21 @@ def cuda_missing(monkeypatch):
     monkeypatch.setattr(onnxruntime_backend, "_REPORTED_MISSING", set())
 
 
-def test_providers_parameter_takes_names_lists_and_refuses_unknown_ones():
-    assert DetectorConfig().onnx_providers == "cpu"
-    assert from_mapping({"onnx_providers": ["tensorrt", " cuda"]}).onnx_providers == "tensorrt,cuda"
+def test_providers_parameter_takes_names_and_refuses_unknown_ones_and_other_types():
+    assert DetectorConfig().model.onnx_providers == "cpu"
+    assert from_mapping({"onnx_providers": "tensorrt,cuda"}).model.onnx_providers == "tensorrt,cuda"
+    # ROS typing, like every string parameter: a list is refused on every path with one message
+    with pytest.raises(ConfigError, match="onnx_providers must be a string, got the list"):
+        from_mapping({"onnx_providers": ["tensorrt", "cuda"]})
     assert onnxruntime_backend.resolve_providers("tensorrt,cpu") == [
         "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert onnxruntime_backend.resolve_providers("openvino") == ["OpenVINOExecutionProvider", "CPUExecutionProvider"]
     assert onnxruntime_backend.resolve_providers("") == ["CPUExecutionProvider"]  # empty = the default
-    for bad in ("npu", "cuda,gpu", 3):
+    for bad in ("npu", "cuda,gpu"):
         with pytest.raises(ConfigError, match="onnx_providers: onnxruntime: unknown provider"):
             from_mapping({"onnx_providers": bad})
+    with pytest.raises(ConfigError, match="onnx_providers must be a string, got the integer 3"):
+        from_mapping({"onnx_providers": 3})
 
 
 def test_node_refuses_a_bad_provider_and_a_change_at_runtime():
@@ -53,15 +58,15 @@ def test_missing_provider_falls_back_to_cpu_with_one_warning_for_all_segments(sp
 
     points = example_cloud.sampled
     with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
-        cuda = load_model_runner(DetectorConfig(model_path=str(split_model_dir), onnx_providers="cuda"))
-        again = load_model_runner(DetectorConfig(model_path=str(split_model_dir), onnx_providers="cuda"))
+        cuda = load_model_runner(DetectorConfig.from_flat(model_path=str(split_model_dir), onnx_providers="cuda"))
+        again = load_model_runner(DetectorConfig.from_flat(model_path=str(split_model_dir), onnx_providers="cuda"))
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     # 7 segments, two loads: one line per process.
     assert len(warnings) == 1 and "CUDAExecutionProvider" in warnings[0].getMessage()
     assert "\n" not in warnings[0].getMessage()
     engines = [seg.engine for seg in cuda._call.runners.values()] + [seg.engine for seg in again._call.runners.values()]
     assert all(engine.providers == ["CPUExecutionProvider"] for engine in engines)
-    cpu = load_model_runner(DetectorConfig(model_path=str(split_model_dir)))
+    cpu = load_model_runner(DetectorConfig.from_flat(model_path=str(split_model_dir)))
     expected, actual = cpu(points), cuda(points)
     for name, value in expected.items():  # fp32 on the same provider: identical outputs
         np.testing.assert_array_equal(actual[name], value, err_msg=name)
@@ -99,6 +104,6 @@ def test_planar_onnx_sessions_take_the_providers(shared_dir, tmp_path, cuda_miss
     model_type, model = load_planar_model(shared_dir / "models" / "grconvnet3_cornell_rgbd_ch16.pt")
     path = export_planar_onnx(model, model_type, tmp_path / "grconvnet.onnx")
     with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
-        runner = load_model_runner(DetectorConfig(model_path=str(path), onnx_providers="cuda"))
+        runner = load_model_runner(DetectorConfig.from_flat(model_path=str(path), onnx_providers="cuda"))
     assert runner._engine.providers == ["CPUExecutionProvider"]
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1

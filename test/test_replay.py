@@ -55,7 +55,7 @@ def offline_result(capture, split_model, mask_path):
     from graspnet_edge_ros.config import DetectorConfig
     from graspnet_edge_ros.pipeline import GraspDetector
 
-    config = DetectorConfig(model_path=str(split_model), sampling_seed=0, workspace_mask_path=str(mask_path),
+    config = DetectorConfig.from_flat(model_path=str(split_model), sampling_seed=0, workspace_mask_path=str(mask_path),
                             depth_scale=capture.depth_scale)
     intrinsics = CameraIntrinsics.from_matrix(capture.K, capture.width, capture.height)
     result = GraspDetector(config).detect(capture.color, capture.depth, "16UC1", intrinsics)

@@ -96,7 +96,7 @@ def test_calibration_files_are_what_the_segments_receive_in_the_real_pipeline(ki
     runner = GraspNetRunner("split", "onnxruntime", net, None, "test", timings_source=net)
     depth = example_scene["depth"]
     intrinsics = CameraIntrinsics.from_matrix(example_scene["K"], depth.shape[1], depth.shape[0])
-    config = DetectorConfig(sampling_seed=0, workspace_mask_path=str(capture_dir / "workspace_mask.png"),
+    config = DetectorConfig.from_flat(sampling_seed=0, workspace_mask_path=str(capture_dir / "workspace_mask.png"),
                             depth_scale=1.0 / example_scene["factor_depth"])
     result = GraspDetector(config, runner=runner).detect(example_scene["color"], depth, "16UC1", intrinsics)
     assert result.ok and len(result.grasps) > 0

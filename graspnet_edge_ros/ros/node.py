@@ -265,7 +265,7 @@ class GraspDetectorNode(Node):
     @property
     def backend_name(self) -> str:
         runner = getattr(self._detector, "runner", None)
-        return str(getattr(runner, "backend_name", "") or self._config.backend or "unknown")
+        return str(getattr(runner, "backend_name", "") or self._config.model.backend or "unknown")
 
     @property
     def statistics(self):
@@ -277,7 +277,7 @@ class GraspDetectorNode(Node):
         """One synthetic frame through every stage (model, numba kernels, collision, NMS, poses)."""
         # The candidate generator says what the model reads; stand-in detectors (tests) have none.
         candidates = getattr(self._detector, "candidates", None)
-        num_points = candidates.num_sampled_points(self._config) if candidates else self._config.num_points
+        num_points = candidates.num_sampled_points(self._config) if candidates else self._config.camera.num_points
         # The table and approach filters would reject the few synthetic grasps before the
         # collision check and NMS had run (and compiled) once.
         self._detector.update_config(self._config.replace(table_plane_mode="none", executability_filter=False,
@@ -301,7 +301,7 @@ class GraspDetectorNode(Node):
 
             pair = GraspGroup.from_parts([0.9, 0.8], [0.05, 0.05], [0.02, 0.02], [np.eye(3)] * 2,
                                          [[0.0, 0.0, 0.5], [0.001, 0.0, 0.5]])
-            grasp_nms(pair, self._config.nms_translation_m, self._config.nms_rotation_rad)
+            grasp_nms(pair, self._config.nms.nms_translation_m, self._config.nms.nms_rotation_rad)
             tcp_poses(pair)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         if result.status == STATUS_ERROR:
@@ -451,7 +451,8 @@ class GraspDetectorNode(Node):
             response.result = self._status_only_now(status, response.message)
             return
         # Per-request options are applied here, to this caller's copy of the frame's result.
-        max_grasps = int(pending.request.max_grasps) if pending.request.max_grasps > 0 else self._config.max_grasps
+        max_grasps = (int(pending.request.max_grasps) if pending.request.max_grasps > 0
+                      else self._config.filters.max_grasps)
         result = message
         if len(pending.request.target_object_ids):
             result = conversions.on_objects(result, pending.request.target_object_ids)
@@ -466,8 +467,8 @@ class GraspDetectorNode(Node):
         config = self._config
         return conversions.grasp_array(
             self.get_clock().now().to_msg(), self._settings.target_frame, status, reason,
-            model_id=self.model_id, pose_convention=config.pose_convention,
-            pre_grasp_distance=config.pre_grasp_distance_m)
+            model_id=self.model_id, pose_convention=config.poses.pose_convention,
+            pre_grasp_distance=config.poses.pre_grasp_distance_m)
 
     def _on_set_parameters(self, parameters):
         from rcl_interfaces.msg import SetParametersResult
@@ -551,8 +552,8 @@ class GraspDetectorNode(Node):
             try:
                 transform = self._transformer_for_lookup().matrix(frame_id, source_frame, frame.color.header.stamp,
                                                                    settings.tf_timeout_s)
-                poses = tcp_poses(grasps, config.pose_convention, config.tcp_offset_m,
-                                  config.pre_grasp_distance_m, config.twin_policy, transform=transform)
+                poses = tcp_poses(grasps, config.poses.pose_convention, config.poses.tcp_offset_m,
+                                  config.poses.pre_grasp_distance_m, config.poses.twin_policy, transform=transform)
             except GraspNetEdgeError as exc:
                 status, reason, transform = STATUS_ERROR, str(exc), None
             timings["tf"] = (time.perf_counter() - tf_start) * 1e3
@@ -560,7 +561,7 @@ class GraspDetectorNode(Node):
             grasps, poses = GraspGroup.empty(), None
         message = conversions.grasp_array(
             frame.color.header.stamp, frame_id, status, reason, model_id=result.model_id or self.model_id,
-            pose_convention=config.pose_convention, pre_grasp_distance=config.pre_grasp_distance_m,
+            pose_convention=config.poses.pose_convention, pre_grasp_distance=config.poses.pre_grasp_distance_m,
             grasps=grasps, poses=poses, timings_ms=timings, total_ms=(time.perf_counter() - start) * 1e3)
         return message, grasps, transform
 
@@ -570,24 +571,24 @@ class GraspDetectorNode(Node):
 
         ``config`` is the one handed to the detector for this frame (a parameter change between
         the two reads must not pair a new table_plane_frame with the old detector config)."""
-        if config.table_plane_mode != "given" or not config.table_plane_frame:
+        if config.support_plane.table_plane_mode != "given" or not config.support_plane.table_plane_frame:
             return None
         from graspnet_edge_ros.support_plane import SupportPlane
 
         # Passed on even in the camera frame itself, so the detector knows the frame was handled.
-        plane = SupportPlane.from_coefficients(config.table_plane)
-        if config.table_plane_frame == camera_frame:
+        plane = SupportPlane.from_coefficients(config.support_plane.table_plane)
+        if config.support_plane.table_plane_frame == camera_frame:
             return plane
-        return plane.transformed(self._camera_from(config.table_plane_frame, camera_frame, stamp))
+        return plane.transformed(self._camera_from(config.support_plane.table_plane_frame, camera_frame, stamp))
 
     def _table_up_hint(self, config, camera_frame: str, stamp):
         """For ``table_plane_mode: fit``: the z axis of ``table_plane_frame`` (e.g. base_link) in the
         camera frame at ``stamp``, the "up" the fitted plane must face (None without that frame)."""
-        if config.table_plane_mode != "fit" or not config.table_plane_frame:
+        if config.support_plane.table_plane_mode != "fit" or not config.support_plane.table_plane_frame:
             return None
-        if config.table_plane_frame == camera_frame:
+        if config.support_plane.table_plane_frame == camera_frame:
             return np.array([0.0, 0.0, 1.0])
-        return self._camera_from(config.table_plane_frame, camera_frame, stamp)[:3, 2]
+        return self._camera_from(config.support_plane.table_plane_frame, camera_frame, stamp)[:3, 2]
 
     def _camera_from(self, frame: str, camera_frame: str, stamp) -> np.ndarray:
         """(4, 4) camera <- ``frame`` at the image stamp, through TF."""
@@ -601,8 +602,8 @@ class GraspDetectorNode(Node):
     def _status_only(self, header, status: str, reason: str):
         config = self._config
         return conversions.grasp_array(header.stamp, self._settings.target_frame or header.frame_id, status, reason,
-                                       model_id=self.model_id, pose_convention=config.pose_convention,
-                                       pre_grasp_distance=config.pre_grasp_distance_m)
+                                       model_id=self.model_id, pose_convention=config.poses.pose_convention,
+                                       pre_grasp_distance=config.poses.pre_grasp_distance_m)
 
     def _publish_result(self, message, grasps, transform) -> None:
         """Publish a GraspArray (and, with grasps or an empty result, markers); log and count it."""

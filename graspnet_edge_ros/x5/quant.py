@@ -384,11 +384,11 @@ def compare_pipelines(report: QuantReport, manifest: SplitManifest, floats: dict
                 continue
             if frame.name in previous:
                 report.sampling_reference.append(match_grasps(previous[frame.name], results["float"].grasps,
-                                                              report.top_k, base.nms_translation_m,
-                                                              base.nms_rotation_rad))
+                                                              report.top_k, base.nms.nms_translation_m,
+                                                              base.nms.nms_rotation_rad))
             previous[frame.name] = results["float"].grasps
             match = match_grasps(results["float"].grasps, results["int8"].grasps, report.top_k,
-                                 base.nms_translation_m, base.nms_rotation_rad)
+                                 base.nms.nms_translation_m, base.nms.nms_rotation_rad)
             report.runs.append({"frame": frame.name, "seed": seed, **match,
                                 "published_float": len(results["float"].grasps),
                                 "published_int8": len(results["int8"].grasps),
