@@ -70,6 +70,7 @@ def cmd_export(args) -> int:
     print(export(ExportRequest(
         checkpoint=Path(args.checkpoint), output=Path(args.output), model_type=model_type, split=args.split,
         num_points=args.num_points, opset=args.opset, head_chunk_seeds=args.head_chunk_seeds,
+        split_layout=args.split_layout,
         input_size=args.input_size, angle_output="logits" if args.angle_logits else "argmax")))
     return EXIT_OK
 
@@ -88,9 +89,10 @@ def _export_int8(args) -> int:
     report_frames = with_orbited_views(frames, max_views=1) if args.report else None
     manifest, report = export_int8_split(model, args.output, frames, args.calibration_samples,
                                          head_chunk_seeds=args.head_chunk_seeds, source=source,
+                                         layout=args.split_layout,
                                          report_frames=report_frames,
                                          progress=lambda line: print(line, flush=True))
-    print(f"wrote {len(manifest.segments)} int8 segments + manifest.json to {args.output} "
+    print(f"wrote {len(manifest.segments)} int8 segments ({manifest.layout} backbone) + manifest.json to {args.output} "
           f"in {time.perf_counter() - start:.1f} s")
     if report is not None:
         print(format_report(report))
@@ -294,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "kept in a temporary directory, ~32 MB per pipeline run)")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="--quantize: skip the fp32 vs int8 comparison (int8_report.json)")
+    p.add_argument("--split-layout", choices=["factored", "grouped"], default="factored",
+                   help="split: 'factored' (fastest on a CPU: SA2-SA4 first layers run in the runtime) or "
+                        "'grouped' (whole SA MLPs in the segments; the X5 kit's layout)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("infer-points", help="one forward pass on exact input points")

@@ -33,6 +33,9 @@ def test_int8_export_writes_quantised_segments_and_an_int8_manifest(int8_export,
 
     manifest = SplitManifest.load(int8_export)
     assert manifest.precision == "int8"
+    # The default (factored) backbone: its first SA2..SA4 layers run in float32 in the runtime, copied as they are.
+    assert manifest.layout == "factored" and (int8_export / manifest.first_layers).is_file()
+    assert set(manifest.load_first_layers()) == {"sa2", "sa3", "sa4"}
     calibration = manifest.quantization["calibration"]
     assert calibration["samples_per_segment"] == CALIBRATION_SAMPLES
     assert "graspnet_example" in calibration["source"]
