@@ -7,7 +7,11 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
+from graspnet_edge_ros.blas_threads import prefer_single_threaded_blas
+
+prefer_single_threaded_blas()  # as in the CLI and the node, before numpy loads
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from graspnet_edge_ros.blas_threads import prefer_single_threaded_blas
+
+prefer_single_threaded_blas()  # before numpy loads (see blas_threads)
+
+import numpy as np  # noqa: E402
 
 from graspnet_edge_ros.errors import (BackendUnavailableError, ConfigError, GraspNetEdgeError, InputError,
                                       ModelError, ModelFormatError)

@@ -46,3 +46,25 @@ def test_the_check_catches_newer_features(tmp_path):
     for feature in ("'tomllib' module", "'typing.Self' member", "'datetime.UTC' member",
                     "'itertools.batched' member", "'enum.StrEnum' member"):
         assert feature in done.stdout, (feature, done.stdout)
+
+
+def test_the_cli_and_the_node_choose_one_openblas_thread_unless_the_user_did(tmp_path):
+    """blas_threads: set before numpy loads in the CLI and node processes; a user's value wins."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import os, importlib, sys; importlib.import_module(sys.argv[1]); "
+              "print(os.environ.get('OPENBLAS_NUM_THREADS'))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    for module in ("graspnet_edge_ros.cli", "graspnet_edge_ros.blas_threads"):
+        out = subprocess.run([sys.executable, "-c", script, module], env=env, capture_output=True, text=True,
+                             check=True).stdout.split()
+        expected = "1" if module.endswith("cli") else "None"  # importing the helper alone changes nothing
+        assert out == [expected], (module, out)
+    chosen = subprocess.run([sys.executable, "-c", script, "graspnet_edge_ros.cli"],
+                            env={**env, "OPENBLAS_NUM_THREADS": "3"}, capture_output=True, text=True, check=True)
+    assert chosen.stdout.split() == ["3"]
+    late = subprocess.run([sys.executable, "-c", "import numpy; " + script, "graspnet_edge_ros.cli"], env=env,
+                          capture_output=True, text=True, check=True)
+    assert late.stdout.split() == ["None"]  # numpy already loaded: too late to matter, left alone

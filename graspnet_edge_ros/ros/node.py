@@ -25,7 +25,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from graspnet_edge_ros import NODE_NAME
+from graspnet_edge_ros.blas_threads import prefer_single_threaded_blas
+
+prefer_single_threaded_blas()  # before numpy loads (see blas_threads)
+
+from graspnet_edge_ros import NODE_NAME  # noqa: E402
 from graspnet_edge_ros.dependencies import missing_dependency_message
 from graspnet_edge_ros.topics import DIAGNOSTICS_TOPIC, GRASPS_TOPIC, MARKERS_TOPIC
 
