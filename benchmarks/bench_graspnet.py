@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import example_points, machine_line, median_ms, print_table, shared_dir  # noqa: E402
+from benchmarks.common import (example_points, machine_line, median_ms, print_table, shared_dir,  # noqa: E402
+                               write_figures)
 
 
 def main(argv=None) -> int:
@@ -20,6 +21,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-single", action="store_true", help="skip the single-file ONNX export/run")
+    parser.add_argument("--json", help="write the figures here (run_all.py's summary)")
     args = parser.parse_args(argv)
 
     import torch
@@ -59,6 +61,10 @@ def main(argv=None) -> int:
     print_table("Split runtime per stage (median ms)", ["stage", "ms"], rows)
     print(f"\nsplit runtime: {split_ms:.0f} ms (target < 350 ms), {torch_ms / split_ms:.1f}x the torch reference "
           f"(target >= 8x)")
+    # Every row of the forward table (a variant added to ``results`` appears here too).
+    write_figures(args.json, {"forward_ms": {name: round(ms, 1) for name, ms in results},
+                              "split_stages_ms": {row[0]: float(row[1]) for row in rows}},
+                  {f"forward: {name}": f"{ms:.0f} ms ({torch_ms / ms:.1f}x torch)" for name, ms in results})
     return 0
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import example_frame, machine_line, print_table, shared_dir  # noqa: E402
+from benchmarks.common import example_frame, machine_line, print_table, shared_dir, write_figures  # noqa: E402
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="write the figures here (run_all.py's summary)")
     args = parser.parse_args(argv)
 
     from graspnet_edge_ros.config import DetectorConfig
@@ -47,6 +48,11 @@ def main(argv=None) -> int:
     print_table("Per-stage latency (ms)", ["stage", "median", "max"], rows)
     counts = runs[-1].counts
     print(f"\ngrasps: {counts.get('decoded')} decoded -> {counts.get('published')} published; counts {counts}")
+    total_ms = statistics.median(totals)
+    write_figures(args.json, {"stages_ms_median": {row[0]: float(row[1]) for row in rows}, "counts": counts},
+                  {"pipeline: total per frame": f"{total_ms:.0f} ms ({1e3 / total_ms:.1f} frames/s)",
+                   "pipeline: model / rest": f"{rows[STAGES.index('model')][1]} / "
+                                             f"{total_ms - float(rows[STAGES.index('model')][1]):.1f} ms"})
     return 0
 
 
