@@ -53,21 +53,23 @@ def test_pipelined_admission_prepares_the_next_frame_just_before_the_model_is_fr
     from graspnet_edge_ros.ros.frame_pipeline import FramePipeline
 
     pipeline = FramePipeline()
-    # No estimate yet: the next frame is admitted as soon as the model took the previous one.
-    assert pipeline.admit(True) and pipeline.to_model("frame 1", 0.01)
+    assert pipeline.admit(True) and pipeline.to_model("frame 1", 0.4)
     waiting, admitted = run_in_thread(pipeline.admit, True)
     waiting.join(0.2)
     assert not admitted  # frame 1 still waits in the model's slot
     assert pipeline.next_for_model()[0] == "frame 1"
+    waiting.join(0.2)
+    assert not admitted  # the model has never been timed: wait for it to be free
+    assert pipeline.to_finish("frame 1", 0.5)
     waiting.join(5.0)
-    assert admitted == [True] and pipeline.frames_in_flight == 1
-    assert pipeline.to_model("frame 2", 0.01)
-    assert pipeline.to_finish("frame 1", 0.05)
-    # Frame 1 is in the finish slot, frame 2 goes to the model: both phases busy at once.
+    assert admitted == [True]
+    # A 0.5 s model and a 0.4 s preparation: the next frame is admitted while the model works ...
+    assert pipeline.to_model("frame 2", 0.4)
     assert pipeline.next_for_model()[0] == "frame 2" and pipeline.next_for_finish()[0] == "frame 1"
-    assert pipeline.frames_in_flight == 2
-    # With a model that takes 10 s and a preparation of 10 ms, the next frame waits for its turn ...
-    pipeline.model_s, pipeline.prepare_s = 10.0, 0.01
+    assert pipeline.frames_in_flight == 2  # frame 1 finishing, frame 2 in the model: both at once
+    assert pipeline.admit(True)
+    # ... but with a model that takes 10 s, the next frame waits for its turn ...
+    pipeline.model_s = 10.0
     waiting, admitted = run_in_thread(pipeline.admit, True)
     waiting.join(0.3)
     assert waiting.is_alive() and not admitted

@@ -11,8 +11,9 @@ and finish (post-processing, message, publish). ``FramePipeline`` is the state t
 * ``admit(pipelined=False)``: only when no frame is anywhere in the pipeline (one frame at a
   time, as before pipelining); ``admit(pipelined=True)``: when the model's slot is empty and the
   model is expected to finish its frame within about one preparation time ("just in time", from
-  running averages of both). A frame therefore waits for the model at most about one preparation
-  time: it is not taken early and left to age in the slot while newer frames arrive.
+  running averages of both; until the model has been timed once, when it is free). A frame
+  therefore waits for the model about one preparation time (more only when the model runs longer
+  than its average): it is not taken early and left to age in the slot while newer frames arrive.
 
 Frames leave every phase in the order they entered (one thread each), so results are published
 in input order and the stateful support-plane tracker (updated in prepare) sees the frames in order.
@@ -66,6 +67,8 @@ class FramePipeline:
             return 0.0 if idle else math.inf
         if self._model_since is None:
             return 0.0
+        if self.model_s <= 0.0:
+            return math.inf  # no model time measured yet: wait for the model rather than guess
         lead_s = self.prepare_s * PREPARE_LEAD_FACTOR + PREPARE_LEAD_S
         return self._model_since + self.model_s - lead_s - now
 
