@@ -175,8 +175,8 @@ class GraspDetector:
         """Phase 2 of ``detect``: the model and the decoder on a prepared frame.
 
         None when there is nothing to run (a settled frame) or the model failed: ``finish`` then
-        returns the frame's status. Touches only the runner (its calls release the GIL in ONNX
-        Runtime and the numba kernels), so it may run while other frames are prepared or finished.
+        returns the frame's status. Touches only the runner and this frame (ONNX Runtime releases
+        the GIL), so it may run while other frames are prepared or finished.
         """
         if prepared.settled:
             return None

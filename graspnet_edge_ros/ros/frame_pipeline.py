@@ -1,7 +1,7 @@
 """The node's three detection phases on consecutive frames at once (no rclpy here: testable alone).
 
 One thread per phase of ``GraspDetector``: prepare (conversion, back-projection, workspace,
-support plane, sampling), model (the runner: ONNX Runtime and the numba kernels release the GIL)
+support plane, sampling), model (the runner: ONNX Runtime releases the GIL while a segment runs)
 and finish (post-processing, message, publish). ``FramePipeline`` is the state they share:
 
 * between two phases there is one slot; a phase waits while the next one's slot is full, so at

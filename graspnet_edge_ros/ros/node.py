@@ -533,7 +533,7 @@ class GraspDetectorNode(Node):
                 return
 
     def _infer_frames(self) -> None:
-        """Phase 2 thread: the model (ONNX Runtime and numba release the GIL meanwhile)."""
+        """Phase 2 thread: the model (ONNX Runtime releases the GIL while its segments run)."""
         while (taken := self._pipeline.next_for_model()) is not None:
             item, waited_s = taken
             item.waited_s += waited_s
