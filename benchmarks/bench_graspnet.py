@@ -51,6 +51,8 @@ def main(argv=None) -> int:
             split(points)
             stage_samples.append(split.last_timings_ms)
         results.append(["split: numba geometry + ORT segments", split_ms])
+        # Further variants (e.g. a split int8 model) append [name, ms] to results here: the table,
+        # the ratios against torch and run_all.py's summary (through --json) pick them up.
 
     print(f"GraspNet forward, 20000 points, example scene ({machine_line()}, {args.threads} threads)")
     print_table("End-to-end forward (median)", ["variant", "ms", "speed-up vs torch"],
