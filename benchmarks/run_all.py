@@ -79,14 +79,14 @@ def main(argv=None) -> int:
     failed, summary, durations = [], [], []
     with tempfile.TemporaryDirectory(prefix="graspnet_bench_") as tmp:
         for index, (script, extra, what) in enumerate(plan):
-            print(f"\n\n## {script} {' '.join(extra)}\n\n{what}\n", flush=True)
+            print(f"\n\n## {' '.join([script, *extra])}\n\n{what}\n", flush=True)
             json_path = Path(tmp) / f"{index}_{Path(script).stem}.json"
             command = [sys.executable, str(HERE / script), *extra]
             if script not in WITHOUT_JSON:
                 command += ["--json", str(json_path)]
             start = time.monotonic()
             code = subprocess.run(command).returncode
-            durations.append([f"{script} {' '.join(extra)}".strip(), f"{time.monotonic() - start:.0f} s",
+            durations.append([" ".join([script, *extra]), f"{time.monotonic() - start:.0f} s",
                               "ok" if code == 0 else f"failed (exit {code})"])
             if code != 0:
                 failed.append(script)
