@@ -4,7 +4,7 @@ Each benchmark prints its own tables (forward pass of torch reference / single O
 runtime with ratios and the split runtime per stage, the pipeline per stage, collision and NMS,
 the geometry kernels, the planar networks, a short soak of the node with pipelining on and off)
 and writes its headline figures as JSON (``--json``); the summary table at the end collects
-them. About 10 min on 2 idle cores.
+them. About 7 min on this machine (most of it the torch reference).
 
     python benchmarks/run_all.py                  # make bench
     python benchmarks/run_all.py --full           # + the 4000-frame soak, pick success in
