@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     mask_path = shared_dir() / "data" / "graspnet_example" / "workspace_mask.png"
     with tempfile.TemporaryDirectory() as tmp:
         export_split(load_graspnet(shared_dir() / "models" / "graspnet_edge_grasp.pth"), tmp)
-        detector = GraspDetector(DetectorConfig(model_path=tmp, workspace_mask_path=str(mask_path),
+        detector = GraspDetector(DetectorConfig.from_flat(model_path=tmp, workspace_mask_path=str(mask_path),
                                                 depth_scale=scale, num_threads=args.threads, sampling_seed=0))
         detector.detect(color, depth, "16UC1", intrinsics)                      # warm-up (numba, ORT)
         runs = [detector.detect(color, depth, "16UC1", intrinsics) for _ in range(args.repeat)]
@@ -53,9 +53,10 @@ def main(argv=None) -> int:
         overlap = {}
         if args.overlap_frames > 0:
             overlap["model on the CPU"] = compare_phases(detector, frames, args.overlap_rounds)
-            detector.runner = OffCpuRunner(detector.runner, runs[-1].cloud.sampled, model_s)
+            off_cpu = GraspDetector(detector.config, runner=OffCpuRunner(detector.runner, runs[-1].cloud.sampled,
+                                                                         model_s))
             overlap[f"model off the CPU (simulated, {model_s * 1e3:.0f} ms)"] = compare_phases(
-                detector, frames, args.overlap_rounds)
+                off_cpu, frames, args.overlap_rounds)
     assert all(r.ok for r in runs), runs[0].reason
     rows = []
     for stage in STAGES:

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     from graspnet_edge_ros.sim.scenes import render_scene
 
     model = split_model(args.model)
-    detectors = [(name, GraspDetector(DetectorConfig(model_path=model, sampling_seed=0, **values)))
+    detectors = [(name, GraspDetector(DetectorConfig.from_flat(model_path=model, sampling_seed=0, **values)))
                  for name, values in SETTINGS]
     decoded = {name: [] for name, _ in SETTINGS}
     published = {name: [] for name, _ in SETTINGS}

@@ -49,6 +49,18 @@ FULL_BENCHMARKS = (
 WITHOUT_JSON = {"sim_pick.py", "bench_targeting.py"}
 
 
+def print_backends() -> None:
+    """The format table's backends and whether they run here (what the figures below could use)."""
+    sys.path.insert(0, str(HERE.parent))
+    from graspnet_edge_ros.backends.registry import available_backends
+    from graspnet_edge_ros.formats import FORMATS
+
+    status = available_backends()
+    print("backends (graspnet_edge_ros.formats):")
+    for fmt in FORMATS:
+        print(f"  {fmt.name:12s} {status[fmt.name].splitlines()[0][:100]}  [{fmt.describe()}]")
+
+
 def versions() -> str:
     parts = [f"Python {platform.python_version()}"]
     for module in ("numpy", "numba", "onnxruntime", "torch"):
@@ -74,7 +86,8 @@ def main(argv=None) -> int:
             parser.error(f"unknown benchmark(s) {unknown}; choose from {sorted({s for s, _, _ in plan})}")
         plan = [entry for entry in plan if entry[0] in args.only]
     print(f"# graspnet_edge_ros benchmarks\n\n{machine_line()}\n{versions()}\n"
-          f"Timings are wall-clock medians on this machine; ratios are measured within one run.", flush=True)
+          f"Timings are wall-clock medians on this machine; ratios are measured within one run.\n", flush=True)
+    print_backends()
 
     failed, summary, durations = [], [], []
     with tempfile.TemporaryDirectory(prefix="graspnet_bench_") as tmp:

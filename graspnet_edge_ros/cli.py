@@ -17,31 +17,36 @@ import numpy as np
 
 from graspnet_edge_ros.errors import (BackendUnavailableError, ConfigError, GraspNetEdgeError, InputError,
                                       ModelError, ModelFormatError)
+from graspnet_edge_ros.quantize import DEFAULT_CALIBRATION_SAMPLES
 from graspnet_edge_ros.grasps import DEPTH, HEIGHT, OBJECT_ID, SCORE, WIDTH
 
 from graspnet_edge_ros.errors import EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_OK, EXIT_USAGE  # noqa: F401
 from graspnet_edge_ros.config import NODE_ONLY_PARAMETERS, detector_parameters  # noqa: F401
 from graspnet_edge_ros.files import (check_output_directory, check_output_file, load_points,  # noqa: F401
                                      read_color, read_depth, read_intrinsics, read_labels)
-GRASPNET_SINGLE_FILE_OPSET = 17
+from graspnet_edge_ros.formats import MODEL_TYPES, backend_names
+
+PROVIDERS_HELP = ("onnxruntime execution providers, comma-separated, in order of preference: cpu, cuda, tensorrt, "
+                  "openvino (default cpu; one not installed falls back to CPU with one warning)")
 
 
 # --------------------------------------------------------------------------------------- env
 def cmd_env(_args) -> int:
     from graspnet_edge_ros import __version__
     from graspnet_edge_ros.backends.registry import available_backends
+    from graspnet_edge_ros.formats import FORMATS
 
     print(f"graspnet_edge_ros {__version__}, numpy {np.__version__}")
-    for name, status in available_backends().items():
-        print(f"  {name:12s} {status}")
+    status = available_backends()
+    for fmt in FORMATS:
+        print(f"  {fmt.name:12s} {status[fmt.name]}  [{fmt.describe()}]")
     return EXIT_OK
-
-
-# ------------------------------------------------------------------------------ output paths
 
 
 # ------------------------------------------------------------------------------------ export
 def cmd_export(args) -> int:
+    from graspnet_edge_ros.export.checkpoint_export import ExportRequest
+    from graspnet_edge_ros.formats import load_exporter
     from graspnet_edge_ros.planar.formats import detect_planar_model_type
 
     _require_torch("export")
@@ -50,27 +55,46 @@ def cmd_export(args) -> int:
     else:
         check_output_file(args.output, "--output")
 
+    if args.quantize and not args.split:
+        raise ConfigError("--quantize int8 applies to split exports: add --split")
+    if args.quantize and not args.calibration_source:
+        raise ConfigError("--quantize int8 needs --calibration-source (a bag, GraspNet capture or frame directory)")
+    if args.calibration_samples < 1:
+        raise ConfigError(f"--calibration-samples must be >= 1, got {args.calibration_samples}")
     model_type = args.model_type or detect_planar_model_type(args.checkpoint) or "graspnet"
-    if model_type != "graspnet":
-        return _export_planar(args, model_type)
-    if args.input_size is not None or args.angle_logits:
-        raise ConfigError("--input-size and --angle-logits apply to planar models (grconvnet, affga), not GraspNet")
-    from graspnet_edge_ros.export.onnx_export import export_single_file, export_split
+    if args.quantize:
+        if model_type != "graspnet":
+            raise ConfigError(f"--quantize int8 applies to GraspNet split exports, not {model_type}")
+        return _export_int8(args)
+    export = load_exporter(model_type)  # the format table's exporter of this model family
+    print(export(ExportRequest(
+        checkpoint=Path(args.checkpoint), output=Path(args.output), model_type=model_type, split=args.split,
+        num_points=args.num_points, opset=args.opset, head_chunk_seeds=args.head_chunk_seeds,
+        input_size=args.input_size, angle_output="logits" if args.angle_logits else "argmax")))
+    return EXIT_OK
+
+
+def _export_int8(args) -> int:
+    """Split export quantised to int8 with calibration inputs recorded on real frames, plus the fp32/int8 report."""
     from graspnet_edge_ros.digest import file_digest
     from graspnet_edge_ros.model.checkpoint import load_graspnet
+    from graspnet_edge_ros.quantize import REPORT_NAME, export_int8_split, format_report
+    from graspnet_edge_ros.x5.frames import open_frame_source, with_orbited_views
 
+    frames = open_frame_source(args.calibration_source)  # InputError before any work when it is unusable
+    start = time.perf_counter()
     model = load_graspnet(args.checkpoint)
     source = {"source_checkpoint": Path(args.checkpoint).name, "source_sha256": file_digest(args.checkpoint, 64)}
-    start = time.perf_counter()
-    if args.split:
-        manifest = export_split(model, args.output, head_chunk_seeds=args.head_chunk_seeds, source=source)
-        print(f"wrote {len(manifest.segments)} segments + manifest.json to {args.output} "
-              f"in {time.perf_counter() - start:.1f} s")
-    else:
-        opset = GRASPNET_SINGLE_FILE_OPSET if args.opset is None else args.opset
-        path = export_single_file(model, args.output, num_points=args.num_points, opset=opset, source=source)
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.num_points} points) "
-              f"in {time.perf_counter() - start:.1f} s")
+    report_frames = with_orbited_views(frames, max_views=1) if args.report else None
+    manifest, report = export_int8_split(model, args.output, frames, args.calibration_samples,
+                                         head_chunk_seeds=args.head_chunk_seeds, source=source,
+                                         report_frames=report_frames,
+                                         progress=lambda line: print(line, flush=True))
+    print(f"wrote {len(manifest.segments)} int8 segments + manifest.json to {args.output} "
+          f"in {time.perf_counter() - start:.1f} s")
+    if report is not None:
+        print(format_report(report))
+        print(f"report -> {Path(args.output) / REPORT_NAME}")
     return EXIT_OK
 
 
@@ -84,28 +108,11 @@ def _require_torch(command: str) -> None:
                                       "https://download.pytorch.org/whl/cpu)")
 
 
-def _export_planar(args, model_type: str) -> int:
-    """GR-ConvNet / AFFGA-Net checkpoint -> one static-shape ONNX file, checked in onnxruntime."""
-    from graspnet_edge_ros.digest import file_digest
-    from graspnet_edge_ros.planar.export import PLANAR_OPSET, export_planar_onnx, load_planar_model
-
-    if args.split:
-        raise ConfigError(f"--split is for GraspNet; a {model_type} model exports as one ONNX file")
-    model_type, model = load_planar_model(args.checkpoint, model_type)
-    source = {"source_checkpoint": Path(args.checkpoint).name, "source_sha256": file_digest(args.checkpoint, 64)}
-    start = time.perf_counter()
-    path = export_planar_onnx(model, model_type, args.output, input_size=args.input_size,
-                              opset=PLANAR_OPSET if args.opset is None else args.opset,
-                              angle_output="logits" if args.angle_logits else "argmax", source=source)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {model_type}) in {time.perf_counter() - start:.1f} s; "
-          "onnxruntime matches PyTorch")
-    return EXIT_OK
-
-
 # ------------------------------------------------------------------------------- infer-points
 def cmd_infer_points(args) -> int:
     from graspnet_edge_ros.postprocess.decode import decode_grasps
-    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner, thread_options
+    from graspnet_edge_ros.formats import provider_options, resolve_providers, thread_options
+    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
 
     if args.repeat < 1:
         raise ConfigError(f"--repeat must be >= 1, got {args.repeat}")
@@ -115,8 +122,11 @@ def cmd_infer_points(args) -> int:
         check_output_file(args.dump, "--dump")
     if args.grasps:
         check_output_file(args.grasps, "--grasps")
+    if args.providers:
+        resolve_providers(args.providers)  # an unknown name is a usage error before anything loads
     points = load_points(args.points)
-    runner = load_graspnet_runner(args.model, args.backend, **thread_options(args.backend, args.model, args.threads))
+    runner = load_graspnet_runner(args.model, args.backend, **thread_options(args.backend, args.model, args.threads),
+                                  **provider_options(args.backend, args.model, args.providers))
     # A raw dump must hold every seed; otherwise skip the head for seeds the decoder drops.
     skip = args.dump is None
     times = []
@@ -141,7 +151,7 @@ def cmd_infer_points(args) -> int:
 
 # ------------------------------------------------------------------------------------ detect
 def cmd_detect(args) -> int:
-    from graspnet_edge_ros.config import DetectorConfig, from_mapping
+    from graspnet_edge_ros.config import from_mapping
     from graspnet_edge_ros.pipeline import GraspDetector, check_table_plane_frame
 
     # Everything that can be checked without the model comes first: outputs, parameters, inputs.
@@ -149,30 +159,33 @@ def cmd_detect(args) -> int:
     if args.overlay:
         check_output_file(args.overlay, "--overlay")
     values = detector_parameters(args.params_file) if args.params_file else {}
+    file_config = from_mapping(values)  # a bad value in the file is refused before any input is read
     color = read_color(args.color)
     depth, encoding = read_depth(args.depth)
     intrinsics, file_scale = read_intrinsics(depth.shape, args.intrinsics, args.camera_info)
-    values.update({"model_path": str(args.model), "backend": args.backend or values.get("backend", "")})
+    overrides = {"model_path": str(args.model), "backend": args.backend or values.get("backend", "")}
     if args.model_type:
-        values["model_type"] = args.model_type
+        overrides["model_type"] = args.model_type
     if args.workspace_mask:
-        values["workspace_mask_path"] = str(args.workspace_mask)
+        overrides["workspace_mask_path"] = str(args.workspace_mask)
     # Precedence: --depth-scale, then the parameter file, then the camera file's factor.
     if args.depth_scale is not None:
-        values["depth_scale"] = args.depth_scale
+        overrides["depth_scale"] = args.depth_scale
     elif "depth_scale" in values and file_scale is not None:
         print(f"graspnet-edge: note: depth_scale {values['depth_scale']} from {args.params_file} overrides "
               f"{file_scale:g} from {args.camera_info}", file=sys.stderr)
     elif file_scale is not None:
-        values["depth_scale"] = file_scale
+        overrides["depth_scale"] = file_scale
     if args.seed is not None:
-        values["sampling_seed"] = args.seed
+        overrides["sampling_seed"] = args.seed
     if args.max_grasps is not None:
-        values["max_grasps"] = args.max_grasps
+        overrides["max_grasps"] = args.max_grasps
+    if args.providers:
+        overrides["onnx_providers"] = args.providers
     if args.target_object:
-        values["target_object_ids"] = list(args.target_object)
-    config = from_mapping(values, DetectorConfig())
-    if config.target_object_ids and not args.object_mask:
+        overrides["target_object_ids"] = list(args.target_object)
+    config = from_mapping(overrides, file_config)
+    if config.targeting.target_object_ids and not args.object_mask:
         where = "--target-object" if args.target_object else f"target_object_ids in {args.params_file}"
         raise ConfigError(f"{where} needs --object-mask (an instance-label image aligned to --color)")
     check_table_plane_frame(config)  # before the model loads: no frame could be detected
@@ -211,8 +224,8 @@ def result_to_json(result, config) -> dict:
     plane = result.support_plane
     return {
         "status": result.status, "reason": result.reason, "model_id": result.model_id,
-        "frame": "camera_optical", "pose_convention": config.pose_convention,
-        "pre_grasp_distance_m": config.pre_grasp_distance_m, "tcp_offset_m": config.tcp_offset_m,
+        "frame": "camera_optical", "pose_convention": config.poses.pose_convention,
+        "pre_grasp_distance_m": config.poses.pre_grasp_distance_m, "tcp_offset_m": config.poses.tcp_offset_m,
         "timings_ms": {k: round(v, 2) for k, v in result.timings_ms.items()},
         "counts": result.counts,
         "support_plane": None if plane is None else {
@@ -251,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GraspNet state dict, or a GR-ConvNet / AFFGA-Net checkpoint "
                         "(whole-module pickle or state dict)")
     p.add_argument("--output", required=True, help="model.onnx, or a directory with --split")
-    p.add_argument("--model-type", choices=["graspnet", "grconvnet", "affga"], default=None,
+    p.add_argument("--model-type", choices=list(MODEL_TYPES), default=None,
                    help="default: detected from the checkpoint")
     p.add_argument("--split", action="store_true", help="GraspNet: BPU-ready segments + manifest.json")
     p.add_argument("--num-points", type=int, default=20000, help="GraspNet: static point count of the single file")
@@ -262,17 +275,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--angle-logits", action="store_true",
                    help="AFFGA-Net: output the 120 angle logits instead of the in-graph argmax bin map")
     p.add_argument("--head-chunk-seeds", type=int, default=64, help="seeds per grasp-head call (split)")
+    p.add_argument("--quantize", choices=["int8"], default=None,
+                   help="split: int8 segments for CPUs (onnxruntime static quantisation, QDQ, per-channel weights)")
+    p.add_argument("--calibration-source", help="--quantize: real frames the calibration inputs are recorded on "
+                                                "(rosbag2 / .mcap, GraspNet capture, directory of captures, or "
+                                                "frame directory)")
+    p.add_argument("--calibration-samples", type=int, default=DEFAULT_CALIBRATION_SAMPLES,
+                   help=f"--quantize: recorded inputs per segment (default {DEFAULT_CALIBRATION_SAMPLES}; "
+                        "kept in a temporary directory, ~32 MB per pipeline run)")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="--quantize: skip the fp32 vs int8 comparison (int8_report.json)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("infer-points", help="one forward pass on exact input points")
     p.add_argument("--points", required=True,
                    help=".npy (N,3) float32 camera frame, metres (or .npz with one array / an array 'points')")
     p.add_argument("--model", required=True, help="checkpoint, .onnx file, or split directory")
-    p.add_argument("--backend", choices=["torch", "onnxruntime", "hobot_dnn"], default=None)
+    p.add_argument("--backend", choices=backend_names(), default=None)
     p.add_argument("--dump", help="write raw outputs (official end_points names) to this .npz")
     p.add_argument("--grasps", help="write decoded grasps (N x 17) to this .npy")
     p.add_argument("--repeat", type=int, default=1, help="run K times and print the median time")
     p.add_argument("--threads", type=int, default=0, help="CPU threads of the backend (0 = its default)")
+    p.add_argument("--providers", default=None, help=PROVIDERS_HELP)
     p.set_defaults(func=cmd_infer_points)
 
     p = sub.add_parser("detect", help="grasps for one RGB-D frame -> JSON (+ overlay PNG)")
@@ -288,9 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-object", type=int, action="append", metavar="ID",
                    help="keep only grasps on this object label (repeatable; needs --object-mask)")
     p.add_argument("--model", required=True)
-    p.add_argument("--model-type", choices=["auto", "graspnet", "grconvnet", "affga"], default=None,
+    p.add_argument("--model-type", choices=["auto", *MODEL_TYPES], default=None,
                    help="default: detected from the model file (give it for a compiled .bin)")
-    p.add_argument("--backend", choices=["torch", "onnxruntime", "hobot_dnn"], default=None)
+    p.add_argument("--backend", choices=backend_names(), default=None)
+    p.add_argument("--providers", default=None, help=PROVIDERS_HELP + "; overrides onnx_providers of --params-file")
     p.add_argument("--params-file", help="YAML of detector parameters: flat, or the node's parameter file "
                                          "(config/default.yaml; node-only keys are ignored)")
     p.add_argument("--seed", type=int, help="sampling seed for reproducible runs")

@@ -2,6 +2,8 @@
 
 The library raises these and never exits; the node and the CLI absorb them at their edges
 (the node publishes an error status, the CLI prints one line and returns a non-zero code).
+InputError and ConfigError are also ValueErrors (a bad value was handed in), so callers that
+catch ValueError, the Python convention for bad arguments, keep working.
 """
 
 
@@ -13,11 +15,11 @@ class GraspNetEdgeError(Exception):
     """Base class of every error this package raises on purpose."""
 
 
-class InputError(GraspNetEdgeError):
-    """The frame or array handed in cannot be used (encoding, size, NaN/zero depth, bad intrinsics)."""
+class InputError(GraspNetEdgeError, ValueError):
+    """The frame, array or value handed in cannot be used (encoding, size, NaN/zero depth, bad intrinsics)."""
 
 
-class ConfigError(GraspNetEdgeError):
+class ConfigError(GraspNetEdgeError, ValueError):
     """A parameter value is out of range or of the wrong type."""
 
 
@@ -36,3 +38,11 @@ class BackendUnavailableError(GraspNetEdgeError):
 
 class ExportError(GraspNetEdgeError):
     """Exporting a model failed or produced an artefact that does not verify."""
+
+
+class ReplayError(GraspNetEdgeError):
+    """A bag replay could not run (no node on the graph, unreadable bag, node died, ...)."""
+
+
+class ReplayInterrupted(ReplayError):
+    """The replay was stopped (SIGINT/SIGTERM) before it started playing."""

@@ -81,6 +81,8 @@ def load_points(path) -> np.ndarray:
                     raise InputError(f"{path}: an .npz with several arrays needs one named 'points' "
                                      f"(has {names})")
         points = np.asarray(loaded)
+    except InputError:  # already says what is wrong (InputError is a ValueError too)
+        raise
     except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
         raise InputError(f"cannot read points {path}: {exc or 'empty file'}") from exc
     if points.dtype.kind not in "fiu":
@@ -147,6 +149,8 @@ def read_labels(path) -> np.ndarray:
                     raise InputError(f"{path}: object mask must be a single-channel label image, got mode "
                                      f"{image.mode} (8, 16 or 32-bit integers, 0 = background)")
                 labels = np.asarray(image)
+    except InputError:  # already says what is wrong (InputError is a ValueError too)
+        raise
     # EOFError: an empty or truncated .npy/PNG; SyntaxError: a broken PNG chunk.
     except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as exc:
         raise InputError(f"cannot read object mask {path}: {exc or 'empty file'}") from exc

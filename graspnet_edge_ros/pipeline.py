@@ -14,25 +14,20 @@ import numpy as np
 
 from graspnet_edge_ros.camera import (CameraIntrinsics, PreparedCloud, Workspace, WorkspaceSelection, decode_depth,
                                       sample_cloud, select_workspace)
+from graspnet_edge_ros.candidates import GraspModelRunner, ImageFrame, candidates_for, inside_auto_workspace
 from graspnet_edge_ros.config import DetectorConfig
 from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, InputError
 from graspnet_edge_ros.grasps import GraspGroup
-from graspnet_edge_ros.planar.lifting import LiftingOptions, lift_planar_grasps
-from graspnet_edge_ros.planar.preprocess import crop_center_from_mask
-from graspnet_edge_ros.planar.types import PLANAR_MODEL_TYPES
 from graspnet_edge_ros.poses import TcpPoses, tcp_poses
 from graspnet_edge_ros.postprocess import filters
 from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector
-from graspnet_edge_ros.postprocess.decode import DecodeConfig, decode_grasps
 from graspnet_edge_ros.postprocess.executability import GripperGeometry, executability_filters
 from graspnet_edge_ros.postprocess.nms import grasp_nms
-from graspnet_edge_ros.runtime.health import check_raw_outputs
 from graspnet_edge_ros.status import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK  # noqa: F401
 from graspnet_edge_ros.support_plane import PlaneFitOptions, SupportPlane, SupportPlaneTracker, fit_support_plane
 from graspnet_edge_ros.targeting import check_labels, grasp_object_ids, present_labels, with_object_ids
 from graspnet_edge_ros.timing import StageTimer
 
-TABLE_FIT_POINTS = 5000  # planar models: the sample only feeds the support-plane fit
 STAGES = ("preprocess", "support_plane", "model", "decode", "filters", "collision", "nms", "poses")
 
 
@@ -64,21 +59,21 @@ class DetectionResult:
 class GraspDetector:
     """Compose the stages around a model runner: GraspNet (points) or a planar network (images).
 
+    The runner (``candidates.GraspModelRunner``) sits in a candidate generator
+    (``self.candidates``, chosen by its ``model_type``) that owns everything model-specific.
+
     Examples:
-        >>> detector = GraspDetector(DetectorConfig(model_path="graspnet_split/"))  # doctest: +SKIP
+        >>> detector = GraspDetector(DetectorConfig.from_flat(model_path="graspnet_split/"))  # doctest: +SKIP
         >>> result = detector.detect(color, depth, "16UC1", intrinsics)  # doctest: +SKIP
     """
 
-    def __init__(self, config: DetectorConfig, runner=None):
+    def __init__(self, config: DetectorConfig, runner: GraspModelRunner | None = None):
         self.config = config
         self.runner = runner if runner is not None else load_model_runner(config)
-        # Planar runners (GR-ConvNet, AFFGA) take images, not points: see _planar_candidates.
-        self.is_planar = getattr(self.runner, "model_type", "graspnet") in PLANAR_MODEL_TYPES
+        self.candidates = candidates_for(self.runner)
+        self.candidates.configure(config)
         self._mask_cache: tuple[str, np.ndarray] | None = None
         self._plane_tracker = SupportPlaneTracker()
-        self._crop_centre_cache: tuple[np.ndarray, tuple[float, float]] | None = None
-        if self.is_planar:
-            self._apply_planar_options(config)
 
     @property
     def model_id(self) -> str:
@@ -91,14 +86,7 @@ class GraspDetector:
     def update_config(self, config: DetectorConfig) -> None:
         """Swap tunables at runtime (model/backend fields must stay unchanged)."""
         self.config = config
-        if self.is_planar:
-            self._apply_planar_options(config)
-
-    def _apply_planar_options(self, config: DetectorConfig) -> None:
-        self.runner.decode_options = dataclasses.replace(
-            self.runner.decode_options, num_grasps=config.planar_num_grasps,
-            min_quality=None if config.planar_min_quality < 0 else config.planar_min_quality,
-            width_scale=config.planar_width_scale)
+        self.candidates.configure(config)
 
     # ---------------------------------------------------------------------------------------
     def detect(self, color: np.ndarray | None, depth: np.ndarray, depth_encoding: str,
@@ -120,9 +108,9 @@ class GraspDetector:
             intrinsics: of the depth image.
             object_labels: optional (H, W) integer instance labels aligned to the image (0 =
                 background): every grasp's object_id becomes the label under its grasp point.
-            target_object_ids: keep only grasps on these labels (None = config.target_object_ids).
+            target_object_ids: keep only grasps on these labels (None = the target_object_ids parameter).
             support_plane: the table plane in the camera frame for ``table_plane_mode: given``
-                (e.g. transformed from the robot base by the node); None = config.table_plane,
+                (e.g. transformed from the robot base by the node); None = the table_plane parameter,
                 which then must be in the camera frame (``table_plane_frame`` empty).
             up_hint: camera-frame "up" (3,) for ``table_plane_mode: fit``, e.g. the z axis of
                 ``table_plane_frame`` through TF (the node passes it): the fitted plane must lie
@@ -144,20 +132,21 @@ class GraspDetector:
         timer = StageTimer()
         context = _FrameContext(intrinsics=intrinsics, up_hint=up_hint)
         cfg = self.config
-        targets = tuple(cfg.target_object_ids if target_object_ids is None else target_object_ids)
+        targets = tuple(cfg.targeting.target_object_ids if target_object_ids is None else target_object_ids)
         try:
             with timer("preprocess"):
-                depth_m = decode_depth(depth, depth_encoding, cfg.depth_scale)
+                depth_m = decode_depth(depth, depth_encoding, cfg.camera.depth_scale)
                 workspace = self._workspace(depth_m.shape)
                 if object_labels is not None:
                     context.labels = check_labels(object_labels, depth_m.shape)
                 context.targets = self._checked_targets(targets, context)
-                selection = select_workspace(depth_m, intrinsics, color, workspace, cfg.min_depth_m, cfg.max_depth_m)
+                selection = select_workspace(depth_m, intrinsics, color, workspace, cfg.camera.min_depth_m,
+                                             cfg.camera.max_depth_m)
             with timer("support_plane"):
                 self._find_support_plane(selection.cloud, context, support_plane)
             with timer("preprocess"):
-                context.auto_workspace = cfg.workspace_mode == "plane" or (
-                    cfg.workspace_mode == "auto" and workspace is None)
+                context.auto_workspace = cfg.camera.workspace_mode == "plane" or (
+                    cfg.camera.workspace_mode == "auto" and workspace is None)
                 selection = self._auto_workspace(selection, context)
                 cloud = self._sample(selection, context)
         except InputError as exc:
@@ -168,21 +157,19 @@ class GraspDetector:
             return PreparedFrame.of_result(DetectionResult(
                 STATUS_NO_GRASP, str(exc), timings_ms=timer.ms, model_id=self.model_id,
                 support_plane=context.plane, plane_note=context.plane_note, warnings=context.warnings), timer)
-        frame = _Frame(color, depth_m, intrinsics, workspace) if self.is_planar else None
+        frame = ImageFrame(color, depth_m, intrinsics, workspace)
         return self._prepared(cloud, timer, frame, context)
 
     def infer(self, prepared: "PreparedFrame") -> "ModelOutput | None":
         """Phase 2 of ``detect``: the model and the decoder on a prepared frame.
 
         None when there is nothing to run (a settled frame) or the model failed: ``finish`` then
-        returns the frame's status. Touches only the runner and this frame (ONNX Runtime releases
-        the GIL), so it may run while other frames are prepared or finished.
+        returns the frame's status. Touches only the candidate generator and this frame (ONNX
+        Runtime releases the GIL), so it may run while other frames are prepared or finished.
         """
         if prepared.settled:
             return None
         try:
-            if self.is_planar and prepared.frame is None:
-                raise InputError("a planar model needs the RGB-D image, not only points: call detect()")
             grasps, extra_filters = self._candidates(prepared.cloud, prepared.timer, prepared.result,
                                                      prepared.frame, prepared.context)
         except GraspNetEdgeError as exc:
@@ -205,8 +192,9 @@ class GraspDetector:
         return result
 
     def detect_cloud(self, cloud: PreparedCloud, timer: StageTimer | None = None,
-                     frame: "_Frame | None" = None) -> DetectionResult:
-        """Run model and post-processing on an already prepared cloud (planar models also need ``frame``).
+                     frame: ImageFrame | None = None) -> DetectionResult:
+        """Run model and post-processing on an already prepared cloud (image models, see
+        ``candidates.needs_image``, also need ``frame``).
 
         The support plane is fitted on ``cloud.cloud`` (or taken from the config); no workspace crop,
         object labels or targeting apply here.
@@ -222,7 +210,7 @@ class GraspDetector:
         prepared = self._prepared(cloud, timer, frame, context)
         return self.finish(prepared, self.infer(prepared))
 
-    def _prepared(self, cloud: PreparedCloud, timer: StageTimer, frame: "_Frame | None",
+    def _prepared(self, cloud: PreparedCloud, timer: StageTimer, frame: ImageFrame | None,
                   context: "_FrameContext") -> "PreparedFrame":
         result = DetectionResult(STATUS_OK, cloud=cloud, model_id=self.model_id, timings_ms=timer.ms,
                                  support_plane=context.plane, plane_note=context.plane_note,
@@ -234,18 +222,19 @@ class GraspDetector:
                             given: SupportPlane | None) -> None:
         """Set context.plane (or None) and context.plane_note for this frame."""
         cfg = self.config
-        if cfg.table_plane_mode == "none":
+        if cfg.support_plane.table_plane_mode == "none":
             context.plane_note = "table_plane_mode is none"
             return
-        if cfg.table_plane_mode == "given":
-            context.plane = given if given is not None else SupportPlane.from_coefficients(cfg.table_plane)
+        if cfg.support_plane.table_plane_mode == "given":
+            context.plane = (given if given is not None
+                             else SupportPlane.from_coefficients(cfg.support_plane.table_plane))
             return
         options = PlaneFitOptions()
         if context.up_hint is not None:
             options = dataclasses.replace(options, up_hint=tuple(float(v) for v in context.up_hint))
-        elif cfg.table_plane_frame:
-            context.warnings.append(f"table_plane_frame {cfg.table_plane_frame!r} (the 'up' of the plane fit) "
-                                    "is applied only by the ROS node, through TF")
+        elif cfg.support_plane.table_plane_frame:
+            context.warnings.append(f"table_plane_frame {cfg.support_plane.table_plane_frame!r} (the 'up' of the "
+                                    "plane fit) is applied only by the ROS node, through TF")
         try:
             fitted, failure = fit_support_plane(points, options), ""
         except InputError as exc:
@@ -259,17 +248,12 @@ class GraspDetector:
         if context.plane is None:
             context.warnings.append(f"auto workspace not applied: {context.plane_note}")
             return selection
-        keep = self._inside_auto_workspace(selection.cloud, context.plane)
+        keep = inside_auto_workspace(self.config, selection.cloud, context.plane)
         if not keep.any():
             cfg = self.config
-            raise InputError(f"auto workspace empty: no point lies {cfg.workspace_min_height_m:g} to "
-                             f"{cfg.workspace_max_height_m:g} m above the support plane within its extent")
+            raise InputError(f"auto workspace empty: no point lies {cfg.camera.workspace_min_height_m:g} to "
+                             f"{cfg.camera.workspace_max_height_m:g} m above the support plane within its extent")
         return selection.subset(keep)
-
-    def _inside_auto_workspace(self, points: np.ndarray, plane: SupportPlane) -> np.ndarray:
-        cfg = self.config
-        return plane.in_band(points, cfg.workspace_min_height_m, cfg.workspace_max_height_m,
-                             cfg.workspace_extent_margin_m)
 
     def _checked_targets(self, targets: tuple, context: "_FrameContext") -> tuple:
         if not targets:
@@ -292,19 +276,19 @@ class GraspDetector:
         them by space, not density: a context crop is what concentrates them on the targets.
         """
         cfg = self.config
-        if not context.targets or self.is_planar:
+        if not context.targets or not self.candidates.samples_targets:
             return sample_cloud(selection, self._num_sampled_points(), self._seed())
         on_target = np.isin(context.labels.reshape(-1)[selection.pixel_ids], context.targets)
         if not on_target.any():
             raise _NothingToDo(f"target object(s) {list(context.targets)} have no valid depth in the workspace")
         region = np.ones(len(on_target), bool)
-        if cfg.target_context_m > 0:
+        if cfg.targeting.target_context_m > 0:
             target_points = selection.cloud[on_target]
-            low = target_points.min(axis=0) - cfg.target_context_m
-            high = target_points.max(axis=0) + cfg.target_context_m
+            low = target_points.min(axis=0) - cfg.targeting.target_context_m
+            high = target_points.max(axis=0) + cfg.targeting.target_context_m
             region = np.all((selection.cloud >= low) & (selection.cloud <= high), axis=1)
         sampled = sample_cloud(selection.subset(region), self._num_sampled_points(), self._seed(),
-                               on_target[region], cfg.target_sampling_fraction)
+                               on_target[region], cfg.targeting.target_sampling_fraction)
         if region.all():
             return sampled
         indices = np.flatnonzero(region)[sampled.sampled_indices]
@@ -313,10 +297,8 @@ class GraspDetector:
 
     # ----------------------------------------------------------------------------- the stages
     def _candidates(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult,
-                    frame: "_Frame | None", context: "_FrameContext") -> tuple[GraspGroup, list]:
-        if self.is_planar:
-            return self._planar_candidates(frame, timer, result, context)
-        return self._graspnet_candidates(cloud, timer, result), []
+                    frame: ImageFrame | None, context: "_FrameContext") -> tuple[GraspGroup, list]:
+        return self.candidates.generate(self.config, cloud, frame, timer, result.counts, context)
 
     def _post_process(self, grasps: GraspGroup, extra_filters: list, cloud: PreparedCloud, timer: StageTimer,
                       result: DetectionResult, context: "_FrameContext") -> None:
@@ -330,121 +312,74 @@ class GraspDetector:
             grasps = outcome.grasps
         result.counts.update({f"rejected_{k}": v for k, v in outcome.rejected.items()})
         with timer("collision"):
-            if cfg.collision_thresh > 0 and len(grasps):
-                detector = ModelFreeCollisionDetector(cloud.cloud, cfg.collision_voxel_size_m,
-                                                      cfg.finger_width_m, cfg.finger_length_m, crop_to=grasps,
-                                                      crop_approach_dist=cfg.collision_approach_dist_m)
-                colliding = detector.detect(grasps, cfg.collision_approach_dist_m, cfg.collision_thresh)
+            collision = cfg.collision
+            if collision.collision_thresh > 0 and len(grasps):
+                detector = ModelFreeCollisionDetector(cloud.cloud, collision.collision_voxel_size_m,
+                                                      collision.finger_width_m, collision.finger_length_m,
+                                                      crop_to=grasps,
+                                                      crop_approach_dist=collision.collision_approach_dist_m)
+                colliding = detector.detect(grasps, collision.collision_approach_dist_m, collision.collision_thresh)
                 result.counts["rejected_collision"] = int(colliding.sum())
                 grasps = grasps[~colliding]
         with timer("nms"):
-            if cfg.nms_enabled and len(grasps):
+            if cfg.nms.nms_enabled and len(grasps):
                 before = len(grasps)
-                grasps = grasp_nms(grasps, cfg.nms_translation_m, cfg.nms_rotation_rad)
+                grasps = grasp_nms(grasps, cfg.nms.nms_translation_m, cfg.nms.nms_rotation_rad)
                 result.counts["rejected_nms"] = before - len(grasps)
-            grasps = grasps.sorted_by_score()[:cfg.max_grasps]
+            grasps = grasps.sorted_by_score()[:cfg.filters.max_grasps]
         result.counts["published"] = len(grasps)
         result.grasps = grasps
         if len(grasps) == 0:
             result.status = STATUS_NO_GRASP
-            result.reason = _no_grasp_reason(result.counts, self.is_planar, context.plane_note)
+            result.reason = _no_grasp_reason(result.counts, self.candidates.no_detection_reason, context.plane_note)
             return
         with timer("poses"):
-            result.poses = tcp_poses(grasps, cfg.pose_convention, cfg.tcp_offset_m, cfg.pre_grasp_distance_m,
-                                     cfg.twin_policy)
-
-    def _graspnet_candidates(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult) -> GraspGroup:
-        cfg = self.config
-        with timer("model"):
-            raw = self.runner(cloud.sampled)
-            check_raw_outputs(raw)
-        self._record_model_timings(timer)
-        with timer("decode"):
-            grasps = decode_grasps(raw, DecodeConfig(cfg.grasp_max_width_m, cfg.grasp_max_tolerance_m))
-        result.counts["decoded"] = len(grasps)
-        return grasps
-
-    def _planar_candidates(self, frame: "_Frame", timer: StageTimer, result: DetectionResult,
-                           context: "_FrameContext") -> tuple[GraspGroup, list]:
-        """Planar network -> pixel grasps -> 6-DoF rows; grasps outside the workspace are filtered."""
-        cfg = self.config
-        self._centre_planar_crop(frame.workspace)
-        with timer("model"):
-            planar = self.runner(frame.color, frame.depth_m)
-        self._record_model_timings(timer)
-        with timer("decode"):
-            options = LiftingOptions(depth_window_px=cfg.planar_depth_window_px,
-                                     insertion_depth_m=cfg.planar_insertion_depth_m)
-            lifted = lift_planar_grasps(planar, frame.depth_m, frame.intrinsics, options)
-        result.counts["decoded"] = len(planar)
-        result.counts["rejected_no_depth"] = int(np.count_nonzero(~lifted.kept))
-        # GraspNet's seeds come from workspace points; a planar grasp pixel may lie anywhere.
-        rows, cols = np.asarray(planar.rows)[lifted.kept], np.asarray(planar.cols)[lifted.kept]
-        z = lifted.grasps.translations[:, 2]
-        keep = (z > cfg.min_depth_m) & (z <= cfg.max_depth_m)
-        if frame.workspace is not None:
-            keep &= _inside_workspace(frame.workspace, rows, cols, lifted.grasps.translations)
-        if context.auto_workspace and context.plane is not None:
-            keep &= self._inside_auto_workspace(lifted.grasps.translations, context.plane)
-        return lifted.grasps, [filters.FilterResult("workspace", keep)]
-
-    def _centre_planar_crop(self, workspace: Workspace | None) -> None:
-        """Centre the network's crop on the workspace mask (the image centre without a mask)."""
-        centre = None
-        if workspace is not None and workspace.mask is not None:
-            if self._crop_centre_cache is None or self._crop_centre_cache[0] is not workspace.mask:
-                self._crop_centre_cache = (workspace.mask, crop_center_from_mask(workspace.mask))
-            centre = self._crop_centre_cache[1]
-        if self.runner.decode_options.crop_center_rc != centre:
-            self.runner.decode_options = dataclasses.replace(self.runner.decode_options, crop_center_rc=centre)
-
-    def _record_model_timings(self, timer: StageTimer) -> None:
-        for name, value in self.runner.last_timings_ms.items():
-            timer.ms[f"model.{name}"] = value
+            result.poses = tcp_poses(grasps, cfg.poses.pose_convention, cfg.poses.tcp_offset_m,
+                                     cfg.poses.pre_grasp_distance_m, cfg.poses.twin_policy)
 
     def _filter_results(self, grasps: GraspGroup, context: "_FrameContext") -> list:
         cfg = self.config
         results = [
-            filters.score_filter(grasps, cfg.min_score),
-            filters.width_filter(grasps, cfg.gripper_max_width_m, cfg.width_margin_m, cfg.gripper_min_width_m),
+            filters.score_filter(grasps, cfg.filters.min_score),
+            filters.width_filter(grasps, cfg.gripper.gripper_max_width_m, cfg.gripper.width_margin_m,
+                                 cfg.gripper.gripper_min_width_m),
         ]
-        if cfg.approach_max_angle_deg < 180:
-            results.append(filters.approach_cone_filter(grasps, np.asarray(cfg.approach_direction),
-                                                        np.radians(cfg.approach_max_angle_deg)))
+        if cfg.filters.approach_max_angle_deg < 180:
+            results.append(filters.approach_cone_filter(grasps, np.asarray(cfg.filters.approach_direction),
+                                                        np.radians(cfg.filters.approach_max_angle_deg)))
         plane = context.plane
         if plane is not None:
-            results.append(filters.table_height_filter(grasps, plane.normal, plane.offset, cfg.min_table_height_m))
-        if cfg.executability_filter:
+            results.append(filters.table_height_filter(grasps, plane.normal, plane.offset,
+                                                       cfg.filters.min_table_height_m))
+        if cfg.gripper.executability_filter:
             if plane is None:
                 # Without a plane nothing can be said about the gripper body: publish nothing
                 # rather than grasps that may drive the hand into the table.
                 results.append(filters.FilterResult("no_support_plane", np.zeros(len(grasps), bool)))
             else:
                 results.extend(executability_filters(grasps, plane.normal, plane.offset,
-                                                     GripperGeometry.from_config(cfg)))
+                                                     GripperGeometry.from_config(cfg.gripper)))
         return results
 
     def _workspace(self, shape: tuple[int, int]) -> Workspace | None:
         cfg = self.config
         mask = None
-        if cfg.workspace_mask_path:
-            if self._mask_cache is None or self._mask_cache[0] != cfg.workspace_mask_path:
-                self._mask_cache = (cfg.workspace_mask_path, load_mask(cfg.workspace_mask_path))
+        if cfg.camera.workspace_mask_path:
+            if self._mask_cache is None or self._mask_cache[0] != cfg.camera.workspace_mask_path:
+                self._mask_cache = (cfg.camera.workspace_mask_path, load_mask(cfg.camera.workspace_mask_path))
             mask = self._mask_cache[1]
-        box = (tuple(cfg.workspace_min_xyz), tuple(cfg.workspace_max_xyz)) if cfg.workspace_min_xyz else (None, None)
+        camera = cfg.camera
+        box = ((tuple(camera.workspace_min_xyz), tuple(camera.workspace_max_xyz)) if camera.workspace_min_xyz
+               else (None, None))
         if mask is None and box[0] is None:
             return None
         return Workspace(mask, *box)
 
     def _num_sampled_points(self) -> int:
-        if self.is_planar:
-            # Planar models read the image; the sample only feeds the table fit, which uses 5000.
-            return min(self.config.num_points, TABLE_FIT_POINTS)
-        fixed = getattr(self.runner, "num_points", None)
-        return self.config.num_points if fixed is None else fixed
+        return self.candidates.num_sampled_points(self.config)
 
     def _seed(self) -> int | None:
-        return None if self.config.sampling_seed < 0 else self.config.sampling_seed
+        return None if self.config.camera.sampling_seed < 0 else self.config.camera.sampling_seed
 
 
 class _NothingToDo(GraspNetEdgeError):
@@ -464,7 +399,7 @@ class PreparedFrame:
     timer: StageTimer
     context: "_FrameContext | None" = None
     cloud: PreparedCloud | None = None
-    frame: "_Frame | None" = None
+    frame: ImageFrame | None = None
     settled: bool = False
 
     @classmethod
@@ -484,7 +419,7 @@ class PreparedFrame:
 @dataclass
 class ModelOutput:
     """What ``GraspDetector.infer`` hands to ``finish``: decoded candidate grasps (camera frame)
-    and the filters their source adds (planar models: the workspace test of their pixels)."""
+    and the filters their source adds (image models: the workspace test of their pixels)."""
 
     grasps: GraspGroup
     extra_filters: list
@@ -504,16 +439,6 @@ class _FrameContext:
     warnings: list = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Frame:
-    """The image inputs a planar model needs next to the prepared cloud."""
-
-    color: np.ndarray | None
-    depth_m: np.ndarray
-    intrinsics: CameraIntrinsics
-    workspace: Workspace | None
-
-
 def check_table_plane_frame(config: DetectorConfig, support_plane: SupportPlane | None = None) -> None:
     """ConfigError when ``table_plane`` is said to be in another TF frame but nothing moved it here.
 
@@ -521,51 +446,37 @@ def check_table_plane_frame(config: DetectorConfig, support_plane: SupportPlane 
     ``support_plane``); elsewhere (CLI, sim-eval, library) the numbers would silently be used as a
     camera-frame plane.
     """
-    if config.table_plane_mode == "given" and config.table_plane_frame and support_plane is None:
-        raise ConfigError(f"table_plane_frame {config.table_plane_frame!r} is only applied by the ROS node "
+    plane = config.support_plane
+    if plane.table_plane_mode == "given" and plane.table_plane_frame and support_plane is None:
+        raise ConfigError(f"table_plane_frame {plane.table_plane_frame!r} is only applied by the ROS node "
                           "(through TF): outside the node give table_plane in the camera frame and leave "
                           "table_plane_frame empty")
 
 
 def resolve_model_type(config: DetectorConfig) -> str:
-    """``config.model_type``, or for "auto" the type the model file declares (GraspNet otherwise)."""
-    if config.model_type != "auto":
-        return config.model_type
+    """``model_type``, or for "auto" the type the model file declares (GraspNet otherwise)."""
+    if config.model.model_type != "auto":
+        return config.model.model_type
     from graspnet_edge_ros.planar.runner import detect_planar_model_type
 
-    return detect_planar_model_type(config.model_path) or "graspnet"
+    return detect_planar_model_type(config.model.model_path) or "graspnet"
 
 
 def load_model_runner(config: DetectorConfig):
-    """The runner of ``config.model_path``: a GraspNetRunner or, for planar networks, a PlanarRunner."""
-    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner, thread_options
-
-    from graspnet_edge_ros.backends.registry import resolve_backend
+    """The runner of ``model_path``: a GraspNetRunner or, for planar networks, a PlanarRunner."""
+    from graspnet_edge_ros.formats import provider_options, resolve_backend, thread_options
+    from graspnet_edge_ros.runtime.graspnet_runner import load_graspnet_runner
 
     # backend "" / "auto": the one the model file implies (ModelFormatError in one line for an unknown kind).
-    backend = resolve_backend(config.model_path, config.backend)
+    backend = resolve_backend(config.model.model_path, config.model.backend)
     model_type = resolve_model_type(config)
-    options = thread_options(backend, config.model_path, config.num_threads)
+    options = {**thread_options(backend, config.model.model_path, config.model.num_threads),
+               **provider_options(backend, config.model.model_path, config.model.onnx_providers)}
     if model_type == "graspnet":
-        return load_graspnet_runner(config.model_path, backend, **options)
+        return load_graspnet_runner(config.model.model_path, backend, **options)
     from graspnet_edge_ros.planar.runner import load_planar_runner
 
-    return load_planar_runner(config.model_path, model_type, backend, **options)
-
-
-def _inside_workspace(workspace: Workspace, rows: np.ndarray, cols: np.ndarray,
-                      translations: np.ndarray) -> np.ndarray:
-    """Keep-mask of grasps whose pixel lies in the workspace mask and whose point lies in the box."""
-    keep = np.ones(len(rows), bool)
-    if workspace.mask is not None:
-        mask = np.asarray(workspace.mask)
-        height, width = mask.shape
-        r = np.clip(np.rint(rows).astype(int), 0, height - 1)
-        c = np.clip(np.rint(cols).astype(int), 0, width - 1)
-        keep &= mask[r, c] != 0
-    if workspace.min_xyz is not None:
-        keep &= np.all((translations >= np.asarray(workspace.min_xyz)) & (translations <= np.asarray(workspace.max_xyz)), axis=1)
-    return keep
+    return load_planar_runner(config.model.model_path, model_type, backend, **options)
 
 
 def load_mask(path) -> np.ndarray:
@@ -578,14 +489,12 @@ def load_mask(path) -> np.ndarray:
         raise InputError(f"cannot read workspace mask {path}: {exc}") from exc
 
 
-def _no_grasp_reason(counts: dict[str, int], planar: bool = False, plane_note: str = "") -> str:
+def _no_grasp_reason(counts: dict[str, int], no_detection_reason: str, plane_note: str = "") -> str:
     if counts.get("rejected_no_support_plane"):
         return (f"the executability filter could not run: {plane_note or 'no support plane'}; set "
                 "table_plane_mode: given with the table plane, or executability_filter: false to publish "
                 "unchecked grasps")
     if counts.get("decoded", 0) == 0:
-        if planar:
-            return "no peak of the planar quality map reached planar_min_quality"
-        return "the model found no object seeds in the workspace"
+        return no_detection_reason  # the candidate generator's words (no seeds / no quality peak)
     removed = ", ".join(f"{k[len('rejected_'):]}: {v}" for k, v in counts.items() if k.startswith("rejected_") and v)
     return f"all {counts['decoded']} decoded grasps were rejected ({removed})"

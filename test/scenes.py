@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graspnet_edge_ros.camera import CameraIntrinsics
+from graspnet_edge_ros.x5.frames import rerender  # noqa: F401  (re-exported: tests import it from here)
 
 
 def look_at(eye, target, world_up=(0.0, 0.0, 1.0)) -> np.ndarray:
@@ -113,43 +114,6 @@ def render_tabletop(boxes=(), *, eye=(0.0, -0.75, 0.55), target=(0.0, 0.05, 0.0)
     table_plane = np.append(up_camera, float(np.array([0.0, 0.0, 1.0]) @ origin))
     return AnalyticScene(colors.reshape(height, width, 3), depth_mm, labels.reshape(height, width), intrinsics,
                          pose, table_plane, list(boxes))
-
-
-def rerender(points: np.ndarray, colors: np.ndarray, intrinsics: CameraIntrinsics,
-             new_from_old: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Z-buffer a coloured cloud into a virtual camera: (depth_mm uint16, colour uint8).
-
-    Args:
-        points: (N, 3) points in the original camera frame.
-        new_from_old: (4, 4) transform of points from the original to the new camera frame.
-    """
-    moved = points @ new_from_old[:3, :3].T + new_from_old[:3, 3]
-    z = moved[:, 2]
-    front = z > 0.05
-    moved, z, colors = moved[front], z[front], colors[front]
-    cols = np.rint(intrinsics.fx * moved[:, 0] / z + intrinsics.cx).astype(np.int64)
-    rows = np.rint(intrinsics.fy * moved[:, 1] / z + intrinsics.cy).astype(np.int64)
-    inside = (cols >= 0) & (cols < intrinsics.width) & (rows >= 0) & (rows < intrinsics.height)
-    cols, rows, z, colors = cols[inside], rows[inside], z[inside], colors[inside]
-    flat = rows * intrinsics.width + cols
-    order = np.lexsort((z, flat))  # nearest point first within each pixel
-    flat, z, colors = flat[order], z[order], colors[order]
-    first = np.ones(len(flat), bool)
-    first[1:] = flat[1:] != flat[:-1]
-    depth = np.zeros(intrinsics.width * intrinsics.height, np.float64)
-    image = np.zeros((intrinsics.width * intrinsics.height, 3), np.uint8)
-    depth[flat[first]] = z[first]
-    image[flat[first]] = colors[first]
-    # Points are sparser than pixels when the view gets closer: fill one-pixel holes from neighbours.
-    depth = depth.reshape(intrinsics.height, intrinsics.width)
-    image = image.reshape(intrinsics.height, intrinsics.width, 3)
-    from scipy.ndimage import grey_closing
-
-    holes = depth == 0
-    closed = grey_closing(np.where(holes, 0, depth), size=3)
-    filled = holes & (closed > 0)
-    depth[filled] = closed[filled]
-    return np.clip(np.rint(depth * 1000.0), 0, 65535).astype(np.uint16), image
 
 
 def rotation_about(axis, angle_deg: float) -> np.ndarray:

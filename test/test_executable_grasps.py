@@ -74,7 +74,7 @@ def test_upside_down_camera_needs_the_up_hint_and_gets_the_table_with_it(split_m
     scene = render_tabletop(BOXES, eye=(0.1, -0.9, 0.45), wall_y=0.4, floor_z=-0.75)
     truth = scene.table_plane_camera
     up = scene.world_to_camera[:3, :3] @ np.array([0.0, 0.0, 1.0])
-    detector = GraspDetector(DetectorConfig(model_path=str(split_model_dir), sampling_seed=0))
+    detector = GraspDetector(DetectorConfig.from_flat(model_path=str(split_model_dir), sampling_seed=0))
     result = detector.detect(scene.color, scene.depth_mm, "16UC1", scene.intrinsics, up_hint=up)
     assert result.support_plane is not None, result.reason
     assert _angle_deg(result.support_plane.normal, truth[:3]) < 2.0
@@ -203,7 +203,7 @@ def tabletop():
 
 @pytest.fixture(scope="module")
 def analytic_detector(split_model_dir):
-    return GraspDetector(DetectorConfig(model_path=str(split_model_dir), sampling_seed=0))
+    return GraspDetector(DetectorConfig.from_flat(model_path=str(split_model_dir), sampling_seed=0))
 
 
 @pytest.fixture(scope="module")
@@ -390,7 +390,7 @@ def test_oblique_rerender_of_the_capture_keeps_its_plane_and_executable_grasps(e
 def test_without_the_filter_real_grasps_put_the_hand_under_the_table(example_scene, example_unmasked, split_model_dir):
     """The failure the filter exists for, on the real capture (so the test above can fail)."""
     intrinsics, _ = example_unmasked
-    config = DetectorConfig(model_path=str(split_model_dir), sampling_seed=0, executability_filter=False,
+    config = DetectorConfig.from_flat(model_path=str(split_model_dir), sampling_seed=0, executability_filter=False,
                             depth_scale=1.0 / example_scene["factor_depth"])
     result = GraspDetector(config).detect(example_scene["color"], example_scene["depth"], "16UC1", intrinsics)
     plane = result.support_plane
@@ -482,7 +482,7 @@ def test_simulated_oblique_scenes_plane_workspace_and_labels(seed, split_model_d
     truth = np.asarray(scene.table_plane, float)
     plane = fit_support_plane(_cloud(scene))
     assert _angle_deg(plane.normal, truth[:3]) < 2.0 and abs(plane.offset - truth[3]) < 0.01
-    detector = GraspDetector(DetectorConfig(model_path=str(split_model_dir), sampling_seed=0))
+    detector = GraspDetector(DetectorConfig.from_flat(model_path=str(split_model_dir), sampling_seed=0))
     result = detector.detect(scene.color, scene.depth_mm, "16UC1", scene.intrinsics, object_labels=scene.labels)
     assert result.ok, result.reason
     heights = lowest_heights(result.grasps, truth[:3], truth[3], GRIPPER)

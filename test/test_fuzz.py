@@ -58,6 +58,7 @@ class TinyRunner:
     """A deterministic stand-in for GraspNet: official raw outputs for 64 seeds picked from the points."""
 
     model_id = "fuzz-stand-in"
+    model_type = "graspnet"
     backend_name = "numpy"
     kind = "stand-in"
     num_points = None
@@ -201,7 +202,7 @@ def assert_sane(result, case):
 
 
 def tiny_detector(**overrides):
-    config = DetectorConfig(num_points=1024, sampling_seed=0, table_plane_mode="none", workspace_mode="off",
+    config = DetectorConfig.from_flat(num_points=1024, sampling_seed=0, table_plane_mode="none", workspace_mode="off",
                             executability_filter=False,
                             **overrides)
     return GraspDetector(config, runner=TinyRunner())
@@ -257,7 +258,7 @@ def test_fuzzed_frames_and_label_images_through_the_default_stages(example_frame
     """The defaults (support plane fit, automatic workspace, executability filter) and object
     labels/targets under mutated frames: known statuses only, never an exception or an error."""
     small = downsampled(example_frame, DOWNSAMPLE // 2)
-    detector = GraspDetector(DetectorConfig(num_points=1024, sampling_seed=0), runner=TinyRunner())
+    detector = GraspDetector(DetectorConfig.from_flat(num_points=1024, sampling_seed=0), runner=TinyRunner())
     height, width = small[1].shape
     rng = np.random.default_rng(SEED + 1)
     statuses = {}
@@ -338,7 +339,8 @@ def test_fuzzed_arrays_through_the_pipeline(example_frame):
 def test_fuzzed_frames_through_the_real_split_model(example_frame, split_model_dir):
     """A seeded subset through the trained network exported as the robot runs it."""
     frame = downsampled(example_frame, REAL_DOWNSAMPLE)
-    detector = GraspDetector(DetectorConfig(model_path=str(split_model_dir), sampling_seed=0, num_points=8000))
+    detector = GraspDetector(DetectorConfig.from_flat(model_path=str(split_model_dir), sampling_seed=0,
+                                                      num_points=8000))
     result, _ = detect_on_messages(detector, *messages_of(frame))
     assert result.status == STATUS_OK, result.reason
     rng = np.random.default_rng(SEED + 2)

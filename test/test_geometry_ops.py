@@ -12,7 +12,7 @@ import torch
 
 import reference_ops as ref
 from graspnet_edge_ros.errors import ConfigError, InputError
-from graspnet_edge_ros.geometry import native, torch_ops
+from graspnet_edge_ros.geometry import native, native_crop, torch_ops
 
 HMAX = [0.01, 0.02, 0.03, 0.04]
 
@@ -254,6 +254,60 @@ def test_cylinder_query_and_group_on_example_scene(example_cloud, example_fps):
     assert (local[..., 0] < np.float32(HMAX)[None, :, None]).all()
 
 
+def _features(local: np.ndarray) -> np.ndarray:
+    """(..., 3) local xyz -> (..., 4) a nonlinear per-point feature, like the crop MLP's (ReLU'd)."""
+    x, y, z = local[..., 0], local[..., 1], local[..., 2]
+    return np.maximum(np.stack([x + 0.5 * y, y * z * 100.0, np.sin(40.0 * x) + z, -x], axis=-1), 0.0)
+
+
+def _pooled_by_layout(cloud, seeds, frames, idx, chunk_points):
+    layout = native_crop.crop_union_layout(cloud, seeds, frames, idx, chunk_points)
+    assert layout.crop_input.shape[1:] == (3, chunk_points)
+    pooled = []
+    for chunk, crop in enumerate(layout.crop_input):
+        features = _features(crop.T).T.astype(np.float32)                     # (4, P) as the segment gives
+        rows = (layout.chunk_seeds[chunk + 1] - layout.chunk_seeds[chunk]) * idx.shape[1]
+        pooled.append(np.full((4, rows), np.nan, np.float32))
+        native_crop.pool_crop_features(features, layout, chunk, pooled[-1])
+    return layout, np.concatenate(pooled, axis=1).T.reshape(idx.shape[0], idx.shape[1], 4)
+
+
+@pytest.mark.parametrize("chunk_points", [257, 2048])
+def test_crop_union_layout_pools_each_depth_like_the_per_depth_crop(example_cloud, example_fps, chunk_points):
+    """Features computed once per distinct (seed, point), max-pooled per depth == the official per-depth crop."""
+    seeds = example_cloud[example_fps[:300]]
+    frames = random_frames(12, len(seeds))
+    idx = native.cylinder_query(example_cloud, seeds, frames, 0.05, -0.02, HMAX, 64)
+    local = native.cylinder_group(example_cloud, seeds, frames, idx)           # (S, D, K, 3)
+    layout, pooled = _pooled_by_layout(example_cloud, seeds, frames, idx, chunk_points)
+    np.testing.assert_array_equal(pooled, _features(local).max(axis=2))
+    distinct = sum(len(np.unique(row)) for row in idx)
+    assert (layout.crop_input[:, :, -1] == 0).all()                          # the spare padding column
+    assert distinct <= layout.crop_input.shape[0] * (chunk_points - 1) < distinct + chunk_points * len(seeds)
+    assert distinct < 0.6 * idx.size                                           # the point of the layout
+    # nested cylinders, first hits in index order: group e (points first listed by depth e) is cut
+    # at most at the D - e prefixes later depths take of it, so <= 4 + 3 + 2 + 1 pieces per seed
+    assert len(layout.piece_starts) - len(layout.crop_input) <= 10 * len(seeds)
+    # every point is computed once per seed: the union's columns hold its local coordinates exactly
+    columns = np.concatenate([crop.T for crop in layout.crop_input])
+    assert len(np.unique(columns[np.any(columns != 0, axis=1)], axis=0)) <= distinct
+
+
+def test_crop_union_layout_is_exact_for_any_index_order():
+    """Unsorted, duplicated, non-nested indices (no query gives these): still the max over each row."""
+    cloud = random_cloud(18, 300) * np.float32(0.2)
+    rng = np.random.default_rng(18)
+    seeds, frames = cloud[:40], random_frames(18, 40)
+    idx = rng.integers(0, 300, (40, 3, 16)).astype(np.int32)
+    idx[::3, 1] = idx[::3, 1, :1]                                             # a row of one repeated point
+    _, pooled = _pooled_by_layout(cloud, seeds, frames, idx, 49)
+    np.testing.assert_array_equal(pooled, _features(native.cylinder_group(cloud, seeds, frames, idx)).max(axis=2))
+    with pytest.raises(InputError, match="chunk_points 48 must exceed"):
+        native_crop.crop_union_layout(cloud, seeds, frames, idx, 48)
+    with pytest.raises(InputError, match="out of range"):
+        native_crop.crop_union_layout(cloud, seeds, frames, idx + 300, 49)
+
+
 def test_cylinder_query_boundaries_are_strict():
     # identity frame: local = p - c. r² = 0.25, hmin = -0.25, hmax = (0.25, 0.5).
     c = np.float32([1.0, 1.0, 1.0])
@@ -385,7 +439,7 @@ def test_torch_ops_handle_each_batch_row_independently():
 # -- interface ------------------------------------------------------------------------------------
 
 def test_native_module_does_not_import_torch():
-    code = ("import sys, graspnet_edge_ros.geometry.native; "
+    code = ("import sys, graspnet_edge_ros.geometry.native, graspnet_edge_ros.geometry.native_crop; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 

@@ -176,6 +176,101 @@ def test_split_runtime_skips_only_what_the_decoder_drops(split_model_dir, exampl
     np.testing.assert_allclose(decode_grasps(fast).array, decode_grasps(torch_raw).array, atol=1e-4)
 
 
+def test_shared_points_head_equals_the_per_depth_head(split_model_dir, example_cloud, split_raw, torch_raw):
+    """The crop MLP once per distinct (seed, point), pooled per depth, gives the per-depth head's outputs."""
+    from graspnet_edge_ros.runtime.split import SplitGraspNet
+
+    shared = SplitGraspNet.from_directory(split_model_dir, "onnxruntime")
+    per_depth = SplitGraspNet.from_directory(split_model_dir, "onnxruntime", head_layout="per_depth")
+    assert (shared.head_layout, per_depth.head_layout) == ("shared_points", "per_depth")
+    assert "grasp_head" not in shared.runners and "crop_mlp" not in per_depth.runners
+    for skip in (False, True):
+        new, old = shared(example_cloud.sampled, skip), per_depth(example_cloud.sampled, skip)
+        assert set(new) == set(old)
+        for name in old:
+            assert np.array_equal(np.isnan(new[name]), np.isnan(old[name])), name
+            np.testing.assert_allclose(new[name], old[name], atol=RAW_ATOL, err_msg=name)
+        ours, reference = decode_grasps(new), decode_grasps(old)
+        assert len(ours) == len(reference) > 100
+        np.testing.assert_allclose(ours.array, reference.array, atol=1e-4)
+    assert {"segment_crop_mlp", "crop_pool", "segment_grasp_head_post"} <= set(shared.last_timings_ms)
+    assert "segment_grasp_head" in per_depth.last_timings_ms
+    # split_raw (all seeds) ran the shared_points head: the official model agrees with it too
+    np.testing.assert_allclose(split_raw["grasp_score_pred"], torch_raw["grasp_score_pred"], atol=RAW_ATOL)
+
+
+def test_torch_segments_run_either_head_layout(model, example_cloud):
+    from graspnet_edge_ros.model.segments import torch_segment_runners
+    from graspnet_edge_ros.runtime.split import SplitGraspNet
+
+    points = example_cloud.sampled[::4]
+    raw = {layout: SplitGraspNet(*torch_segment_runners(model), head_layout=layout)(points)
+           for layout in ("per_depth", "shared_points")}
+    assert SplitGraspNet(*torch_segment_runners(model)).head_layout == "shared_points"
+    scores = [raw[layout]["grasp_score_pred"] for layout in ("per_depth", "shared_points")]
+    assert np.isfinite(scores[0]).any()
+    np.testing.assert_allclose(scores[1], scores[0], atol=RAW_ATOL)
+    np.testing.assert_allclose(decode_grasps(raw["shared_points"]).array, decode_grasps(raw["per_depth"]).array,
+                               atol=1e-4)
+
+
+def test_a_split_export_from_before_the_shared_points_head_still_runs(split_model_dir, example_cloud, split_raw,
+                                                                      tmp_path):
+    """Directories exported before the shared_points layout list only grasp_head (and no head_layouts)."""
+    import json
+    import shutil
+
+    from graspnet_edge_ros.contract import SplitManifest
+
+    old = tmp_path / "old_split"
+    shutil.copytree(split_model_dir, old)
+    data = json.loads((old / "manifest.json").read_text())
+    del data["head_layouts"]
+    data["segments"] = [s for s in data["segments"] if s["name"] not in ("crop_mlp", "grasp_head_post")]
+    (old / "manifest.json").write_text(json.dumps(data))
+    (old / "crop_mlp.onnx").unlink()
+    (old / "grasp_head_post.onnx").unlink()
+    manifest = SplitManifest.load(old)
+    assert manifest.head_layouts == ["per_depth"] and manifest.head_layout_for("onnxruntime") == "per_depth"
+    runner = load_graspnet_runner(old, "onnxruntime")
+    assert runner._timings_source.head_layout == "per_depth"
+    raw = runner(example_cloud.sampled, skip_background_seeds=False)
+    for name in FLOAT_OUTPUTS:
+        np.testing.assert_allclose(raw[name], split_raw[name], atol=RAW_ATOL, err_msg=name)
+    np.testing.assert_allclose(decode_grasps(raw).array, decode_grasps(split_raw).array, atol=1e-4)
+
+
+def test_each_backend_gets_its_head_layout(split_model_dir, tmp_path):
+    import dataclasses
+    import json
+
+    from graspnet_edge_ros.contract import SplitManifest
+    from graspnet_edge_ros.x5.kit import with_bpu_files
+
+    manifest = SplitManifest.load(split_model_dir)
+    assert manifest.head_layouts == ["per_depth", "shared_points"]
+    assert manifest.crop_chunk_points == manifest.segment("crop_mlp").input_shape[2] > 256
+    assert manifest.head_layout_for("onnxruntime") == "shared_points"
+    assert with_bpu_files(manifest).head_layout_for("hobot_dnn") == "per_depth"     # the BPU keeps grasp_head
+    shared_only = dataclasses.replace(manifest, segments=tuple(e for e in manifest.segments if e.name != "grasp_head"))
+    assert shared_only.problems() == []
+    with pytest.raises(ModelFormatError, match="no grasp head that 'hobot_dnn' runs"):
+        with_bpu_files(shared_only).head_layout_for("hobot_dnn")
+    headless = dataclasses.replace(shared_only, segments=tuple(e for e in shared_only.segments
+                                                               if e.name != "grasp_head_post"))
+    assert any("no grasp head" in problem for problem in headless.problems())
+    narrow = dataclasses.replace(manifest, segments=tuple(
+        dataclasses.replace(e, input_shape=(1, 3, 256, 1), output_shape=(1, 256, 256, 1)) if e.name == "crop_mlp"
+        else e for e in manifest.segments))
+    assert any("needs more than one seed's 4 x 64 crop samples" in problem for problem in narrow.problems())
+    # the manifest's head_layouts must match its segments
+    data = json.loads((split_model_dir / "manifest.json").read_text())
+    data["head_layouts"] = ["per_depth"]
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFormatError, match="head_layouts says"):
+        SplitManifest.load(tmp_path)
+
+
 def test_single_onnx_file_matches_the_torch_reference(model, example_cloud, torch_raw, tmp_path):
     from graspnet_edge_ros.export.onnx_export import export_single_file
 
@@ -201,10 +296,11 @@ def test_trained_weights_find_grasps_on_the_objects(torch_raw, example_cloud):
 def test_split_segments_fit_the_x5_bpu_constraints(split_model_dir):
     import onnx
 
-    from graspnet_edge_ros.runtime.manifest import SplitManifest
+    from graspnet_edge_ros.contract import SplitManifest
 
     manifest = SplitManifest.load(split_model_dir)
-    assert manifest.segment_names == ["sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach", "grasp_head"]
+    assert manifest.segment_names == ["sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach", "grasp_head",
+                                      "crop_mlp", "grasp_head_post"]
     for entry in manifest.segments:
         graph = onnx.load(str(split_model_dir / entry.files["onnxruntime"]))
         ops = {node.op_type for node in graph.graph.node}

@@ -366,7 +366,7 @@ def test_manifest_segment_mismatch_is_refused_at_load(split_model_dir, tmp_path)
 
     model = mismatched_split_dir(split_model_dir, tmp_path / "split")
     with pytest.raises(ModelFormatError, match="'fp2_approach'.*does not match the manifest"):
-        GraspDetector(DetectorConfig(model_path=str(model)))
+        GraspDetector(DetectorConfig.from_flat(model_path=str(model)))
 
 
 def _evil_checkpoint(path: Path, marker: Path) -> Path:
@@ -393,7 +393,7 @@ def test_crafted_checkpoint_is_refused_without_running_code(tmp_path, frame_file
     with pytest.raises(ModelFormatError, match="refused to load .*system"):
         read_state_dict(evil)
     with pytest.raises(ModelFormatError, match="refused to load"):
-        GraspDetector(DetectorConfig(model_path=str(evil), backend="torch"))
+        GraspDetector(DetectorConfig.from_flat(model_path=str(evil), backend="torch"))
     from graspnet_edge_ros.model.graspnet import GraspNet
 
     with pytest.raises(ModelFormatError, match="refused to load"):
@@ -458,7 +458,7 @@ def test_non_finite_model_outputs_are_an_error_naming_the_output(split_model_dir
     from graspnet_edge_ros.config import DetectorConfig
     from graspnet_edge_ros.pipeline import GraspDetector, load_model_runner
 
-    config = DetectorConfig(model_path=str(split_model_dir), sampling_seed=0)
+    config = DetectorConfig.from_flat(model_path=str(split_model_dir), sampling_seed=0)
     detector = GraspDetector(config, runner=_FaultyRunner(load_model_runner(config), poison))
     result = detector.detect(*_scene_frame(example_scene))
     assert result.status == "error" and len(result.grasps) == 0
@@ -547,7 +547,7 @@ def test_every_bounded_parameter_refuses_values_beyond_its_bounds():
 
     defaults = DetectorConfig()
     for name, (low, high) in BOUNDS.items():
-        default = getattr(defaults, name)
+        default = defaults.value(name)
         above = high + 1 if isinstance(default, int) else high * 2 + 1.0
         below = low - 1 if isinstance(default, int) else low - abs(low) - 1.0
         for value in (above, below):
@@ -558,9 +558,10 @@ def test_every_bounded_parameter_refuses_values_beyond_its_bounds():
 def test_booleans_accept_only_true_or_false():
     from graspnet_edge_ros.config import from_mapping
 
-    assert from_mapping({"nms_enabled": "false"}).nms_enabled is False
-    assert from_mapping({"nms_enabled": True}).nms_enabled is True
-    for value in ("maybe", "yes", "1", 0, 1, None, [True]):
+    assert from_mapping({"nms_enabled": False}).nms.nms_enabled is False
+    assert from_mapping({"nms_enabled": True}).nms.nms_enabled is True
+    # ROS semantics: a string is not a boolean, not even "false" (ros2 param set refuses it too).
+    for value in ("false", "true", "maybe", "yes", "1", 0, 1, None, [True]):
         with pytest.raises(ConfigError, match="nms_enabled must be true or false"):
             from_mapping({"nms_enabled": value})
 

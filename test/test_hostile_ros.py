@@ -155,7 +155,7 @@ class _FaultOnce:
 
 @pytest.fixture
 def faulty_real_node(ros, split_model_dir, shared_dir):
-    """The node in this process with the real split model; grasp_head raises on frame 1, fp2 is NaN on frame 2."""
+    """The node in this process with the real split model; the grasp head raises on frame 1, fp2 is NaN on frame 2."""
     from rclpy.parameter import Parameter
 
     from graspnet_edge_ros.pipeline import GraspDetector, load_model_runner
@@ -171,7 +171,7 @@ def faulty_real_node(ros, split_model_dir, shared_dir):
     def factory(config):
         runner = load_model_runner(config)
         net = runner._timings_source  # the SplitGraspNet behind the runner
-        net.runners["grasp_head"] = _FaultOnce(net.runners["grasp_head"], {1: "raise"})
+        net.runners["grasp_head_post"] = _FaultOnce(net.runners["grasp_head_post"], {1: "raise"})
         approach = _FaultOnce(net.runners["fp2_approach"], {2: "nan"})
         net.runners["fp2_approach"] = approach
         return GraspDetector(config, runner=runner)
@@ -346,7 +346,7 @@ def _processes_with(fragment: str) -> list[int]:
 
 def test_sigterm_to_replay_stops_the_node_and_keeps_the_recording(ros, capture, split_model_dir, tmp_path):
     from graspnet_edge_ros.ros import bags
-    from graspnet_edge_ros.ros.replay import read_recording
+    from graspnet_edge_ros.ros.typestore import read_recording
 
     bags.write_capture_bag(tmp_path / "in", capture, num_frames=3, rate_hz=1.0, storage="mcap")
     record, summary = tmp_path / "out.mcap", tmp_path / "summary.json"
@@ -391,7 +391,7 @@ def test_slow_torch_node_gets_every_frame_or_is_drained(ros, capture, graspnet_c
                   "--summary-json", summary, *extra)
     assert done.returncode == 0, explain(done, record)
     report = json.loads(summary.read_text())
-    from graspnet_edge_ros.ros.replay import read_recording
+    from graspnet_edge_ros.ros.typestore import read_recording
 
     results = [msg for topic, _, msg in read_recording(record) if topic.endswith("/grasps")]
     stamps = [msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec for msg in results]

@@ -175,10 +175,10 @@ def test_rcl_parses_the_config_file_and_the_node_declares_it(path, ros_interface
         try:
             config, settings = declare_parameters(node)
             expected = parameters_of(path)
-            assert config.backend == expected["backend"] and config.num_threads == expected["num_threads"]
+            assert config.model.backend == expected["backend"] and config.model.num_threads == expected["num_threads"]
             assert settings.max_markers == expected["max_markers"]
-            assert config.workspace_min_xyz == tuple(expected["workspace_min_xyz"])
-            assert config.approach_direction == tuple(expected["approach_direction"])
+            assert config.camera.workspace_min_xyz == tuple(expected["workspace_min_xyz"])
+            assert config.filters.approach_direction == tuple(expected["approach_direction"])
         finally:
             node.destroy_node()
     finally:

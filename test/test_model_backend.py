@@ -91,9 +91,9 @@ def test_unknown_or_missing_model_is_one_line(tmp_path, make, fragment):
 
 
 def test_backend_names_are_checked_with_a_suggestion():
-    assert DetectorConfig().backend == "auto"
+    assert DetectorConfig().model.backend == "auto"
     for accepted in ("auto", "", "AUTO", "onnxruntime", "hobot_dnn", "torch", "ort"):
-        assert from_mapping({"backend": accepted}).backend == accepted
+        assert from_mapping({"backend": accepted}).model.backend == accepted
     with pytest.raises(ConfigError, match="did you mean 'onnxruntime'"):
         from_mapping({"backend": "onnxruntim"})
 

@@ -37,8 +37,8 @@ def test_cli_takes_the_node_parameter_file_with_one_notice(layout, tmp_path, cap
         assert node_only in notice[0] and node_only not in values
     config = from_mapping(values, DetectorConfig())
     expected = yaml.safe_load(DEFAULT_YAML.read_text())["graspnet_edge_node"]["ros__parameters"]
-    assert config.backend == expected["backend"] == "auto" and config.max_grasps == expected["max_grasps"]
-    assert config.approach_direction == tuple(expected["approach_direction"])
+    assert config.model.backend == expected["backend"] == "auto" and config.filters.max_grasps == expected["max_grasps"]
+    assert config.filters.approach_direction == tuple(expected["approach_direction"])
 
 
 def test_cli_params_file_unknown_key_still_fails_with_a_suggestion(tmp_path, capsys):

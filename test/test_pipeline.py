@@ -26,7 +26,7 @@ def mask_path(shared_dir):
 
 @pytest.fixture(scope="module")
 def detector(split_model_dir, mask_path):
-    return GraspDetector(DetectorConfig(model_path=str(split_model_dir), workspace_mask_path=mask_path,
+    return GraspDetector(DetectorConfig.from_flat(model_path=str(split_model_dir), workspace_mask_path=mask_path,
                                         sampling_seed=0))
 
 
@@ -65,7 +65,7 @@ def test_nms_leaves_no_two_grasps_within_both_thresholds(result, detector):
             distance = np.linalg.norm(t[i] - t[j])
             trace = np.clip(np.trace(r[i] @ r[j].T), -1, 3)
             angle = math.acos((trace - 1) / 2)
-            assert not (distance < cfg.nms_translation_m and angle < cfg.nms_rotation_rad), (i, j)
+            assert not (distance < cfg.nms.nms_translation_m and angle < cfg.nms.nms_rotation_rad), (i, j)
 
 
 def test_poses_are_normalised_right_handed_tcp_frames(result):
@@ -85,7 +85,7 @@ def test_every_backend_gives_the_grasps_of_the_torch_reference(graspnet_checkpoi
     from graspnet_edge_ros.model.checkpoint import load_graspnet
 
     single = export_single_file(load_graspnet(graspnet_checkpoint), tmp_path / "graspnet.onnx")
-    base = DetectorConfig(workspace_mask_path=mask_path, sampling_seed=0)
+    base = DetectorConfig.from_flat(workspace_mask_path=mask_path, sampling_seed=0)
     reference = GraspDetector(base.replace(model_path=str(graspnet_checkpoint), backend="torch")).detect(
         example_scene["color"], example_scene["depth"], "16UC1", intrinsics)
     single_result = GraspDetector(base.replace(model_path=str(single))).detect(
@@ -148,17 +148,17 @@ def test_missing_or_foreign_model_is_a_clear_model_error(tmp_path):
     from onnx import TensorProto, helper
 
     with pytest.raises(ModelFormatError, match="not found"):
-        GraspDetector(DetectorConfig(model_path=str(tmp_path / "missing.onnx")))
+        GraspDetector(DetectorConfig.from_flat(model_path=str(tmp_path / "missing.onnx")))
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(ModelFormatError, match="without manifest.json"):
-        GraspDetector(DetectorConfig(model_path=str(tmp_path / "empty_dir")))
+        GraspDetector(DetectorConfig.from_flat(model_path=str(tmp_path / "empty_dir")))
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
     foreign = tmp_path / "foreign.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), foreign)
     with pytest.raises(ModelFormatError, match="not a GraspNet export"):
-        GraspDetector(DetectorConfig(model_path=str(foreign)))
+        GraspDetector(DetectorConfig.from_flat(model_path=str(foreign)))
 
 
 def test_config_rejects_unknown_and_out_of_range_values():
@@ -168,7 +168,12 @@ def test_config_rejects_unknown_and_out_of_range_values():
         from_mapping({"pose_convention": "y_up"})
     with pytest.raises(ConfigError, match="min_depth_m"):
         from_mapping({"min_depth_m": 2.0, "max_depth_m": 1.0})
-    assert from_mapping({"max_grasps": "7", "nms_enabled": "false"}).max_grasps == 7
+    # ROS typing on every path: a string is neither a number nor a boolean (no silent guesses).
+    assert from_mapping({"max_grasps": 7, "nms_enabled": False}).filters.max_grasps == 7
+    with pytest.raises(ConfigError, match="max_grasps must be an integer, got the string '7'"):
+        from_mapping({"max_grasps": "7"})
+    with pytest.raises(ConfigError, match="nms_enabled must be true or false, got the string 'false'"):
+        from_mapping({"nms_enabled": "false"})
 
 
 # -- detect CLI ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from graspnet_edge_ros.errors import ConfigError, ModelFormatError  # noqa: E402
+from graspnet_edge_ros.errors import ConfigError, InputError, ModelFormatError  # noqa: E402
 from graspnet_edge_ros.planar.formats import detect_planar_model_type, read_onnx_signature  # noqa: E402
 from graspnet_edge_ros.planar.runner import PlanarDecodeOptions, load_planar_runner  # noqa: E402
 
@@ -287,5 +287,5 @@ def test_stride1_transpose_rewrite_is_the_same_function(kernel, padding):
     x = torch.randn(1, 3, 17, 23)
     with torch.no_grad():
         torch.testing.assert_close(stride1_transpose_as_conv(layer)(x), layer(x), atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="stride-1"):  # a ValueError too
         stride1_transpose_as_conv(torch.nn.ConvTranspose2d(3, 5, 4, stride=2))

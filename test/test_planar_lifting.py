@@ -113,5 +113,5 @@ def test_bad_inputs_are_clear_errors():
         lift_planar_grasps(planar([1.0], [1.0], [0.0], [1.0]), np.ones((480, 640), np.uint16), INTRINSICS)
     with pytest.raises(ConfigError, match="odd"):
         LiftingOptions(depth_window_px=4)
-    with pytest.raises(ValueError, match="cols"):
+    with pytest.raises(InputError, match="cols"):  # a ValueError too
         PlanarGrasps(np.zeros(2), np.zeros(1), np.zeros(2), np.zeros(2), np.zeros(2))

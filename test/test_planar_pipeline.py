@@ -45,7 +45,8 @@ def intrinsics(example_scene) -> CameraIntrinsics:
 
 @pytest.fixture(scope="module")
 def onnx_result(grconvnet_onnx, mask_path, example_scene, intrinsics):
-    config = DetectorConfig(model_path=str(grconvnet_onnx), workspace_mask_path=str(mask_path), sampling_seed=0)
+    config = DetectorConfig.from_flat(model_path=str(grconvnet_onnx), workspace_mask_path=str(mask_path),
+                                      sampling_seed=0)
     detector = GraspDetector(config)
     return detector, detector.detect(example_scene["color"], example_scene["depth"], "16UC1", intrinsics)
 
@@ -56,28 +57,28 @@ def project(points, k: CameraIntrinsics) -> np.ndarray:
 
 
 def test_model_type_is_detected_from_the_file(grconvnet_checkpoint, grconvnet_onnx, split_model_dir):
-    assert resolve_model_type(DetectorConfig(model_path=str(grconvnet_checkpoint))) == "grconvnet"
-    assert resolve_model_type(DetectorConfig(model_path=str(grconvnet_onnx))) == "grconvnet"
-    assert resolve_model_type(DetectorConfig(model_path=str(split_model_dir))) == "graspnet"
-    assert resolve_model_type(DetectorConfig(model_path=str(split_model_dir), model_type="affga")) == "affga"
+    assert resolve_model_type(DetectorConfig.from_flat(model_path=str(grconvnet_checkpoint))) == "grconvnet"
+    assert resolve_model_type(DetectorConfig.from_flat(model_path=str(grconvnet_onnx))) == "grconvnet"
+    assert resolve_model_type(DetectorConfig.from_flat(model_path=str(split_model_dir))) == "graspnet"
+    assert resolve_model_type(DetectorConfig.from_flat(model_path=str(split_model_dir), model_type="affga")) == "affga"
 
 
 def test_a_model_type_that_contradicts_the_file_is_refused(grconvnet_onnx, split_model_dir):
     with pytest.raises(ModelFormatError):
-        GraspDetector(DetectorConfig(model_path=str(grconvnet_onnx), model_type="graspnet"))
+        GraspDetector(DetectorConfig.from_flat(model_path=str(grconvnet_onnx), model_type="graspnet"))
     with pytest.raises(ModelFormatError):
-        GraspDetector(DetectorConfig(model_path=str(grconvnet_onnx), model_type="affga"))
+        GraspDetector(DetectorConfig.from_flat(model_path=str(grconvnet_onnx), model_type="affga"))
     with pytest.raises(ModelFormatError):
-        GraspDetector(DetectorConfig(model_path=str(split_model_dir), model_type="grconvnet"))
+        GraspDetector(DetectorConfig.from_flat(model_path=str(split_model_dir), model_type="grconvnet"))
 
 
 def test_grconvnet_on_the_example_scene_gives_top_down_grasps_on_objects(onnx_result, example_scene, intrinsics):
     detector, result = onnx_result
-    assert detector.is_planar and result.model_id.startswith("grconvnet:grconvnet.onnx@")
+    assert detector.candidates.needs_image and result.model_id.startswith("grconvnet:grconvnet.onnx@")
     assert result.status == "ok", result.reason
     counts = result.counts
     removed = sum(v for k, v in counts.items() if k.startswith("rejected_"))
-    assert 1 <= counts["decoded"] <= detector.config.planar_num_grasps
+    assert 1 <= counts["decoded"] <= detector.config.planar.planar_num_grasps
     # With a workspace mask the network's crop is centred on it, not on the image.
     mask_rows, mask_cols = np.nonzero(example_scene["workspace_mask"])
     expected_centre = ((mask_rows.min() + mask_rows.max()) / 2, (mask_cols.min() + mask_cols.max()) / 2)
@@ -92,7 +93,7 @@ def test_grconvnet_on_the_example_scene_gives_top_down_grasps_on_objects(onnx_re
     np.testing.assert_allclose(np.linalg.det(rotations), 1.0, atol=1e-5)
     np.testing.assert_allclose(rotations[:, :, 0], np.tile([0.0, 0.0, 1.0], (len(grasps), 1)), atol=1e-6)
     np.testing.assert_allclose(poses.approach, np.tile([0.0, 0.0, 1.0], (len(grasps), 1)), atol=1e-6)
-    assert np.all((grasps.widths > 0.01) & (grasps.widths <= detector.config.gripper_max_width_m))
+    assert np.all((grasps.widths > 0.01) & (grasps.widths <= detector.config.gripper.gripper_max_width_m))
 
     # On objects: the grasp pixel is in the workspace and the surface it grasps stands clear of the table.
     depth_m = decode_depth(example_scene["depth"], "16UC1")
@@ -114,7 +115,7 @@ def test_without_filters_every_decoded_grasp_is_published_best_first(onnx_result
     try:
         result = detector.detect(example_scene["color"], example_scene["depth"], "16UC1", intrinsics)
     finally:
-        detector.update_config(detector.config.replace(**{k: getattr(DetectorConfig(), k) for k in (
+        detector.update_config(detector.config.replace(**{k: DetectorConfig().value(k) for k in (
             "collision_thresh", "table_plane_mode", "executability_filter", "nms_enabled", "planar_num_grasps")}))
     assert result.status == "ok"
     assert result.counts["decoded"] == result.counts["published"] == 6
@@ -135,7 +136,7 @@ def test_planar_grasps_outside_the_depth_range_are_dropped(onnx_result, example_
 def test_checkpoint_in_torch_and_onnx_give_the_same_grasps(grconvnet_checkpoint, onnx_result, mask_path,
                                                             example_scene, intrinsics):
     _, expected = onnx_result
-    config = DetectorConfig(model_path=str(grconvnet_checkpoint), workspace_mask_path=str(mask_path),
+    config = DetectorConfig.from_flat(model_path=str(grconvnet_checkpoint), workspace_mask_path=str(mask_path),
                             sampling_seed=0, backend="torch")
     result = GraspDetector(config).detect(example_scene["color"], example_scene["depth"], "16UC1", intrinsics)
     assert result.status == "ok" and len(result.grasps) == len(expected.grasps)
@@ -168,7 +169,7 @@ def test_robot_runtimes_import_no_torch(grconvnet_onnx, split_model_dir):
         "color = np.full((240, 320, 3), 90, np.uint8)\n"
         "k = CameraIntrinsics(300.0, 300.0, 160.0, 120.0, 320, 240)\n"
         "for path in sys.argv[1:]:\n"
-        "    result = GraspDetector(DetectorConfig(model_path=path)).detect(color, depth, '16UC1', k)\n"
+        "    result = GraspDetector(DetectorConfig.from_flat(model_path=path)).detect(color, depth, '16UC1', k)\n"
         "    assert result.status in ('ok', 'no_grasp'), result.reason\n"
         "print('torch' in sys.modules)\n")
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
@@ -184,7 +185,7 @@ def test_node_publishes_planar_grasps_from_a_bag(ros_interfaces, grconvnet_onnx,
     from test_replay import explain, recorded_messages, run_replay
 
     from graspnet_edge_ros.ros import bags
-    from graspnet_edge_ros.ros.replay import grasp_group_from_msg
+    from graspnet_edge_ros.ros.conversions import grasp_group_from_msg
 
     capture = bags.RgbdCapture.from_directory(shared_dir / "data" / "graspnet_example")
     bags.write_capture_bag(tmp_path / "in", capture, num_frames=1, rate_hz=1.0, storage="mcap")

@@ -55,7 +55,7 @@ def offline_result(capture, split_model, mask_path):
     from graspnet_edge_ros.config import DetectorConfig
     from graspnet_edge_ros.pipeline import GraspDetector
 
-    config = DetectorConfig(model_path=str(split_model), sampling_seed=0, workspace_mask_path=str(mask_path),
+    config = DetectorConfig.from_flat(model_path=str(split_model), sampling_seed=0, workspace_mask_path=str(mask_path),
                             depth_scale=capture.depth_scale)
     intrinsics = CameraIntrinsics.from_matrix(capture.K, capture.width, capture.height)
     result = GraspDetector(config).detect(capture.color, capture.depth, "16UC1", intrinsics)
@@ -75,7 +75,7 @@ def run_replay(bag: Path, record: Path, model: Path, mask: Path, *extra: str) ->
 
 
 def recorded_messages(path: Path) -> dict[str, list]:
-    from graspnet_edge_ros.ros.replay import read_recording
+    from graspnet_edge_ros.ros.typestore import read_recording
 
     by_topic = defaultdict(list)
     for topic, _, msg in read_recording(path):
@@ -169,7 +169,9 @@ def test_cli_help_lists_replay_without_rclpy():
     code = ("import sys; sys.modules['rclpy'] = None\n"
             "from graspnet_edge_ros.cli import build_parser\n"
             "parser = build_parser(); parser.print_help()\n"
-            "import graspnet_edge_ros.ros.replay, graspnet_edge_ros.ros.bags\n"
+            "import graspnet_edge_ros.ros.replay, graspnet_edge_ros.ros.bags, graspnet_edge_ros.ros.recorder\n"
+            "import graspnet_edge_ros.ros.replay_summary, graspnet_edge_ros.ros.typestore\n"
+            "import graspnet_edge_ros.ros.fastdds_profile, graspnet_edge_ros.ros.stamps\n"
             "parser.parse_args(['replay', 'bag', '--model', 'm', '--record', 'out.mcap'])\n")
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
@@ -180,7 +182,7 @@ def test_cli_help_lists_replay_without_rclpy():
 def test_replay_node_reads_reliably_only_under_fast_dds_2_and_never_against_the_users_choice(monkeypatch):
     import importlib.metadata
 
-    from graspnet_edge_ros.ros.replay import best_effort_large_images_are_lossy
+    from graspnet_edge_ros.ros.fastdds_profile import best_effort_large_images_are_lossy
     from graspnet_edge_ros.ros.replay_cli import reliable_inputs_for_lossy_dds
 
     versions = {}
@@ -220,7 +222,7 @@ def test_replay_gives_one_result_per_frame_equal_to_offline_pipeline(
         ros_interfaces, capture, split_model, mask_path, offline_result, tmp_path, storage):
     from graspnet_edge_ros.postprocess.filters import fit_table_plane
     from graspnet_edge_ros.ros import bags
-    from graspnet_edge_ros.ros.replay import grasp_group_from_msg
+    from graspnet_edge_ros.ros.conversions import grasp_group_from_msg
 
     info = bags.write_capture_bag(tmp_path / "in", capture, num_frames=NUM_FRAMES, rate_hz=1.0, storage=storage)
     record = tmp_path / "out.mcap"
@@ -228,7 +230,7 @@ def test_replay_gives_one_result_per_frame_equal_to_offline_pipeline(
     done = run_replay(tmp_path / "in", record, split_model, mask_path, *extra)
     assert done.returncode == 0, explain(done, record)
     assert "results out" in done.stdout and "top 10 of" in done.stdout
-    from graspnet_edge_ros.ros.replay import best_effort_large_images_are_lossy
+    from graspnet_edge_ros.ros.fastdds_profile import best_effort_large_images_are_lossy
 
     # Fast DDS 2.x (Jazzy): the node was started with reliable inputs, and said so; Kilted: default
     assert ("reads its inputs reliably" in done.stdout) == best_effort_large_images_are_lossy(), done.stdout

@@ -203,9 +203,9 @@ def test_status_only_arrays_have_no_grasps_and_map_every_status():
         assert msg.status == code and msg.status_reason == "why" and len(msg.grasps) == 0
         assert status_name(msg.status) == status
     assert status_name(7) == "status 7"
-    with pytest.raises(ValueError, match="unknown detection status"):
+    with pytest.raises(InputError, match="unknown detection status"):  # a ValueError too
         grasp_array(Time(), "cam", "fine")
-    with pytest.raises(ValueError, match="one TCP pose per grasp"):
+    with pytest.raises(InputError, match="one TCP pose per grasp"):
         grasp_array(Time(), "cam", "ok", grasps=example_grasps(2), poses=None)
 
 
@@ -345,7 +345,7 @@ def test_every_detector_field_is_a_parameter_with_its_description():
 
     table = parameter_table()
     for name, description in field_descriptions().items():
-        assert table[name][0] == getattr(DetectorConfig(), name)
+        assert table[name][0] == DetectorConfig().value(name)
         assert table[name][2] == description
     assert {"color_topic", "slop", "queue_size", "mode", "target_frame", "use_sim_time"} <= declared_parameter_names()
 
@@ -365,10 +365,10 @@ def test_parameter_values_are_type_checked():
 def test_runtime_changes_are_validated_and_restart_fields_refused():
     from graspnet_edge_ros.ros.params import NODE_RESTART_FIELDS, NodeSettings, apply_changes
 
-    config, settings = DetectorConfig(model_path="/m"), NodeSettings()
+    config, settings = DetectorConfig.from_flat(model_path="/m"), NodeSettings()
     new_config, new_settings = apply_changes({"max_grasps": 3, "mode": "on_demand", "use_sim_time": True},
                                              config, settings)
-    assert new_config.max_grasps == 3 and new_settings.mode == "on_demand" and config.max_grasps == 50
+    assert new_config.filters.max_grasps == 3 and new_settings.mode == "on_demand" and config.filters.max_grasps == 50
     for name, value in [("model_path", "/other"), ("backend", "torch"), ("num_threads", 2),
                         ("color_topic", "/x"), ("slop", 0.1)]:
         assert name in RESTART_FIELDS | NODE_RESTART_FIELDS

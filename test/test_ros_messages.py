@@ -328,3 +328,101 @@ def test_no_library_module_imports_the_cli():
         if names:
             offenders[relative] = sorted(names)
     assert offenders == {}
+
+
+# Import layers of the package, lowest first (README, "Repository layout"): a module may import its
+# own layer and the layers listed after "may import"; anything else is an upward import. Patterns
+# are paths under graspnet_edge_ros/ (fnmatch), the first match wins. The format table names
+# backend classes and exporters as strings, imported on use: a plug-in table, not an import.
+IMPORT_LAYERS = (
+    ("foundation", ("__init__.py", "errors.py", "status.py", "timing.py", "digest.py", "compat.py",
+                    "dependencies.py", "cdr.py", "topics.py", "grasps.py", "config.py", "contract.py", "formats.py",
+                    "model/config.py", "planar/types.py", "planar/formats.py"), ()),
+    ("geometry", ("geometry/*", "model/views.py", "camera.py"), ("foundation",)),
+    ("backends", ("backends/*",), ("foundation",)),
+    ("runtime", ("runtime/*", "planar/preprocess.py", "planar/decode.py", "planar/runner.py"),
+     ("foundation", "geometry", "backends")),
+    ("model", ("model/*", "planar/grconvnet.py", "planar/affga.py", "planar/legacy_pickle.py"),
+     ("foundation", "geometry")),
+    ("export", ("export/*", "planar/export.py"), ("foundation", "geometry", "backends", "model")),
+    ("stages", ("postprocess/*", "support_plane.py", "targeting.py", "poses.py", "files.py", "visualization.py",
+                "planar/lifting.py", "planar/__init__.py"), ("foundation", "geometry")),
+    ("pipeline", ("candidates.py", "pipeline.py"), ("foundation", "geometry", "backends", "runtime", "stages")),
+    ("apps", ("cli.py", "quantize.py", "ros/*", "x5/*", "sim/*", "train/*"),
+     ("foundation", "geometry", "backends", "runtime", "model", "export", "stages", "pipeline")),
+)
+
+
+def import_layer(relative_path: str) -> str:
+    """Layer of a file given by its path under graspnet_edge_ros/."""
+    import fnmatch
+
+    for name, patterns, _ in IMPORT_LAYERS:
+        if any(fnmatch.fnmatch(relative_path, pattern) for pattern in patterns):
+            return name
+    raise AssertionError(f"graspnet_edge_ros/{relative_path} is in no import layer: add it to IMPORT_LAYERS")
+
+
+def package_modules(package_dir: Path) -> dict:
+    """{dotted module name: path under the package} for every module of the package."""
+    modules = {}
+    for path in package_dir.rglob("*.py"):
+        relative = path.relative_to(package_dir)
+        parts = [package_dir.name, *relative.parts[:-1]] + ([] if path.name == "__init__.py" else [path.stem])
+        modules[".".join(parts)] = str(relative)
+    return modules
+
+
+def upward_imports(source_file: Path, root: Path, modules: dict) -> list:
+    """["<imported module> (<its layer>)", ...] that the file's layer may not import (every import form,
+    function-local ones and literal importlib.import_module/__import__ calls included)."""
+    layer = import_layer(str(source_file.relative_to(root / "graspnet_edge_ros")))
+    allowed = {layer, *next(may for name, _, may in IMPORT_LAYERS if name == layer)}
+    offences = set()
+    for name in imported_module_names(source_file, root) | literal_dynamic_imports(source_file):
+        parts = name.split(".")
+        # The module itself, or for "from package import name" the package: the longest known prefix.
+        target = next((".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in modules), None)
+        if target is not None and import_layer(modules[target]) not in allowed:
+            offences.add(f"{target} ({import_layer(modules[target])})")
+    return sorted(offences)
+
+
+def literal_dynamic_imports(source_file: Path) -> set:
+    names = set()
+    for node in ast.walk(ast.parse(source_file.read_text(), filename=str(source_file))):
+        if (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and (getattr(node.func, "attr", None) == "import_module" or getattr(node.func, "id", None) == "__import__")):
+            names.add(node.args[0].value)
+    return names
+
+
+def test_imports_flow_one_way_through_the_layers():
+    package_dir = REPO_ROOT / "graspnet_edge_ros"
+    modules = package_modules(package_dir)
+    offenders = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        offences = upward_imports(path, REPO_ROOT, modules)
+        if offences:
+            offenders[f"{path.relative_to(REPO_ROOT)} ({import_layer(str(path.relative_to(package_dir)))})"] = offences
+    assert offenders == {}
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path):
+    """Canary: a runtime module that reaches up into the exporter, model and pipeline in three forms."""
+    modules = package_modules(REPO_ROOT / "graspnet_edge_ros")
+    canary = tmp_path / "graspnet_edge_ros" / "runtime" / "canary.py"
+    canary.parent.mkdir(parents=True)
+    canary.write_text("import importlib\n\nfrom graspnet_edge_ros.contract import SplitManifest\n\n\n"
+                      "def load():\n    from ..export import onnx_export\n"
+                      "    import graspnet_edge_ros.model.checkpoint\n"
+                      "    return importlib.import_module('graspnet_edge_ros.pipeline')\n")
+    assert upward_imports(canary, tmp_path, modules) == [
+        "graspnet_edge_ros.export (export)", "graspnet_edge_ros.export.onnx_export (export)", "graspnet_edge_ros.model.checkpoint (model)",
+        "graspnet_edge_ros.pipeline (pipeline)"]
+    # The same file one layer up (export) may import the model, not the pipeline.
+    moved = tmp_path / "graspnet_edge_ros" / "export" / "canary.py"
+    moved.parent.mkdir(parents=True)
+    moved.write_text(canary.read_text())
+    assert upward_imports(moved, tmp_path, modules) == ["graspnet_edge_ros.pipeline (pipeline)"]

@@ -220,7 +220,7 @@ def scene_config(model_dir, shared_dir, example_scene):
 
     # The scene's depth is in millimetres: the node's default depth_scale of 0.001 m must fit.
     assert example_scene["factor_depth"] == 1000.0
-    return DetectorConfig(model_path=str(model_dir), sampling_seed=0,
+    return DetectorConfig.from_flat(model_path=str(model_dir), sampling_seed=0,
                           workspace_mask_path=str(shared_dir / "data" / "graspnet_example" / "workspace_mask.png"))
 
 
@@ -230,9 +230,9 @@ def node_process(ros, scene_config, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("node_log") / "graspnet_edge_node.log"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     command = [sys.executable, "-m", "graspnet_edge_ros.ros.node", "--ros-args",
-               "-p", f"model_path:={scene_config.model_path}",
-               "-p", f"workspace_mask_path:={scene_config.workspace_mask_path}",
-               "-p", f"sampling_seed:={scene_config.sampling_seed}",
+               "-p", f"model_path:={scene_config.model.model_path}",
+               "-p", f"workspace_mask_path:={scene_config.camera.workspace_mask_path}",
+               "-p", f"sampling_seed:={scene_config.camera.sampling_seed}",
                "-p", f"max_markers:={MAX_MARKERS}", "-p", "diagnostics_period_s:=0.25",
                # 720p images (2.7 MB) reach a best-effort reader only with DDS tuning (Fast DDS drops
                # the fragments with its default shared-memory segment), so this node reads reliably;
@@ -325,10 +325,10 @@ def test_example_frame_gives_ranked_grasps_equal_to_the_offline_detector(first_f
     for grasp in result.grasps:
         q = grasp.pose.orientation
         assert np.linalg.norm([q.x, q.y, q.z, q.w]) == pytest.approx(1.0, abs=1e-6)
-        assert scene_config.gripper_min_width_m <= grasp.width <= \
-            scene_config.gripper_max_width_m - scene_config.width_margin_m + 1e-6
-    assert result.model_id == offline_result.model_id and result.pose_convention == scene_config.pose_convention
-    assert result.pre_grasp_distance == pytest.approx(scene_config.pre_grasp_distance_m)
+        assert scene_config.gripper.gripper_min_width_m <= grasp.width <= \
+            scene_config.gripper.gripper_max_width_m - scene_config.gripper.width_margin_m + 1e-6
+    assert result.model_id == offline_result.model_id and result.pose_convention == scene_config.poses.pose_convention
+    assert result.pre_grasp_distance == pytest.approx(scene_config.poses.pre_grasp_distance_m)
     assert_matches_offline(result, offline_result)
     stages = list(result.stage_names)
     assert stages[-1] == "total" and {"convert", "preprocess", "model", "collision", "nms"} <= set(stages)
@@ -570,7 +570,7 @@ def test_best_effort_default_receives_reliable_and_best_effort_publishers(stand_
 
 
 def test_every_parameter_is_declared_with_its_description_and_default(stand_in_node):
-    from graspnet_edge_ros.config import DetectorConfig
+    from graspnet_edge_ros.config import PARAMETERS
     from graspnet_edge_ros.ros.params import parameter_table
 
     node, _, client = stand_in_node
@@ -578,7 +578,7 @@ def test_every_parameter_is_declared_with_its_description_and_default(stand_in_n
     descriptors = node.describe_parameters(list(table))
     for (name, (default, kind, description)), descriptor in zip(table.items(), descriptors):
         assert descriptor.description.startswith(description), name
-        if name in DetectorConfig.__dataclass_fields__:
+        if name in PARAMETERS:
             value = node.get_parameter(name).value
             assert (tuple(value or ()) if kind in ("float_array", "int_array") else value) == default, name
     assert node.describe_parameter("workspace_min_xyz").dynamic_typing  # empty array: no ROS type

@@ -172,7 +172,7 @@ def offline(split_model, shared_dir, example_scene):
     from graspnet_edge_ros.config import DetectorConfig
     from graspnet_edge_ros.pipeline import GraspDetector
 
-    config = DetectorConfig(model_path=str(split_model), sampling_seed=0,
+    config = DetectorConfig.from_flat(model_path=str(split_model), sampling_seed=0,
                             workspace_mask_path=str(shared_dir / "data" / "graspnet_example" / "workspace_mask.png"))
     detector = GraspDetector(config)
     results = []
@@ -207,8 +207,8 @@ def test_node_results_equal_the_detector_on_the_same_frames_and_a_call_gets_the_
 
     overrides = {"color_topic": topics[0], "depth_topic": topics[1], "camera_info_topic": topics[2],
                  "warmup": False, "qos_reliability": "reliable", "pipeline_frames": pipelined,
-                 "model_path": config.model_path, "sampling_seed": 0,
-                 "workspace_mask_path": config.workspace_mask_path}
+                 "model_path": config.model.model_path, "sampling_seed": 0,
+                 "workspace_mask_path": config.camera.workspace_mask_path}
     context = ros.Context()
     ros.init(context=context)
     node = GraspDetectorNode(name, context=context, detector_factory=factory,
@@ -350,12 +350,12 @@ def test_a_parameter_change_waits_for_the_frames_in_the_model_and_finish_phases(
     # Frame 2 is taken, but the detector gets the new config only once frame 1 is through.
     wait_until(lambda: node.statistics.frames_received == 2, 10.0, "frame 2")
     time.sleep(0.3)
-    assert detector.config.pre_grasp_distance_m == pytest.approx(0.1) and not client.results_for(first)
+    assert detector.config.poses.pre_grasp_distance_m == pytest.approx(0.1) and not client.results_for(first)
     detector.gates["infer"].set()
     # Each frame is published with the configuration it was prepared with.
     assert client.wait_for_result(first).pre_grasp_distance == pytest.approx(0.1)
     assert client.wait_for_result(second).pre_grasp_distance == pytest.approx(0.2)
-    assert detector.config.pre_grasp_distance_m == pytest.approx(0.2)
+    assert detector.config.poses.pre_grasp_distance_m == pytest.approx(0.2)
     assert detector.busy_at_update == [{}]  # nothing in the model or finish phase at the change
 
 

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from graspnet_edge_ros.ros.sync import (ApproximateTimeSynchronizer, ExactTimeSynchronizer, LatestMailbox,
-                                        stamp_nanoseconds)
+from graspnet_edge_ros.errors import ConfigError
+from graspnet_edge_ros.ros.stamps import stamp_fields, stamp_nanoseconds
+from graspnet_edge_ros.ros.sync import ApproximateTimeSynchronizer, ExactTimeSynchronizer, LatestMailbox
 
 COLOR, DEPTH, INFO = range(3)
 
@@ -29,6 +30,9 @@ def collecting(sync):
 
 def test_stamp_nanoseconds_combines_seconds_and_nanoseconds():
     assert stamp_nanoseconds(SimpleNamespace(sec=3, nanosec=5)) == 3_000_000_005
+    for ns in (0, 5, 1_700_000_000_123_456_789):  # and stamp_fields splits them back
+        sec, nanosec = stamp_fields(ns)
+        assert 0 <= nanosec < 1_000_000_000 and stamp_nanoseconds(SimpleNamespace(sec=sec, nanosec=nanosec)) == ns
 
 
 def test_messages_within_slop_are_matched_once_in_input_order():
@@ -146,11 +150,11 @@ def test_a_raising_callback_does_not_leave_the_synchroniser_locked():
 
 
 def test_invalid_arguments_are_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):  # a ValueError too
         ApproximateTimeSynchronizer(1, queue_size=5, slop=0.1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):  # a ValueError too
         ApproximateTimeSynchronizer(2, queue_size=0, slop=0.1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):  # a ValueError too
         ApproximateTimeSynchronizer(2, queue_size=5, slop=-1.0)
 
 

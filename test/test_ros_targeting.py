@@ -143,9 +143,9 @@ def test_target_ids_above_2_24_are_refused_by_the_node(targeting_node):
     node, client, _ = targeting_node
     refused = client.set_parameters(target_object_ids=[3, 2**24 + 1])
     assert not refused[0].successful and "[1, 16777216]" in refused[0].reason
-    assert node._config.target_object_ids == ()
+    assert node._config.targeting.target_object_ids == ()
     accepted = client.set_parameters(target_object_ids=[2**24])
     try:
-        assert accepted[0].successful and node._config.target_object_ids == (2**24,)
+        assert accepted[0].successful and node._config.targeting.target_object_ids == (2**24,)
     finally:
         client.set_parameters(target_object_ids=[])

@@ -191,8 +191,8 @@ class RotatedDetector:
         self.support_planes.append(options.get("support_plane"))
         self.up_hints.append(options.get("up_hint"))
         return DetectionResult("ok", grasps=self.grasps, model_id=self.model_id, timings_ms={"model": 1.0},
-                               poses=tcp_poses(self.grasps, c.pose_convention, c.tcp_offset_m,
-                                               c.pre_grasp_distance_m, c.twin_policy))
+                               poses=tcp_poses(self.grasps, c.poses.pose_convention, c.poses.tcp_offset_m,
+                                               c.poses.pre_grasp_distance_m, c.poses.twin_policy))
 
 
 @pytest.fixture
@@ -250,7 +250,8 @@ def assert_poses_equal_transformed(result, detector, target_from_camera: np.ndar
     from graspnet_edge_ros.poses import tcp_poses
 
     c = detector.config
-    camera = tcp_poses(detector.grasps, c.pose_convention, c.tcp_offset_m, c.pre_grasp_distance_m, c.twin_policy)
+    camera = tcp_poses(detector.grasps, c.poses.pose_convention, c.poses.tcp_offset_m, c.poses.pre_grasp_distance_m,
+                       c.poses.twin_policy)
     rotation, translation = target_from_camera[:3, :3], target_from_camera[:3, 3]
     assert len(result.grasps) == len(camera)
     for grasp, position, quaternion, approach, pre_grasp in zip(

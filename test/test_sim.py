@@ -30,7 +30,7 @@ def box_world():
     world = SimWorld()
     world.add_object(ObjectAsset("box", kind="box", box_size=BOX_SIZE), [0.0, 0.0, TABLE_TOP_Z + BOX_SIZE[2] / 2])
     world.step(0.5)
-    executor = GraspExecutor(world, GripperGeometry.from_config(DetectorConfig()))
+    executor = GraspExecutor(world, GripperGeometry.from_config(DetectorConfig().gripper))
     world.save_settled()
     yield world, executor, TABLE_TOP_Z
     world.close()
@@ -112,8 +112,8 @@ def test_commands_use_the_published_pose_in_either_convention():
     camera_pose[:3, 3] = [0.1, 0.0, 1.2]
     commands = []
     for convention in ("z_approach_x_closing", "x_approach_y_closing"):
-        config = DetectorConfig(pose_convention=convention, tcp_offset_m=0.015)
-        poses = tcp_poses(grasps, convention, config.tcp_offset_m, config.pre_grasp_distance_m)
+        config = DetectorConfig.from_flat(pose_convention=convention, tcp_offset_m=0.015)
+        poses = tcp_poses(grasps, convention, config.poses.tcp_offset_m, config.poses.pre_grasp_distance_m)
         commands += commands_from_result(SimpleNamespace(poses=poses, grasps=grasps), config, camera_pose, 5)
     for command in commands:
         np.testing.assert_allclose(command.point, [0.11, -0.02, 0.7], atol=1e-6)
@@ -185,7 +185,7 @@ def test_sim_eval_checks_outputs_before_any_work(tmp_path, capsys):
 
 
 def test_sim_eval_reads_the_nodes_own_parameter_files(tmp_path, capsys):
-    from graspnet_edge_ros.config import from_mapping, load_yaml
+    from graspnet_edge_ros.config import PARAMETERS, from_mapping, load_yaml
     from graspnet_edge_ros.sim.benchmark import load_eval_config
 
     default_yaml = REPO / "config" / "default.yaml"
@@ -193,15 +193,15 @@ def test_sim_eval_reads_the_nodes_own_parameter_files(tmp_path, capsys):
     err = capsys.readouterr().err
     # Node-only keys (topics, QoS) are dropped with one notice; the detector keys all apply.
     assert len(err.strip().splitlines()) == 1 and "ignoring node-only parameter(s)" in err and "color_topic" in err
-    detector_keys = {k: v for k, v in load_yaml(default_yaml).items() if k in DetectorConfig.__dataclass_fields__}
+    detector_keys = {k: v for k, v in load_yaml(default_yaml).items() if k in PARAMETERS}
     detector_keys.pop("model_path")
-    assert loaded.config == from_mapping(detector_keys, DetectorConfig(model_path="model.pth"))
-    assert loaded.config.model_path == "model.pth" and loaded.name == "default"
+    assert loaded.config == from_mapping(detector_keys, DetectorConfig.from_flat(model_path="model.pth"))
+    assert loaded.config.model.model_path == "model.pth" and loaded.name == "default"
     # The /** layout, with a node-only key and a detector key that differs from the defaults.
     star = tmp_path / "star.yaml"
     star.write_text("/**:\n  ros__parameters:\n    slop: 0.1\n    max_grasps: 7\n    model_path: m.onnx\n")
     loaded = load_eval_config(str(star), "ignored.pth")
-    assert loaded.config.max_grasps == 7 and loaded.config.model_path == "m.onnx"
+    assert loaded.config.filters.max_grasps == 7 and loaded.config.model.model_path == "m.onnx"
     assert "slop" in capsys.readouterr().err
 
 

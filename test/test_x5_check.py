@@ -5,7 +5,7 @@ from graspnet_edge_ros.cli import main
 from graspnet_edge_ros.errors import ModelFormatError
 from graspnet_edge_ros.x5.opcheck import BPU, check_onnx_model
 
-SEGMENTS = ("sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach", "grasp_head")
+SEGMENTS = ("sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach", "grasp_head", "crop_mlp", "grasp_head_post")
 
 
 def test_every_split_segment_fits_the_x5_limits_with_every_op_on_the_bpu(split_model_dir, capsys):

@@ -19,7 +19,7 @@ import yaml
 
 from graspnet_edge_ros.cli import main
 from graspnet_edge_ros.errors import InputError, ModelFormatError
-from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.contract import SplitManifest
 from graspnet_edge_ros.x5.frames import open_frame_source
 from graspnet_edge_ros.x5.kit import calibration_dir, prepare_x5_kit, read_calibration_sample
 
@@ -93,7 +93,7 @@ def test_calibration_files_are_what_the_segments_receive_in_the_real_pipeline(ki
     runner = GraspNetRunner("split", "onnxruntime", net, None, "test", timings_source=net)
     depth = example_scene["depth"]
     intrinsics = CameraIntrinsics.from_matrix(example_scene["K"], depth.shape[1], depth.shape[0])
-    config = DetectorConfig(sampling_seed=0, workspace_mask_path=str(capture_dir / "workspace_mask.png"),
+    config = DetectorConfig.from_flat(sampling_seed=0, workspace_mask_path=str(capture_dir / "workspace_mask.png"),
                             depth_scale=1.0 / example_scene["factor_depth"])
     result = GraspDetector(config, runner=runner).detect(example_scene["color"], depth, "16UC1", intrinsics)
     assert result.ok and len(result.grasps) > 0

@@ -1,4 +1,4 @@
-"""Inference backends: one module per runtime, chosen through the FORMATS table in registry.py.
+"""Inference backends: one module per runtime, chosen through the FORMATS table (graspnet_edge_ros/formats.py).
 
 Importing this package imports no runtime: backend modules are loaded when a format is used.
 """

@@ -12,33 +12,14 @@ No torch types cross this boundary.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from graspnet_edge_ros.contract import TensorSpec  # noqa: F401  (part of the backend interface)
 from graspnet_edge_ros.errors import BackendUnavailableError, InputError, ModelFormatError
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """Name, shape and numpy dtype name (e.g. "float32") of one model input or output.
-
-    A ``None`` dimension is dynamic (any size is accepted).
-    """
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
-
-    def type_text(self) -> str:
-        """E.g. "float32[1,20000,3]"; "?" marks a dynamic dimension."""
-        dims = ",".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.dtype}[{dims}]"
-
-    def describe(self) -> str:
-        return f"{self.name}: {self.type_text()}"
+from graspnet_edge_ros.formats import FORMATS
 
 
 class InferenceBackend(ABC):
@@ -50,7 +31,14 @@ class InferenceBackend(ABC):
     """
 
     name: ClassVar[str] = ""
+    # The format table's suffixes of the record named ``name`` (set for each subclass, never repeated there).
     suffixes: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        record = next((fmt for fmt in FORMATS if fmt.name == cls.name), None)
+        if record is not None:
+            cls.suffixes = record.suffixes
 
     def __init__(self, model_path: str | Path) -> None:
         self.model_path = Path(model_path)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from graspnet_edge_ros.backends.base import InferenceBackend, TensorSpec
-from graspnet_edge_ros.backends.registry import get_format
 from graspnet_edge_ros.errors import BackendUnavailableError, ConfigError, ModelFormatError
+from graspnet_edge_ros.formats import get_format
 
 # pyeasy_dnn copies these input tensor types byte-for-byte; image types (NV12, RGB, ...) go
 # through other paths (RGB is even modified in the caller's array) and int4/float16 are refused.
@@ -100,7 +100,6 @@ class HobotDnnBackend(InferenceBackend):
     """
 
     name = "hobot_dnn"
-    suffixes = (".bin", ".hbm")
 
     def __init__(self, model_path: str | Path, core_id: int = 0, priority: int = 0) -> None:
         super().__init__(model_path)

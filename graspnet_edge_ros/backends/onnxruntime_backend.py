@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: CPU execution provider by default, CUDA/TensorRT when the build offers them."""
+"""ONNX Runtime backend: CPU execution provider by default, CUDA/TensorRT/OpenVINO when the build offers them."""
 
 from __future__ import annotations
 
@@ -9,16 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from graspnet_edge_ros.backends.base import InferenceBackend, TensorSpec
-from graspnet_edge_ros.backends.registry import get_format
 from graspnet_edge_ros.errors import BackendUnavailableError, ConfigError, ModelFormatError
+from graspnet_edge_ros.formats import PROVIDER_NAMES, get_format, resolve_providers
 
 LOGGER = logging.getLogger(__name__)
 
-PROVIDER_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
+# Provider sets already reported as missing: a split model opens one session per segment, and a
+# provider that is not installed is one fact, so it is logged once per process, not per session.
+_REPORTED_MISSING: set[tuple[str, ...]] = set()
 ORT_TYPE_TO_DTYPE = {
     "tensor(float)": "float32",
     "tensor(double)": "float64",
@@ -44,9 +42,10 @@ class OnnxRuntimeBackend(InferenceBackend):
             core). Set it explicitly when BPU or geometry threads share the CPU.
         inter_op_threads: threads across independent nodes; a value > 1 also switches ORT to
             ORT_PARALLEL execution, the only mode in which it has an effect.
-        providers: preference-ordered names from ("tensorrt", "cuda", "cpu") or full ORT provider
-            names; default ["cpu"]. Providers the installed build lacks are skipped with one
-            warning; CPU is always appended last; "tensorrt" also brings in CUDA for the nodes TRT rejects.
+        providers: preference-ordered names from ("tensorrt", "cuda", "openvino", "cpu") or full ORT
+            provider names (a list or a comma-separated string); default ["cpu"]. Providers the
+            installed build lacks are skipped with one warning per process; CPU is always appended
+            last; "tensorrt" also brings in CUDA for the nodes TRT rejects.
         expected_inputs / expected_outputs: optional {name: shape} (None = any size) the model must
             match; a mismatch raises ModelFormatError at load.
         allow_spinning: let idle intra-op threads busy-wait for the next run (ORT's default). Turn
@@ -58,7 +57,6 @@ class OnnxRuntimeBackend(InferenceBackend):
     """
 
     name = "onnxruntime"
-    suffixes = (".onnx",)
 
     def __init__(
         self,
@@ -83,7 +81,7 @@ class OnnxRuntimeBackend(InferenceBackend):
             options.inter_op_num_threads = _thread_count("inter_op_threads", inter_op_threads)
             if inter_op_threads > 1:
                 options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-        requested = _resolve_providers(providers)
+        requested = resolve_providers(providers)
         offered = set(ort.get_available_providers())
         usable = [p for p in requested if p in offered]
         try:
@@ -93,7 +91,8 @@ class OnnxRuntimeBackend(InferenceBackend):
             raise ModelFormatError(f"onnxruntime cannot load {self.model_path}: {first_line}") from exc
         self.providers = list(self._session.get_providers())
         dropped = [p for p in requested if p not in self.providers]
-        if dropped:
+        if dropped and tuple(dropped) not in _REPORTED_MISSING:
+            _REPORTED_MISSING.add(tuple(dropped))
             # get_available_providers() is compile-time only, so also compare with what the session took.
             LOGGER.warning(
                 "onnxruntime: requested providers %s are not usable in this build/machine "
@@ -133,29 +132,6 @@ def _thread_count(option: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ConfigError(f"onnxruntime: {option} must be an integer >= 0 (0 = ORT default), got {value!r}")
     return int(value)
-
-
-def _resolve_providers(providers: Sequence[str] | str | None) -> list[str]:
-    """Map short names to ORT provider names, keep order, add CUDA behind TensorRT and CPU last."""
-    if providers is None:
-        providers = ["cpu"]
-    elif isinstance(providers, str):
-        providers = [providers]
-    full_names = set(PROVIDER_NAMES.values())
-    resolved: list[str] = []
-    for provider in providers:
-        key = str(provider).strip()
-        ort_name = PROVIDER_NAMES.get(key.lower(), key if key in full_names else None)
-        if ort_name is None:
-            raise ConfigError(
-                f"onnxruntime: unknown provider {provider!r} (valid: {', '.join(PROVIDER_NAMES)} "
-                "or their ORT names)"
-            )
-        resolved.append(ort_name)
-        if ort_name == PROVIDER_NAMES["tensorrt"]:
-            resolved.append(PROVIDER_NAMES["cuda"])
-    cpu = PROVIDER_NAMES["cpu"]
-    return [p for p in dict.fromkeys(resolved) if p != cpu] + [cpu]
 
 
 def _specs_from_ort(node_args, kind: str) -> list[TensorSpec]:

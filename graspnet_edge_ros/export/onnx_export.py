@@ -16,10 +16,10 @@ from torch import nn
 
 from graspnet_edge_ros import __version__
 from graspnet_edge_ros.errors import ExportError
-from graspnet_edge_ros.export.names import SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS
+from graspnet_edge_ros.contract import HEAD_LAYOUTS, SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS, SplitManifest
 from graspnet_edge_ros.model.graspnet import GraspNet
-from graspnet_edge_ros.model.segments import INPUT_NAME, OUTPUT_NAME, segment_modules, segment_specs
-from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.model.segments import (DEFAULT_CROP_CHUNK_POINTS, INPUT_NAME, OUTPUT_NAME, manifest_for_model,
+                                              segment_modules, segment_specs)
 
 # What the X5 BPU runs natively (edge_deploy.md §0/§2.5); anything else in a segment is an error.
 BPU_SEGMENT_OPS = frozenset({"Conv", "Relu", "MaxPool", "ReduceMax", "Concat", "Reshape", "Flatten",
@@ -79,15 +79,18 @@ def export_single_file(model: GraspNet, output: str | Path, num_points: int = 20
 
 
 def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int = 64,
-                 source: dict | None = None) -> SplitManifest:
-    """Each learned segment as an opset-11, IR<=7, fixed-shape 4-D ONNX file, plus manifest.json."""
-    from graspnet_edge_ros.runtime.segment_runners import manifest_for_model
+                 source: dict | None = None, head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
+                 crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS) -> SplitManifest:
+    """Each learned segment as an opset-11, IR<=7, fixed-shape 4-D ONNX file, plus manifest.json.
 
+    ``head_layouts``: the grasp-head layouts to write (``contract.HEAD_LAYOUTS``); by
+    default both, so one directory runs fastest on the CPU and as the X5 BPU runs it.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     modules = segment_modules(model)
     files = {}
-    for spec in segment_specs(model.config, head_chunk_seeds):
+    for spec in segment_specs(model.config, head_chunk_seeds, head_layouts, crop_chunk_points):
         path = directory / f"{spec.name}.onnx"
         example = torch.zeros(spec.input_shape, dtype=torch.float32)
         try:
@@ -98,7 +101,7 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
                ir_version=BPU_MAX_IR_VERSION)
         check_segment(path, spec.input_shape, spec.output_shape)
         files[spec.name] = {"onnxruntime": path.name}
-    manifest = manifest_for_model(model, directory, head_chunk_seeds, files, source)
+    manifest = manifest_for_model(model, directory, head_chunk_seeds, files, source, head_layouts, crop_chunk_points)
     manifest.save()
     return manifest
 

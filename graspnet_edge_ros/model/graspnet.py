@@ -94,8 +94,11 @@ class GraspGenerator(nn.Module):
 
         Channels: 0:12 score, 12:24 angle logits, 24:36 width, 36:48 tolerance.
         """
-        features = self.crop(grouped_local_xyz)
-        return torch.cat([self.operation(features), self.tolerance(features)], dim=1)
+        return self.head(self.crop(grouped_local_xyz))
+
+    def head(self, crop_features: torch.Tensor) -> torch.Tensor:
+        """OperationNet + ToleranceNet: (B, 256, R, 1) max-pooled crop features -> (B, 4 * num_angle, R, 1)."""
+        return torch.cat([self.operation(crop_features), self.tolerance(crop_features)], dim=1)
 
 
 def group_sa_inputs(xyz: torch.Tensor, features: torch.Tensor | None, centers: torch.Tensor,

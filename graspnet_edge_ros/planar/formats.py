@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graspnet_edge_ros.errors import BackendUnavailableError, ModelFormatError
+from graspnet_edge_ros.formats import get_format
 
 META_PREFIX = "graspnet_edge."
 META_MODEL_TYPE = META_PREFIX + "model_type"
@@ -41,7 +42,8 @@ _STATE_DICT_MARKERS = {
     "grconvnet": ("pos_output.weight", "cos_output.weight", "width_output.weight"),
     "affga": ("decoder.able_conv.0.weight", "decoder.angle_conv.10.weight", "hasp.hasp1_1.atrous_conv.weight"),
 }
-_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".tar", ".pkl")
+# Besides the torch format's checkpoints: plain pickles of the repositories' whole modules (detected only).
+_PICKLE_SUFFIXES = (".pkl",)
 _LEGACY_PICKLES = 4   # magic number, protocol, sys info, then the object (legacy torch.save)
 
 
@@ -66,13 +68,12 @@ def detect_planar_model_type(path: str | Path) -> str | None:
         raise ModelFormatError(f"model not found: {path}")
     if path.is_dir():
         return None
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    if get_format("onnxruntime").matches_path(path):
         try:
             return planar_type_from_onnx(read_onnx_signature(path))
         except ModelFormatError:
             return None
-    if suffix in _CHECKPOINT_SUFFIXES:
+    if path.name.lower().endswith(get_format("torch").suffixes + _PICKLE_SUFFIXES):
         return _planar_type_from_strings(*_pickle_globals_and_strings(path))
     return None
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graspnet_edge_ros.errors import ModelFormatError
+from graspnet_edge_ros.errors import InputError, ModelFormatError
 from graspnet_edge_ros.planar.formats import DEFAULT_INPUT_SIZES, GRCONVNET_PICKLE_NAMES
 from graspnet_edge_ros.planar.legacy_pickle import PickledModule, load_state_dict_strictly, read_planar_state_dict
 
@@ -83,7 +83,7 @@ def stride1_transpose_as_conv(layer: nn.ConvTranspose2d) -> nn.Conv2d:
     225x225 is about a fifth of the network time as ConvTranspose), and Conv maps to more accelerators.
     """
     if layer.stride != (1, 1) or layer.groups != 1 or layer.dilation != (1, 1) or any(layer.output_padding):
-        raise ValueError("only stride-1, ungrouped, undilated ConvTranspose2d has a plain Conv2d equivalent")
+        raise InputError("only stride-1, ungrouped, undilated ConvTranspose2d has a plain Conv2d equivalent")
     kernel_h, kernel_w = layer.kernel_size
     conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
                      padding=(kernel_h - 1 - layer.padding[0], kernel_w - 1 - layer.padding[1]),

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from graspnet_edge_ros.errors import ConfigError, InputError, ModelFormatError
+from graspnet_edge_ros.formats import get_format
 from graspnet_edge_ros.planar.decode import decode_affga, decode_grconvnet
 from graspnet_edge_ros.planar.formats import META_PREFIX, detect_planar_model_type, read_onnx_signature
 from graspnet_edge_ros.planar.preprocess import (COLOR_NORMALISATIONS, DEPTH_NORMALISATIONS, CropWindow, affga_input,
@@ -98,6 +99,7 @@ class PlanarRunner:
         model_type: "grconvnet" or "affga".
         backend_name: the runtime ("onnxruntime", "torch", "hobot_dnn").
         model_id: "<type>:<file name>@<8 hex sha256>", published with results.
+        num_points: None (the network takes images).
         input_size: side S of the square network input (the crop, not resized).
         input_channels: C of the network input (GR-ConvNet 1/3/4, AFFGA-Net 3).
         decode_options: PlanarDecodeOptions (settable).
@@ -130,6 +132,9 @@ class PlanarRunner:
                                    f"got {self.input_channels}")
         self.decode_options = decode_options or PlanarDecodeOptions()
         self.last_timings_ms: dict[str, float] = {}
+
+    # Planar networks read the image, not a fixed number of points (GraspModelRunner interface).
+    num_points = None
 
     @property
     def needs_color(self) -> bool:
@@ -244,8 +249,7 @@ def load_planar_runner(model_path, model_type: str | None = None, backend: str |
         model_path: .onnx export, compiled .bin (needs ``model_type``), or .pt/.pth checkpoint.
         model_type: "grconvnet" / "affga"; None = detected from the file (ONNX metadata or
             outputs, checkpoint class or key names). A contradiction raises ModelFormatError.
-        backend: registry backend name for exported files (default by suffix); "torch" (default)
-            for checkpoints.
+        backend: backend name (default: the format table's, by suffix: torch for checkpoints).
         decode: PlanarDecodeOptions (default: repository defaults, 10 grasps).
         **backend_options: backend constructor options (e.g. intra_op_threads; for checkpoints
             input_size, num_threads, angle_output).
@@ -262,17 +266,11 @@ def load_planar_runner(model_path, model_type: str | None = None, backend: str |
     if model_type is None:
         raise ModelFormatError(f"{path.name} is not a GR-ConvNet or AFFGA-Net artefact (for a compiled .bin, "
                                "pass model_type)")
-    metadata: dict[str, str] = {}
-    if path.suffix.lower() in (".pt", ".pth", ".tar") and backend in (None, "torch", "pytorch"):
-        from graspnet_edge_ros.planar.torch_backend import PlanarTorchBackend
+    from graspnet_edge_ros.backends.registry import select_backend
 
-        engine = PlanarTorchBackend(path, model_type, **backend_options)
-    else:
-        from graspnet_edge_ros.backends.registry import select_backend
-
-        if path.suffix.lower() == ".onnx":
-            metadata = read_onnx_signature(path).metadata
-        engine = select_backend(path, prefer=backend, **backend_options)
+    # The format table picks the backend (checkpoints: torch, which takes the model type).
+    engine = select_backend(path, prefer=backend, model_type=model_type, **backend_options)
+    metadata = read_onnx_signature(path).metadata if get_format("onnxruntime").matches_path(path) else {}
     runner = PlanarRunner(model_type, engine, _model_id(model_type, path), decode, metadata)
     expected = metadata.get(META_PREFIX + "input_size")
     if expected is not None and str(expected) != str(runner.input_size):

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from graspnet_edge_ros.errors import InputError
+
 PLANAR_MODEL_TYPES = ("grconvnet", "affga")
 
 
@@ -37,7 +39,7 @@ class PlanarGrasps:
         n = len(np.asarray(self.rows))
         for name in ("cols", "angles_rad", "widths_px", "scores"):
             if len(np.asarray(getattr(self, name))) != n:
-                raise ValueError(f"PlanarGrasps.{name} has {len(getattr(self, name))} entries, rows has {n}")
+                raise InputError(f"PlanarGrasps.{name} has {len(getattr(self, name))} entries, rows has {n}")
 
     def __len__(self) -> int:
         return len(np.asarray(self.rows))

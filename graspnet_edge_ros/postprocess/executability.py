@@ -56,12 +56,13 @@ class GripperGeometry:
     table_tolerance: float = 0.01
 
     @classmethod
-    def from_config(cls, config) -> "GripperGeometry":
-        return cls(config.gripper_finger_length_m, config.gripper_finger_width_m,
-                   config.gripper_finger_thickness_m, config.gripper_palm_depth_m,
-                   config.gripper_palm_width_m, config.gripper_palm_thickness_m,
-                   config.gripper_wrist_length_m, config.gripper_wrist_radius_m,
-                   config.gripper_table_tolerance_m)
+    def from_config(cls, gripper) -> "GripperGeometry":
+        """From the ``gripper`` group of a DetectorConfig (``config.gripper``)."""
+        return cls(gripper.gripper_finger_length_m, gripper.gripper_finger_width_m,
+                   gripper.gripper_finger_thickness_m, gripper.gripper_palm_depth_m,
+                   gripper.gripper_palm_width_m, gripper.gripper_palm_thickness_m,
+                   gripper.gripper_wrist_length_m, gripper.gripper_wrist_radius_m,
+                   gripper.gripper_table_tolerance_m)
 
 
 @dataclass(frozen=True)

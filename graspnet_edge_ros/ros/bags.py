@@ -10,6 +10,9 @@ and CameraInfo (plumb_bob, zero distortion), all three with the same header stam
   step, mismatched sizes, all-zero depth, bad K, out-of-order stamps); every frame's label and
   expected outcome is stored in the bag's ``custom_data`` (key :data:`FRAMES_KEY`, JSON).
 
+:func:`read_bag_frames` and :func:`read_bag_frame` read a bag's frame list and one colour frame
+(with its intrinsics) back, e.g. to draw a replay's result on the image it was computed from.
+
 The stamps of frame ``i`` are ``start_ns + i / rate_hz`` (also the bag's log time), unless a frame
 says otherwise (the out-of-order one).
 """
@@ -22,11 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+from graspnet_edge_ros import topics
+from graspnet_edge_ros.cdr import cdr_header
 from graspnet_edge_ros.errors import ConfigError, InputError
+from graspnet_edge_ros.ros.stamps import stamp_fields
 
-COLOR_TOPIC = "/camera/color/image_raw"
-DEPTH_TOPIC = "/camera/aligned_depth_to_color/image_raw"
-INFO_TOPIC = "/camera/color/camera_info"
+# The node's default inputs, in the root namespace (where a driver publishes them).
+COLOR_TOPIC = topics.absolute(topics.COLOR_TOPIC)
+DEPTH_TOPIC = topics.absolute(topics.DEPTH_TOPIC)
+INFO_TOPIC = topics.absolute(topics.CAMERA_INFO_TOPIC)
 FRAME_ID = "camera_color_optical_frame"
 DEFAULT_START_NS = 1_700_000_000 * 10**9  # fixed, so bags (and their stamps) are reproducible
 FRAMES_KEY = "graspnet_edge.frames"
@@ -285,10 +292,36 @@ def read_bag_frames(path) -> list[dict] | None:
     return json.loads(text) if text else None
 
 
+def read_bag_frame(bag, stamp_ns: int, color_topic: str = COLOR_TOPIC, info_topic: str = INFO_TOPIC):
+    """(colour (H, W, 3) uint8 RGB, CameraIntrinsics, frame_id) of the frame stamped ``stamp_ns``."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    from graspnet_edge_ros.camera import CameraIntrinsics
+    from graspnet_edge_ros.ros.conversions import color_from_image
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    color = intrinsics = frame_id = None
+    with Reader(Path(bag)) as reader:
+        wanted = [c for c in reader.connections if c.topic in (color_topic, info_topic)]
+        for conn, _, raw in reader.messages(connections=wanted):
+            if cdr_header(raw)[0] != stamp_ns:
+                continue
+            msg = typestore.deserialize_cdr(raw, conn.msgtype)
+            if conn.topic == color_topic:
+                color, frame_id = color_from_image(msg), msg.header.frame_id
+            else:
+                intrinsics = CameraIntrinsics.from_matrix(np.asarray(msg.k).reshape(3, 3), msg.width, msg.height)
+            if color is not None and intrinsics is not None:
+                return color, intrinsics, frame_id
+    raise InputError(f"{bag}: no {color_topic} + {info_topic} pair stamped {stamp_ns}")
+
+
 def _header(typestore, stamp_ns: int, frame_id: str):
     Header = typestore.types["std_msgs/msg/Header"]
     Time = typestore.types["builtin_interfaces/msg/Time"]
-    return Header(stamp=Time(sec=int(stamp_ns // 10**9), nanosec=int(stamp_ns % 10**9)), frame_id=frame_id)
+    sec, nanosec = stamp_fields(stamp_ns)
+    return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def _image(typestore, header, array: np.ndarray, encoding: str, step: int | None, cache: dict):

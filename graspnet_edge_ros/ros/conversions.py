@@ -1,4 +1,4 @@
-"""ROS messages <-> the core's arrays: Image, CameraInfo, TF transforms in; GraspArray out.
+"""ROS messages <-> the core's arrays: Image, CameraInfo, TF transforms in; GraspArray out (and back).
 
 No node, no graph: every function takes and returns plain messages or numpy arrays, so all of
 it is tested without a running ROS graph. Bad input raises ``InputError`` with the reason; the
@@ -10,6 +10,7 @@ import numpy as np
 
 from graspnet_edge_ros.camera import IMAGE_LAYOUTS, CameraIntrinsics, decode_color, image_to_array  # noqa: F401
 from graspnet_edge_ros.errors import InputError
+from graspnet_edge_ros.ros.stamps import stamp_nanoseconds  # noqa: F401  (the node's name for it)
 from graspnet_edge_ros.status import STATUS_CODES, STATUS_NO_VALID_INPUT
 
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
@@ -116,11 +117,6 @@ def prepare_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None,
     return detector.prepare(color, depth, encoding, intrinsics, **options), convert_ms
 
 
-def stamp_nanoseconds(stamp) -> int:
-    """Integer nanoseconds of a builtin_interfaces/Time."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def transform_to_matrix(transform) -> np.ndarray:
     """(4, 4) float64 homogeneous matrix of a geometry_msgs/Transform (target <- source).
 
@@ -160,7 +156,7 @@ def status_code(status: str) -> int:
     try:
         return STATUS_CODES[status]
     except KeyError:
-        raise ValueError(f"unknown detection status {status!r}") from None
+        raise InputError(f"unknown detection status {status!r}") from None
 
 
 def stage_latencies(timings_ms: dict, total_ms: float | None = None) -> tuple[list[str], list[float]]:
@@ -171,6 +167,11 @@ def stage_latencies(timings_ms: dict, total_ms: float | None = None) -> tuple[li
         names.append(TOTAL_STAGE)
         values.append(float(total_ms))
     return names, values
+
+
+def stage_timings(msg) -> dict[str, float]:
+    """{stage: ms} of a GraspArray (rclpy or rosbags message): the inverse of :func:`stage_latencies`."""
+    return {str(name): float(value) for name, value in zip(msg.stage_names, msg.stage_latencies_ms)}
 
 
 def grasp_array(stamp, frame_id: str, status: str, reason: str = "", *, model_id: str = "",
@@ -200,9 +201,37 @@ def grasp_array(stamp, frame_id: str, status: str, reason: str = "", *, model_id
     msg.stage_latencies_ms = latencies
     if grasps is not None and len(grasps):
         if poses is None or len(poses) != len(grasps):
-            raise ValueError("grasp_array needs one TCP pose per grasp")
+            raise InputError("grasp_array needs one TCP pose per grasp")
         msg.grasps = _grasp_messages(grasps, poses)
     return msg
+
+
+def grasp_group_from_msg(msg, tcp_offset_m: float = 0.0):
+    """GraspArray (rosbags or rclpy message) -> GraspGroup in the message's frame.
+
+    Inverts the node's pose conversion: the GraspNet rotation is R_tcp @ P^T for the message's
+    pose convention P, and the grasp point is the pose position minus ``tcp_offset_m`` times the
+    approach (the node's tcp_offset_m parameter; it is not in the message).
+    """
+    from scipy.spatial.transform import Rotation
+
+    from graspnet_edge_ros.grasps import GraspGroup
+    from graspnet_edge_ros.poses import graspnet_to_tcp_rotation
+
+    grasps = list(msg.grasps)
+    if not grasps:
+        return GraspGroup.empty()
+    convention = msg.pose_convention or "z_approach_x_closing"
+    permutation = graspnet_to_tcp_rotation(np.eye(3)[None], convention)[0]
+    quats = np.array([[g.pose.orientation.x, g.pose.orientation.y, g.pose.orientation.z, g.pose.orientation.w]
+                      for g in grasps])
+    rotations = Rotation.from_quat(quats).as_matrix() @ permutation.T
+    approach = np.array([[g.approach.x, g.approach.y, g.approach.z] for g in grasps])
+    positions = np.array([[g.pose.position.x, g.pose.position.y, g.pose.position.z] for g in grasps])
+    return GraspGroup.from_parts(
+        scores=[g.score for g in grasps], widths=[g.width for g in grasps], depths=[g.depth for g in grasps],
+        rotations=rotations, translations=positions - tcp_offset_m * approach,
+        heights=[g.height for g in grasps], object_ids=[g.object_id for g in grasps])
 
 
 def _grasp_messages(grasps, poses) -> list:

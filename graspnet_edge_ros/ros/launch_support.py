@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from graspnet_edge_ros import NODE_NAME
+from graspnet_edge_ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC
 
 PACKAGE = "graspnet_edge_ros"
 EXECUTABLE = NODE_NAME
@@ -24,10 +25,9 @@ def launch_arguments(default_params_file: str, platform_arguments: dict) -> dict
         "model": ("", "short for model_path (wins when both are given)"),
         **platform_arguments,
         "target_frame": ("", "TF frame of the published poses (e.g. base_link); empty = from params_file"),
-        "color_topic": ("", "colour image topic; empty = from params_file (camera/color/image_raw, relative to namespace)"),
-        "depth_topic": ("", "aligned depth topic; empty = from params_file "
-                            "(camera/aligned_depth_to_color/image_raw)"),
-        "camera_info_topic": ("", "CameraInfo topic; empty = from params_file (camera/color/camera_info)"),
+        "color_topic": ("", f"colour image topic; empty = from params_file ({COLOR_TOPIC}, relative to namespace)"),
+        "depth_topic": ("", f"aligned depth topic; empty = from params_file ({DEPTH_TOPIC})"),
+        "camera_info_topic": ("", f"CameraInfo topic; empty = from params_file ({CAMERA_INFO_TOPIC})"),
         "mode": ("", "continuous | on_demand; empty = from params_file"),
         "use_sim_time": ("false", "use /clock (bag playback with --clock)"),
     }

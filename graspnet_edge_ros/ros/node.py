@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from graspnet_edge_ros import NODE_NAME
 from graspnet_edge_ros.dependencies import missing_dependency_message
+from graspnet_edge_ros.topics import DIAGNOSTICS_TOPIC, GRASPS_TOPIC, MARKERS_TOPIC
 
 try:
     import numpy as np
@@ -234,9 +235,9 @@ class GraspDetectorNode(Node):
         from graspnet_edge_ros.msg import GraspArray
         from graspnet_edge_ros.srv import DetectGrasps
 
-        self._grasp_publisher = self.create_publisher(GraspArray, "~/grasps", OUTPUT_QUEUE_DEPTH)
-        self._marker_publisher = self.create_publisher(MarkerArray, "~/markers", OUTPUT_QUEUE_DEPTH)
-        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QUEUE_DEPTH)
+        self._grasp_publisher = self.create_publisher(GraspArray, f"~/{GRASPS_TOPIC}", OUTPUT_QUEUE_DEPTH)
+        self._marker_publisher = self.create_publisher(MarkerArray, f"~/{MARKERS_TOPIC}", OUTPUT_QUEUE_DEPTH)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QUEUE_DEPTH)
         if self._settings.target_frame:
             self._transformer = _TargetFrameTransformer(self)
         # The default service queue (depth 10) silently drops requests of a burst of callers.
@@ -287,7 +288,7 @@ class GraspDetectorNode(Node):
     @property
     def backend_name(self) -> str:
         runner = getattr(self._detector, "runner", None)
-        return str(getattr(runner, "backend_name", "") or self._config.backend or "unknown")
+        return str(getattr(runner, "backend_name", "") or self._config.model.backend or "unknown")
 
     @property
     def statistics(self):
@@ -297,8 +298,9 @@ class GraspDetectorNode(Node):
     # ------------------------------------------------------------------------------- start-up
     def _warm_up(self) -> None:
         """One synthetic frame through every stage (model, numba kernels, collision, NMS, poses)."""
-        runner = getattr(self._detector, "runner", None)
-        num_points = getattr(runner, "num_points", None) or self._config.num_points
+        # The candidate generator says what the model reads; stand-in detectors (tests) have none.
+        candidates = getattr(self._detector, "candidates", None)
+        num_points = candidates.num_sampled_points(self._config) if candidates else self._config.camera.num_points
         # The table and approach filters would reject the few synthetic grasps before the
         # collision check and NMS had run (and compiled) once.
         self._detector.update_config(self._config.replace(table_plane_mode="none", executability_filter=False,
@@ -307,8 +309,8 @@ class GraspDetectorNode(Node):
                                                           workspace_max_xyz=()))
         start = time.perf_counter()
         try:
-            if getattr(self._detector, "is_planar", False):
-                # Planar networks take the image; 480x640 holds every network's crop.
+            if candidates is not None and candidates.needs_image:
+                # Image models (the planar networks) read the image; 480x640 holds every network's crop.
                 color, depth, intrinsics = synthetic_warmup_frame(480, 640)
                 result = self._detector.detect(color, depth, "32FC1", intrinsics)
             else:
@@ -322,7 +324,7 @@ class GraspDetectorNode(Node):
 
             pair = GraspGroup.from_parts([0.9, 0.8], [0.05, 0.05], [0.02, 0.02], [np.eye(3)] * 2,
                                          [[0.0, 0.0, 0.5], [0.001, 0.0, 0.5]])
-            grasp_nms(pair, self._config.nms_translation_m, self._config.nms_rotation_rad)
+            grasp_nms(pair, self._config.nms.nms_translation_m, self._config.nms.nms_rotation_rad)
             tcp_poses(pair)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         if result.status == STATUS_ERROR:
@@ -472,7 +474,8 @@ class GraspDetectorNode(Node):
             response.result = self._status_only_now(status, response.message)
             return
         # Per-request options are applied here, to this caller's copy of the frame's result.
-        max_grasps = int(pending.request.max_grasps) if pending.request.max_grasps > 0 else self._config.max_grasps
+        max_grasps = (int(pending.request.max_grasps) if pending.request.max_grasps > 0
+                      else self._config.filters.max_grasps)
         result = message
         if len(pending.request.target_object_ids):
             result = conversions.on_objects(result, pending.request.target_object_ids)
@@ -487,8 +490,8 @@ class GraspDetectorNode(Node):
         config = self._config
         return conversions.grasp_array(
             self.get_clock().now().to_msg(), self._settings.target_frame, status, reason,
-            model_id=self.model_id, pose_convention=config.pose_convention,
-            pre_grasp_distance=config.pre_grasp_distance_m)
+            model_id=self.model_id, pose_convention=config.poses.pose_convention,
+            pre_grasp_distance=config.poses.pre_grasp_distance_m)
 
     def _on_set_parameters(self, parameters):
         from rcl_interfaces.msg import SetParametersResult
@@ -618,8 +621,8 @@ class GraspDetectorNode(Node):
             try:
                 transform = self._transformer_for_lookup().matrix(frame_id, source_frame, frame.color.header.stamp,
                                                                    settings.tf_timeout_s)
-                poses = tcp_poses(grasps, config.pose_convention, config.tcp_offset_m,
-                                  config.pre_grasp_distance_m, config.twin_policy, transform=transform)
+                poses = tcp_poses(grasps, config.poses.pose_convention, config.poses.tcp_offset_m,
+                                  config.poses.pre_grasp_distance_m, config.poses.twin_policy, transform=transform)
             except GraspNetEdgeError as exc:
                 status, reason, transform = STATUS_ERROR, str(exc), None
             timings["tf"] = (time.perf_counter() - tf_start) * 1e3
@@ -629,7 +632,7 @@ class GraspDetectorNode(Node):
             grasps, poses = GraspGroup.empty(), None
         message = conversions.grasp_array(
             frame.color.header.stamp, frame_id, status, reason, model_id=result.model_id or self.model_id,
-            pose_convention=config.pose_convention, pre_grasp_distance=config.pre_grasp_distance_m,
+            pose_convention=config.poses.pose_convention, pre_grasp_distance=config.poses.pre_grasp_distance_m,
             grasps=grasps, poses=poses, timings_ms=timings, total_ms=(time.perf_counter() - item.start) * 1e3)
         return message, grasps, transform
 
@@ -639,24 +642,24 @@ class GraspDetectorNode(Node):
 
         ``config`` is the one handed to the detector for this frame (a parameter change between
         the two reads must not pair a new table_plane_frame with the old detector config)."""
-        if config.table_plane_mode != "given" or not config.table_plane_frame:
+        if config.support_plane.table_plane_mode != "given" or not config.support_plane.table_plane_frame:
             return None
         from graspnet_edge_ros.support_plane import SupportPlane
 
         # Passed on even in the camera frame itself, so the detector knows the frame was handled.
-        plane = SupportPlane.from_coefficients(config.table_plane)
-        if config.table_plane_frame == camera_frame:
+        plane = SupportPlane.from_coefficients(config.support_plane.table_plane)
+        if config.support_plane.table_plane_frame == camera_frame:
             return plane
-        return plane.transformed(self._camera_from(config.table_plane_frame, camera_frame, stamp))
+        return plane.transformed(self._camera_from(config.support_plane.table_plane_frame, camera_frame, stamp))
 
     def _table_up_hint(self, config, camera_frame: str, stamp):
         """For ``table_plane_mode: fit``: the z axis of ``table_plane_frame`` (e.g. base_link) in the
         camera frame at ``stamp``, the "up" the fitted plane must face (None without that frame)."""
-        if config.table_plane_mode != "fit" or not config.table_plane_frame:
+        if config.support_plane.table_plane_mode != "fit" or not config.support_plane.table_plane_frame:
             return None
-        if config.table_plane_frame == camera_frame:
+        if config.support_plane.table_plane_frame == camera_frame:
             return np.array([0.0, 0.0, 1.0])
-        return self._camera_from(config.table_plane_frame, camera_frame, stamp)[:3, 2]
+        return self._camera_from(config.support_plane.table_plane_frame, camera_frame, stamp)[:3, 2]
 
     def _camera_from(self, frame: str, camera_frame: str, stamp) -> np.ndarray:
         """(4, 4) camera <- ``frame`` at the image stamp, through TF."""
@@ -670,8 +673,8 @@ class GraspDetectorNode(Node):
     def _status_only(self, header, status: str, reason: str):
         config = self._config
         return conversions.grasp_array(header.stamp, self._settings.target_frame or header.frame_id, status, reason,
-                                       model_id=self.model_id, pose_convention=config.pose_convention,
-                                       pre_grasp_distance=config.pre_grasp_distance_m)
+                                       model_id=self.model_id, pose_convention=config.poses.pose_convention,
+                                       pre_grasp_distance=config.poses.pre_grasp_distance_m)
 
     def _publish_result(self, message, grasps, transform) -> None:
         """Publish a GraspArray (and, with grasps or an empty result, markers); log and count it."""

@@ -4,10 +4,15 @@ Both are declared from their dataclasses (name, default and description in one p
 change goes through the same validation (``config.from_mapping`` / ``settings_from_mapping``),
 so a YAML file, ``-p name:=value`` and ``ros2 param set`` are checked alike.
 
-Typing: bool, int and str parameters are statically typed. Float and float-array parameters are
-declared with dynamic typing because rclpy refuses an integer for a double (``-p tcp_offset_m:=0``
-or ``[0, 0, 1]`` would stop the node at start-up) and cannot give an empty array a type; their
-values are checked here instead (numbers only, never bool or str).
+Typing: every parameter is declared with dynamic typing and its value goes through
+``config.coerce_parameter``, the one conversion the CLI and YAML files use too, so a wrong type
+is refused with the same message everywhere (``nms_enabled must be true or false, got the string
+'flase'``) instead of rclpy's own wording; it also lets an integer stand for a double
+(``-p tcp_offset_m:=0``) and an empty array stay untyped. Ranges are declared in the
+descriptors, so rclpy refuses out-of-range numbers before the callback runs.
+
+Renamed parameters (``config.DEPRECATED_PARAMETERS``) are read under their old name at start
+(params file or ``-p``) with a one-line warning; at runtime only the new name exists.
 """
 from __future__ import annotations
 
@@ -15,8 +20,10 @@ import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 
-from graspnet_edge_ros.config import BOUNDS, INT_ARRAY_FIELDS, RESTART_FIELDS, DetectorConfig, from_mapping
+from graspnet_edge_ros.config import (BOUNDS, DEPRECATED_PARAMETERS, PARAMETERS, RESTART_FIELDS, DetectorConfig,
+                                      coerce_parameter, from_mapping, parameter_kind, with_current_names)
 from graspnet_edge_ros.errors import ConfigError
+from graspnet_edge_ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC
 
 MODES = ("continuous", "on_demand")
 QOS_RELIABILITIES = ("best_effort", "reliable")
@@ -47,11 +54,10 @@ class NodeSettings:
 
     # --- inputs (restart required) -----------------------------------------------------------
     # Relative names: resolved in the node's namespace, remappable (-r camera/color/image_raw:=...).
-    color_topic: str = _f("camera/color/image_raw", "colour image topic (rgb8/bgr8/rgba8/bgra8/mono8); "
-                                                    "relative = in the node's namespace")
-    depth_topic: str = _f("camera/aligned_depth_to_color/image_raw",
-                          "depth image aligned to the colour image (16UC1/mono16 or 32FC1)")
-    camera_info_topic: str = _f("camera/color/camera_info", "CameraInfo of the colour (= aligned depth) image")
+    color_topic: str = _f(COLOR_TOPIC, "colour image topic (rgb8/bgr8/rgba8/bgra8/mono8); "
+                                       "relative = in the node's namespace")
+    depth_topic: str = _f(DEPTH_TOPIC, "depth image aligned to the colour image (16UC1/mono16 or 32FC1)")
+    camera_info_topic: str = _f(CAMERA_INFO_TOPIC, "CameraInfo of the colour (= aligned depth) image")
     object_mask_topic: str = _f("", "optional instance-label image aligned to colour (mono8/8UC1/mono16/16UC1/16SC1/"
                                     "32SC1, 0 = background, labels <= 2^24) with the colour image's stamp, "
                                     "synchronised with the other inputs; empty = off")
@@ -87,36 +93,21 @@ RESTART_REQUIRED = RESTART_FIELDS | NODE_RESTART_FIELDS
 ROS_BUILTIN_PARAMETERS = frozenset({"use_sim_time"})
 
 
-def _kind(default, name: str = "") -> str:
-    if name in INT_ARRAY_FIELDS:
-        return "int_array"
-    if isinstance(default, bool):
-        return "bool"
-    if isinstance(default, int):
-        return "int"
-    if isinstance(default, float):
-        return "float"
-    if isinstance(default, tuple):
-        return "float_array"
-    return "str"
-
-
 def parameter_table() -> dict[str, tuple[object, str, str]]:
     """{name: (default, kind, description)} of every parameter the node declares (ROS built-ins aside).
 
     kind is one of bool, int, float, float_array, int_array, str.
     """
-    table = {}
-    for cls in (DetectorConfig, NodeSettings):
-        defaults = cls()
-        for f in fields(cls):
-            default = getattr(defaults, f.name)
-            table[f.name] = (default, _kind(default, f.name), f.metadata["description"])
+    table = {name: (spec.default, spec.kind, spec.description) for name, spec in PARAMETERS.items()}
+    defaults = NodeSettings()
+    for f in fields(NodeSettings):
+        default = getattr(defaults, f.name)
+        table[f.name] = (default, parameter_kind(default), f.metadata["description"])
     return table
 
 
 _TABLE = parameter_table()
-DETECTOR_FIELDS = frozenset(f.name for f in fields(DetectorConfig))
+DETECTOR_FIELDS = frozenset(PARAMETERS)
 
 
 def declared_parameter_names() -> frozenset[str]:
@@ -125,40 +116,10 @@ def declared_parameter_names() -> frozenset[str]:
 
 
 def checked_value(name: str, value):
-    """``value`` of parameter ``name`` in its Python type, or ConfigError naming the expected type.
-
-    None (an unset/empty ROS array) means an empty tuple for float arrays.
-    """
-    default, kind, _ = _TABLE[name]
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "float" and is_number:
-        if not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, got {value!r}")
-        return float(value)
-    if kind == "float_array":
-        if value is None:
-            return ()
-        if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
-            items = list(value)
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
-                return tuple(float(v) for v in items)
-    if kind == "int_array":
-        if value is None:
-            return ()
-        if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__"):
-            items = list(value)
-            if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-                return tuple(int(v) for v in items)
-    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
-        return int(value)
-    if kind == "bool" and isinstance(value, bool):
-        return value
-    if kind == "str" and isinstance(value, str):
-        return value
-    expected = {"float": "a number", "float_array": "an array of numbers", "int": "an integer",
-                "int_array": "an array of integers",
-                "bool": "true or false", "str": "a string"}[kind]
-    raise ConfigError(f"{name} must be {expected}, got {value!r}")
+    """``value`` of parameter ``name`` in its Python type, or ConfigError naming the expected type
+    (``config.coerce_parameter`` with the parameter's kind). None (an unset ROS array) is ()."""
+    kind = "bool" if name in ROS_BUILTIN_PARAMETERS else _TABLE[name][1]
+    return coerce_parameter(name, value, kind)
 
 
 def validate_settings(settings: NodeSettings) -> None:
@@ -202,7 +163,7 @@ def check_paths(config: DetectorConfig) -> None:
     import os
 
     for name in PATH_PARAMETERS:
-        path = getattr(config, name)
+        path = config.value(name)
         if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
             raise ConfigError(f"{name}: no readable file at {path!r}")
 
@@ -212,7 +173,8 @@ def unknown_parameter_notice(names) -> str | None:
     import difflib
 
     known = sorted(declared_parameter_names())
-    unknown = sorted(str(name) for name in names if str(name) not in known and not _is_ros_parameter(str(name)))
+    unknown = sorted(str(name) for name in names if str(name) not in known and not _is_ros_parameter(str(name))
+                     and str(name) not in DEPRECATED_PARAMETERS)
     if not unknown:
         return None
     described = []
@@ -255,7 +217,7 @@ def apply_changes(changes: dict, config: DetectorConfig,
     """
     for name, value in changes.items():
         if name in RESTART_REQUIRED:
-            current = getattr(config, name) if name in DETECTOR_FIELDS else getattr(settings, name)
+            current = config.value(name) if name in DETECTOR_FIELDS else getattr(settings, name)
             if checked_value(name, value) != current:
                 raise ConfigError(f"{name} cannot change while the node runs: restart required "
                                   f"(current value {current!r})")
@@ -270,7 +232,8 @@ def overrides_from_strings(values: dict[str, str]) -> dict:
     """Typed parameter overrides from strings (launch arguments); empty strings are left out.
 
     An empty launch argument thus keeps the value of the parameter file. Booleans are
-    true/false, arrays YAML lists ("[0.1, 0.2, 0.3]").
+    true/false, arrays YAML lists ("[0.1, 0.2, 0.3]"). A deprecated name is kept (the node reads
+    it and warns) with its value checked as the new name's.
 
     Raises:
         ConfigError: an unknown parameter or a value that does not parse as its type.
@@ -279,7 +242,8 @@ def overrides_from_strings(values: dict[str, str]) -> dict:
 
     overrides = {}
     for name, text in values.items():
-        if name not in _TABLE and name not in ROS_BUILTIN_PARAMETERS:
+        current = DEPRECATED_PARAMETERS.get(name, name)
+        if current not in _TABLE and name not in ROS_BUILTIN_PARAMETERS:
             import difflib
 
             close = difflib.get_close_matches(name, sorted(declared_parameter_names()), n=1)
@@ -287,21 +251,16 @@ def overrides_from_strings(values: dict[str, str]) -> dict:
         text = str(text).strip()
         if not text:
             continue
-        if name in ROS_BUILTIN_PARAMETERS or _TABLE[name][1] != "str":
+        if name in ROS_BUILTIN_PARAMETERS or _TABLE[current][1] != "str":
             try:
                 value = yaml.safe_load(text)
             except yaml.YAMLError as exc:
                 raise ConfigError(f"{name}: cannot parse {text!r}: {exc}") from exc
         else:
             value = text
-        if name in ROS_BUILTIN_PARAMETERS:
-            if not isinstance(value, bool):
-                raise ConfigError(f"{name} must be true or false, got {text!r}")
-            overrides[name] = value
-        else:
-            value = checked_value(name, value)
-            # launch_ros takes lists for array parameters
-            overrides[name] = list(value) if isinstance(value, tuple) else value
+        value = checked_value(current, value)
+        # launch_ros takes lists for array parameters
+        overrides[name] = list(value) if isinstance(value, tuple) else value
     return overrides
 
 
@@ -314,16 +273,17 @@ def declare_parameters(node) -> tuple[DetectorConfig, NodeSettings]:
     """
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-    constraints = {"float": "double", "float_array": "array of doubles ([] = unset)",
+    constraints = {"bool": "true or false", "int": "integer", "float": "double (an integer is accepted)",
+                   "str": "string", "float_array": "array of doubles ([] = unset)",
                    "int_array": "array of integers ([] = unset)"}
     bounds = all_bounds()
+    initial_values = _values_under_deprecated_names(node)
     for name, (default, kind, description) in _TABLE.items():
-        dynamic = kind in constraints
         if name in RESTART_REQUIRED:
             description += " (fixed at start: restart required to change)"
         descriptor = ParameterDescriptor(
-            name=name, description=description, dynamic_typing=dynamic,
-            additional_constraints=constraints.get(kind, ""),
+            name=name, description=description, dynamic_typing=True,
+            additional_constraints=constraints[kind],
             read_only=False)
         if name in bounds:
             # rclpy refuses a set_parameters value outside the range before our callback runs.
@@ -336,9 +296,19 @@ def declare_parameters(node) -> tuple[DetectorConfig, NodeSettings]:
         # An empty array has no ROS type: declared unset (None), read back as ().
         is_array = kind in ("float_array", "int_array")
         initial = (list(default) or None) if is_array else default
-        node.declare_parameter(name, initial, descriptor)
+        node.declare_parameter(name, initial_values.get(name, initial), descriptor)
     values = {name: node.get_parameter(name).value for name in _TABLE}
     detector_values, node_values = split_values(values)
     config = from_mapping(detector_values)
     check_paths(config)
     return config, settings_from_mapping(node_values)
+
+
+def _values_under_deprecated_names(node) -> dict:
+    """{new name: value} of the overrides (params file, -p) that use a deprecated name, each
+    warned about in one line; ConfigError when the new name is given as well."""
+    overrides = getattr(node, "_parameter_overrides", {}) or {}
+    given = {name: overrides[name].value for name in overrides
+             if name in DEPRECATED_PARAMETERS or name in DEPRECATED_PARAMETERS.values()}
+    renamed = with_current_names(given, notify=node.get_logger().warning)
+    return {new: renamed[new] for old, new in DEPRECATED_PARAMETERS.items() if old in given}

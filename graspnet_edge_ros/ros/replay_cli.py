@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 from graspnet_edge_ros import NODE_NAME
-from graspnet_edge_ros.errors import ConfigError
+from graspnet_edge_ros.errors import EXIT_ERROR, EXIT_OK, ConfigError
 
-EXIT_OK, EXIT_ERROR = 0, 1
 STOP_TIMEOUT_S = 15.0
 CLEAN_EXIT_CODES = (0, -signal.SIGINT, 128 + signal.SIGINT)
 
@@ -64,10 +63,10 @@ def parse_param_overrides(items) -> dict[str, str]:
 
 def reliable_inputs_for_lossy_dds(params: dict, file_params: dict) -> str:
     """Under Fast DDS 2.x (Jazzy, Humble) best-effort HD images from this process get lost (see
-    ``replay.best_effort_large_images_are_lossy``): unless the user chose ``qos_reliability``, the
+    ``fastdds_profile.best_effort_large_images_are_lossy``): unless the user chose ``qos_reliability``, the
     node started here reads its inputs reliably. Adds it to ``params``; returns the notice to print
     ("" when nothing changed)."""
-    from graspnet_edge_ros.ros.replay import best_effort_large_images_are_lossy
+    from graspnet_edge_ros.ros.fastdds_profile import best_effort_large_images_are_lossy
 
     if "qos_reliability" in params or "qos_reliability" in file_params or not best_effort_large_images_are_lossy():
         return ""
@@ -95,7 +94,7 @@ def node_environment() -> dict[str, str]:
     the replay's Fast DDS profile (the node runs with the user's DDS settings)."""
     import graspnet_edge_ros
 
-    from graspnet_edge_ros.ros.replay import FASTDDS_PROFILE_ENV, large_data_profile_path
+    from graspnet_edge_ros.ros.fastdds_profile import FASTDDS_PROFILE_ENV, large_data_profile_path
 
     env = dict(os.environ)
     if env.get(FASTDDS_PROFILE_ENV) == str(large_data_profile_path()):
@@ -275,7 +274,7 @@ def cmd_replay(args) -> int:
     print()
     print(summary.top_grasps_table(args.top))
     if args.summary_json:
-        from graspnet_edge_ros.ros.replay import summary_json
+        from graspnet_edge_ros.ros.replay_summary import summary_json
 
         Path(args.summary_json).write_text(summary_json(summary) + "\n")
         print(f"summary -> {args.summary_json}")
@@ -302,7 +301,7 @@ def _write_failure_json(path, error, signal_name: str) -> None:
 
 def _write_overlay(args, bag, summary, params) -> None:
     from graspnet_edge_ros.config import load_yaml
-    from graspnet_edge_ros.ros.replay import save_result_overlay
+    from graspnet_edge_ros.ros.replay_summary import FrameMismatchError, save_result_overlay
 
     result = summary.last_result("ok")
     if result is None:
@@ -319,7 +318,7 @@ def _write_overlay(args, bag, summary, params) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         save_result_overlay(path, bag, result, tcp_offset_m=float(values.get("tcp_offset_m", 0.0) or 0.0))
-    except ValueError as exc:  # e.g. the result is not in the image frame
+    except FrameMismatchError as exc:
         print(f"overlay: skipped, {exc}")
         return
     print(f"overlay of the last ok result (stamp {stamp / 1e9:.3f}) -> {path}")

@@ -21,12 +21,8 @@ import itertools
 import threading
 from typing import Any, Callable
 
-NANOSECONDS_PER_SECOND = 1_000_000_000
-
-
-def stamp_nanoseconds(stamp) -> int:
-    """Integer nanoseconds of a builtin_interfaces/Time-like ``stamp`` (``sec``, ``nanosec``)."""
-    return int(stamp.sec) * NANOSECONDS_PER_SECOND + int(stamp.nanosec)
+from graspnet_edge_ros.errors import ConfigError
+from graspnet_edge_ros.ros.stamps import NANOSECONDS_PER_SECOND, stamp_nanoseconds
 
 
 class ApproximateTimeSynchronizer:
@@ -45,11 +41,11 @@ class ApproximateTimeSynchronizer:
 
     def __init__(self, num_inputs: int, queue_size: int, slop: float):
         if num_inputs < 2:
-            raise ValueError(f"need at least 2 inputs to synchronise, got {num_inputs}")
+            raise ConfigError(f"need at least 2 inputs to synchronise, got {num_inputs}")
         if queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+            raise ConfigError(f"queue_size must be >= 1, got {queue_size}")
         if not slop >= 0:
-            raise ValueError(f"slop must be >= 0 seconds, got {slop}")
+            raise ConfigError(f"slop must be >= 0 seconds, got {slop}")
         self.queue_size = int(queue_size)
         self.slop_ns = int(round(slop * NANOSECONDS_PER_SECOND))
         self._queues: list[dict[int, Any]] = [{} for _ in range(num_inputs)]

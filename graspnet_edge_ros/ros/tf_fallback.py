@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from graspnet_edge_ros.ros.stamps import stamp_fields, stamp_nanoseconds
+
 DEFAULT_CACHE_TIME_S = 10.0  # tf2_ros.Buffer's default
 TF_TOPIC = "/tf"
 TF_STATIC_TOPIC = "/tf_static"
@@ -77,7 +79,7 @@ def _ns(stamp) -> int:
         return int(stamp)
     if hasattr(stamp, "nanoseconds"):
         return int(stamp.nanoseconds)
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return stamp_nanoseconds(stamp)
 
 
 def _seconds(timeout) -> float:
@@ -89,7 +91,8 @@ def _seconds(timeout) -> float:
 
 
 def _stamp_text(ns: int) -> str:
-    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+    sec, nanosec = stamp_fields(ns)
+    return f"{sec}.{nanosec:09d}"
 
 
 def _interpolate(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
@@ -168,7 +171,7 @@ class TransformBuffer:
 
         message = TransformStamped()
         message.header.frame_id, message.child_frame_id = target_frame, source_frame
-        message.header.stamp.sec, message.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        message.header.stamp.sec, message.header.stamp.nanosec = stamp_fields(stamp_ns)
         message.transform = matrix_to_transform(matrix)
         return message
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from graspnet_edge_ros.errors import InputError, ModelFormatError
-from graspnet_edge_ros.export.names import SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS
-from graspnet_edge_ros.runtime.manifest import MANIFEST_NAME
+from graspnet_edge_ros.formats import get_format, is_auto_backend, split_backends, thread_options  # noqa: F401
+from graspnet_edge_ros.contract import MANIFEST_NAME, SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS
 
 
 class GraspNetRunner:
@@ -23,7 +23,10 @@ class GraspNetRunner:
         backend_name: the runtime that runs the learned parts.
         num_points: the fixed point count the artefact needs, or None when any N works.
         model_id: human-readable id (file name + short hash) published with every result.
+        model_type: "graspnet" (GraspModelRunner interface).
     """
+
+    model_type = "graspnet"
 
     def __init__(self, kind: str, backend_name: str, call, num_points: int | None, model_id: str,
                  timings_source=None):
@@ -62,9 +65,10 @@ def load_graspnet_runner(model_path, backend: str | None = None, **backend_optio
             single file, the backend name (default: chosen by suffix); "torch" for checkpoints.
         **backend_options: passed to the backend constructor (e.g. intra_op_threads).
     """
-    from graspnet_edge_ros.backends.registry import is_auto_backend, select_backend
+    from graspnet_edge_ros.backends.registry import select_backend
 
-    backend = None if is_auto_backend(backend) else backend  # "auto" / "": chosen below from the file
+    # "auto" / "": chosen below from the file; aliases become the table's name.
+    backend = None if is_auto_backend(backend) else get_format(backend).name
     path = Path(model_path)
     if not path.exists():
         raise ModelFormatError(f"model not found: {path}")
@@ -75,12 +79,15 @@ def load_graspnet_runner(model_path, backend: str | None = None, **backend_optio
     if path.is_dir():
         from graspnet_edge_ros.runtime.split import SplitGraspNet
 
-        if backend in ("torch", "pytorch"):
-            raise ModelFormatError("a split directory runs with onnxruntime or hobot_dnn; for torch pass the checkpoint")
-        net = SplitGraspNet.from_directory(path, backend=backend or "onnxruntime", **backend_options)
-        return GraspNetRunner("split", backend or "onnxruntime", net, None, model_id, timings_source=net)
+        runs_split = split_backends()
+        if backend is not None and backend not in runs_split:
+            raise ModelFormatError(f"a split directory runs with {' or '.join(runs_split)}; "
+                                   f"for {backend} pass the checkpoint")
+        backend = backend or runs_split[0]
+        net = SplitGraspNet.from_directory(path, backend=backend, **backend_options)
+        return GraspNetRunner("split", backend, net, None, model_id, timings_source=net)
 
-    engine = select_backend(path, prefer=backend, **backend_options)
+    engine = select_backend(path, prefer=backend, model_type="graspnet", **backend_options)
     _check_single_file_contract(engine)
     declared_points = engine.inputs[0].shape[1]
 
@@ -104,17 +111,3 @@ def _check_single_file_contract(engine) -> None:
     shape = engine.inputs[0].shape
     if len(shape) != 3 or shape[2] != 3:
         raise ModelFormatError(f"{engine.model_path.name}: input shape {shape}, expected (1, N, 3)")
-
-
-def thread_options(backend: str | None, model_path, threads: int) -> dict:
-    """The backend option that sets ``threads`` CPU threads ({} when 0 or not applicable)."""
-    if not threads:
-        return {}
-    from graspnet_edge_ros.backends.registry import resolve_backend
-
-    name = resolve_backend(model_path, backend)  # the format table's answer, aliases and "auto" included
-    if name == "onnxruntime":
-        return {"intra_op_threads": int(threads)}
-    if name == "torch":
-        return {"num_threads": int(threads)}
-    return {}

@@ -1,25 +1,36 @@
-"""Segment runners for ``SplitGraspNet``: one callable per segment, from a backend or from torch."""
-from __future__ import annotations
+"""Segment runners for ``SplitGraspNet``: one callable per segment file, run by a backend.
 
-import dataclasses
-from pathlib import Path
+The torch reference runners (the checkpoint's own modules) are ``model.segments.torch_segment_runners``.
+"""
+from __future__ import annotations
 
 import numpy as np
 
+from graspnet_edge_ros.contract import (BACKBONE_SEGMENTS, HEAD_LAYOUTS, MANIFEST_NAME, SEGMENT_INPUT, SEGMENT_OUTPUT,
+                                        SplitManifest)
 from graspnet_edge_ros.errors import InputError, ModelError, ModelFormatError
-from graspnet_edge_ros.export.names import SEGMENT_INPUT, SEGMENT_OUTPUT
-from graspnet_edge_ros.runtime.manifest import SplitManifest, geometry_steps
 
 
-def backend_runners(manifest: SplitManifest, backend: str, **backend_options) -> dict:
-    """Load every segment file of ``manifest`` with ``backend`` (onnxruntime, hobot_dnn)."""
+def backend_runners(manifest: SplitManifest, backend: str, head_layout: str | None = None,
+                    **backend_options) -> dict:
+    """Load the segments ``backend`` (onnxruntime, hobot_dnn) runs: the backbone and one grasp-head layout.
+
+    Args:
+        head_layout: a key of ``HEAD_LAYOUTS``; default ``manifest.head_layout_for(backend)``.
+    """
     from graspnet_edge_ros.backends.registry import select_backend
+
+    layout = head_layout or manifest.head_layout_for(backend)
+    if layout not in manifest.head_layouts:
+        raise ModelFormatError(f"{manifest.directory / MANIFEST_NAME} has no '{layout}' grasp head "
+                               f"(has: {manifest.head_layouts})")
+    wanted = set(BACKBONE_SEGMENTS) | set(HEAD_LAYOUTS[layout])
 
     if backend == "onnxruntime":
         # Geometry kernels run between segment calls: idle ORT threads must not spin on the cores.
         backend_options = {"allow_spinning": False, **backend_options}
     runners = {}
-    for entry in manifest.segments:
+    for entry in (e for e in manifest.segments if e.name in wanted):
         engine = select_backend(manifest.segment_path(entry.name, backend), prefer=backend, **backend_options)
         _check_segment_file(entry, engine)
         runners[entry.name] = _BackendSegment(engine, entry.name)
@@ -54,39 +65,3 @@ class _BackendSegment:
         except InputError as exc:
             # The split runtime built this tensor from the manifest: a mismatch is the model's fault.
             raise ModelError(f"segment {self.name!r} refused its input: {exc}") from exc
-
-
-class _TorchSegment:
-    def __init__(self, module):
-        self.module = module
-
-    def __call__(self, tensor: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            return self.module(torch.from_numpy(tensor)).numpy()
-
-
-def torch_runners(checkpoint, head_chunk_seeds: int | None = None):
-    """(manifest, runners) running the checkpoint's own modules in torch (the reference)."""
-    from graspnet_edge_ros.model.checkpoint import load_graspnet
-    from graspnet_edge_ros.model.segments import DEFAULT_HEAD_CHUNK_SEEDS, segment_modules
-
-    model = checkpoint if not isinstance(checkpoint, (str, Path)) else load_graspnet(checkpoint)
-    manifest = manifest_for_model(model, Path("."), head_chunk_seeds or DEFAULT_HEAD_CHUNK_SEEDS, files={})
-    return manifest, {name: _TorchSegment(module) for name, module in segment_modules(model).items()}
-
-
-def manifest_for_model(model, directory: Path, head_chunk_seeds: int, files: dict[str, dict[str, str]],
-                       source: dict | None = None) -> SplitManifest:
-    """The manifest describing ``model``'s segments; ``files`` maps segment -> {backend: file}."""
-    from graspnet_edge_ros.model.segments import segment_specs
-    from graspnet_edge_ros.runtime.manifest import SegmentEntry
-
-    cfg = model.config
-    entries = tuple(SegmentEntry(spec.name, dict(files.get(spec.name, {})), spec.input_shape, spec.output_shape,
-                                 spec.description)
-                    for spec in segment_specs(cfg, head_chunk_seeds))
-    manifest = SplitManifest(directory=Path(directory), segments=entries, model=cfg,
-                             head_chunk_seeds=head_chunk_seeds, source=source or {})
-    return dataclasses.replace(manifest, steps=geometry_steps(manifest))

@@ -4,6 +4,12 @@ This is how GraspNet runs without CUDA and fast: FPS, ball/cylinder queries and 
 in numba kernels with the official semantics; the 1x1-conv segments run in onnxruntime, on the
 X5 BPU (hobot_dnn) or in torch. The grasp head runs only on object seeds: the decoder drops every
 other seed, so their rows are never computed (they are NaN in the raw outputs).
+
+The grasp head has two layouts (``contract.HEAD_LAYOUTS``), same outputs: ``per_depth``
+runs the CloudCrop MLP on every (seed, depth)'s 64 cylinder samples inside one segment (what the
+X5 BPU runs); ``shared_points`` runs it once per distinct (seed, point) of the 4 nested cylinders
+(``crop_mlp``), max-pools each depth's members in a numba kernel and runs the operation and
+tolerance heads on the pooled features (``grasp_head_post``): ~2.5x fewer MLP evaluations.
 """
 from __future__ import annotations
 
@@ -11,10 +17,10 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from graspnet_edge_ros.contract import BACKBONE_SEGMENTS, DEFAULT_HEAD_LAYOUT_PREFERENCE, HEAD_LAYOUTS, SplitManifest
 from graspnet_edge_ros.errors import InputError, ModelFormatError
-from graspnet_edge_ros.geometry import native
+from graspnet_edge_ros.geometry import native, native_crop
 from graspnet_edge_ros.model.views import generate_grasp_views, viewpoint_params_to_matrix
-from graspnet_edge_ros.runtime.manifest import SplitManifest
 from graspnet_edge_ros.timing import StageTimer
 
 SegmentRunner = Callable[[np.ndarray], np.ndarray]
@@ -24,36 +30,40 @@ class SplitGraspNet:
     """Raw GraspNet outputs for one cloud from native geometry + segment runners.
 
     Args:
-        manifest: segment shapes and GraspNet constants (see ``runtime.manifest``).
+        manifest: segment shapes and GraspNet constants (see ``graspnet_edge_ros.contract``).
         runners: segment name -> callable taking the (1,C,H,W) float32 input, returning the output.
+        head_layout: grasp-head layout to run (a key of ``HEAD_LAYOUTS``); default: the first of
+            "shared_points", "per_depth" that the manifest lists and ``runners`` has every segment of.
 
     Examples:
         >>> net = SplitGraspNet.from_directory("graspnet_split/", backend="onnxruntime")  # doctest: +SKIP
         >>> raw = net(points)  # (N,3) float32 camera-frame metres  # doctest: +SKIP
     """
 
-    def __init__(self, manifest: SplitManifest, runners: Mapping[str, SegmentRunner]):
-        missing = [name for name in manifest.segment_names if name not in runners]
+    def __init__(self, manifest: SplitManifest, runners: Mapping[str, SegmentRunner], head_layout: str | None = None):
+        if head_layout is None:
+            usable = [layout for layout in DEFAULT_HEAD_LAYOUT_PREFERENCE if layout in manifest.head_layouts
+                      and all(name in runners for name in HEAD_LAYOUTS[layout])]
+            head_layout = usable[0] if usable else (manifest.head_layouts or ["per_depth"])[0]
+        if head_layout not in manifest.head_layouts:
+            raise ModelFormatError(f"the manifest has no '{head_layout}' grasp head (has: {manifest.head_layouts})")
+        missing = [name for name in BACKBONE_SEGMENTS + HEAD_LAYOUTS[head_layout] if name not in runners]
         if missing:
             raise ModelFormatError(f"no runner for segments {missing}")
         self.manifest = manifest
+        self.head_layout = head_layout
         self.runners = dict(runners)
         self.template_views = generate_grasp_views(manifest.model.num_view)
         self.last_timings_ms: dict[str, float] = {}
 
     @classmethod
-    def from_directory(cls, directory, backend: str = "onnxruntime", **backend_options) -> "SplitGraspNet":
+    def from_directory(cls, directory, backend: str = "onnxruntime", head_layout: str | None = None,
+                       **backend_options) -> "SplitGraspNet":
         from graspnet_edge_ros.runtime.segment_runners import backend_runners
 
         manifest = SplitManifest.load(directory)
-        return cls(manifest, backend_runners(manifest, backend, **backend_options))
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint, head_chunk_seeds: int | None = None) -> "SplitGraspNet":
-        from graspnet_edge_ros.runtime.segment_runners import torch_runners
-
-        manifest, runners = torch_runners(checkpoint, head_chunk_seeds)
-        return cls(manifest, runners)
+        layout = head_layout or manifest.head_layout_for(backend)
+        return cls(manifest, backend_runners(manifest, backend, layout, **backend_options), layout)
 
     def _run(self, name: str, tensor: np.ndarray, timer: StageTimer) -> np.ndarray:
         """Run one segment; returns its output without the batch and trailing unit axes when W == 1."""
@@ -143,19 +153,38 @@ class SplitGraspNet:
             centers, rotations = seed_xyz[selected], seed_rot[selected]
             idx = native.cylinder_query(points, centers, rotations, m.cylinder_radius, m.hmin,
                                         np.asarray(m.hmax_list, np.float32), m.crop_nsample)  # (Ns,D,K)
-            ns, depths, nsample = idx.shape
-            local = native.cylinder_group(points, centers, rotations, idx)                   # (Ns,D,K,3)
-            grouped = local.reshape(ns * depths, nsample, 3).transpose(2, 0, 1)              # (3,Ns*D,K)
+        ns, depths, nsample = idx.shape
         rows_per_call = self.manifest.head_chunk_seeds * depths
         total_rows = ns * depths
-        padded_rows = -(-total_rows // rows_per_call) * rows_per_call
-        batch = np.zeros((3, padded_rows, nsample), np.float32)
-        batch[:, :total_rows] = grouped
-        results = [self._run("grasp_head", batch[None, :, r:r + rows_per_call], timer)
-                   for r in range(0, padded_rows, rows_per_call)]
+        calls = -(-total_rows // rows_per_call)
+        if self.head_layout == "shared_points":
+            results = self._shared_points_head(points, centers, rotations, idx, calls, timer)
+        else:
+            with timer("cylinder_query"):
+                local = native.cylinder_group(points, centers, rotations, idx)               # (Ns,D,K,3)
+                grouped = local.reshape(total_rows, nsample, 3).transpose(2, 0, 1)           # (3,Ns*D,K)
+            batch = np.zeros((3, calls * rows_per_call, nsample), np.float32)
+            batch[:, :total_rows] = grouped
+            results = [self._run("grasp_head", batch[None, :, r:r + rows_per_call], timer)
+                       for r in range(0, calls * rows_per_call, rows_per_call)]
         computed = np.concatenate(results, axis=1)[:, :total_rows].reshape(channels, ns, depths)
         head[:, selected] = computed
         return head
+
+    def _shared_points_head(self, points: np.ndarray, centers: np.ndarray, rotations: np.ndarray,
+                            idx: np.ndarray, calls: int, timer: StageTimer) -> list[np.ndarray]:
+        """Head outputs per ``grasp_head_post`` call: crop MLP once per distinct point, max per depth."""
+        with timer("cylinder_query"):
+            layout = native_crop.crop_union_layout(points, centers, rotations, idx, self.manifest.crop_chunk_points)
+        rows_per_call = self.manifest.head_chunk_seeds * idx.shape[1]
+        pooled = np.zeros((self.manifest.segment("crop_mlp").output_shape[1], calls * rows_per_call), np.float32)
+        for chunk in range(len(layout.crop_input)):
+            crop_features = self._run("crop_mlp", layout.crop_input[chunk][None, :, :, None], timer)
+            with timer("crop_pool"):
+                first_row, last_row = layout.depths * layout.chunk_seeds[chunk:chunk + 2]
+                native_crop.pool_crop_features(crop_features, layout, chunk, pooled[:, first_row:last_row])
+        return [self._run("grasp_head_post", pooled[None, :, r:r + rows_per_call, None], timer)
+                for r in range(0, calls * rows_per_call, rows_per_call)]
 
 
 def _group_xyz(xyz: np.ndarray, centers: np.ndarray, idx: np.ndarray, radius: float,

@@ -17,7 +17,7 @@ from graspnet_edge_ros.errors import ConfigError
 from graspnet_edge_ros.sim import report
 from graspnet_edge_ros.sim.scenes import VIEWS, SceneOptions, SimWorld, build_scene, check_view, realsense_intrinsics
 
-PLANAR_VIEWS = ("topdown",)   # GR-ConvNet / AFFGA are top-down networks
+PLANAR_VIEWS = ("topdown",)   # the views of top-down networks (GR-ConvNet / AFFGA: candidates.top_down_only)
 
 
 @dataclass
@@ -95,7 +95,7 @@ def load_eval_config(path: str | None, model: str | None) -> EvalConfig:
     from graspnet_edge_ros.config import detector_parameters
     from graspnet_edge_ros.pipeline import check_table_plane_frame
 
-    base = DetectorConfig(model_path=model or "")
+    base = DetectorConfig.from_flat(model_path=model or "")
     if path is None:
         values, name = {}, "defaults"
     else:
@@ -108,7 +108,7 @@ def load_eval_config(path: str | None, model: str | None) -> EvalConfig:
         check_table_plane_frame(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
-    if not cfg.model_path:
+    if not cfg.model.model_path:
         raise ConfigError(f"{path or 'defaults'}: no model (give --model or model_path in the file)")
     return EvalConfig(name, cfg, path or "")
 
@@ -134,7 +134,7 @@ class _Detectors:
             cfg = item.config
             runner = None
             if resolve_model_type(cfg) == "graspnet":
-                key = (cfg.model_path, cfg.backend, cfg.num_threads)
+                key = (cfg.model.model_path, cfg.model.backend, cfg.model.num_threads)
                 runner = runners.get(key) or runners.setdefault(key, load_model_runner(cfg))
             self.detectors[item.name] = GraspDetector(cfg, runner=runner)
 
@@ -143,15 +143,15 @@ class _Detectors:
 
 
 def _views_for(detector, views) -> tuple:
-    return tuple(v for v in views if v in PLANAR_VIEWS) if detector.is_planar else tuple(views)
+    return tuple(v for v in views if v in PLANAR_VIEWS) if detector.candidates.top_down_only else tuple(views)
 
 
 def depth_for(config: DetectorConfig, depth_mm: np.ndarray) -> np.ndarray:
     """16UC1 depth in the configuration's depth_scale units."""
-    if config.depth_scale == 0.001:
+    if config.camera.depth_scale == 0.001:
         return depth_mm
     metres = depth_mm.astype(np.float64) * 0.001
-    return np.clip(np.round(metres / config.depth_scale), 0, 65535).astype(np.uint16)
+    return np.clip(np.round(metres / config.camera.depth_scale), 0, 65535).astype(np.uint16)
 
 
 def detect(detector, config: DetectorConfig, scene):
@@ -193,7 +193,7 @@ def run_benchmark(configs: list[EvalConfig], settings: BenchmarkSettings, show_p
                 render_s[view] = time.perf_counter() - t0
             executors = {}
             for item in configs:
-                key = (GripperGeometry.from_config(item.config), item.config.pre_grasp_distance_m)
+                key = (GripperGeometry.from_config(item.config.gripper), item.config.poses.pre_grasp_distance_m)
                 if key not in executors:
                     executors[key] = GraspExecutor(world, key[0], ExecutionOptions(
                         pre_grasp_distance_m=key[1], lift_m=settings.lift_m))
@@ -201,10 +201,10 @@ def run_benchmark(configs: list[EvalConfig], settings: BenchmarkSettings, show_p
             for item in configs:
                 detector = detectors[item.name]
                 cfg = item.config
-                if cfg.sampling_seed < 0:   # reproducible runs: the scene seed drives the sampling
+                if cfg.camera.sampling_seed < 0:   # reproducible runs: the scene seed drives the sampling
                     cfg = cfg.replace(sampling_seed=seed)
                 detector.update_config(cfg)
-                executor = executors[(GripperGeometry.from_config(cfg), cfg.pre_grasp_distance_m)]
+                executor = executors[(GripperGeometry.from_config(cfg.gripper), cfg.poses.pre_grasp_distance_m)]
                 for view in plan[item.name]:
                     scene = scenes[view]
                     t0 = time.perf_counter()
@@ -249,7 +249,7 @@ def settings_dict(configs: list[EvalConfig], settings: BenchmarkSettings) -> dic
         "object_set": settings.scene.object_set,
         "objects_per_scene": settings.scene.objects_per_scene,
         "lift_m": settings.lift_m,
-        "configs": [{"name": c.name, "params": c.source, "model_path": c.config.model_path} for c in configs],
+        "configs": [{"name": c.name, "params": c.source, "model_path": c.config.model.model_path} for c in configs],
         "asset_source": ASSET_SOURCE,
         "asset_notice": ASSET_NOTICE,
     }

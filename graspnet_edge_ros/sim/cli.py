@@ -58,7 +58,7 @@ def cmd_sim_eval(args) -> int:
         [benchmark.load_eval_config(None, args.model)]
     if args.planar_model:
         planar = benchmark.load_eval_config(None, args.planar_model)
-        planar.name = "planar_" + planar.config.model_path.rstrip("/").split("/")[-1].split(".")[0]
+        planar.name = "planar_" + planar.config.model.model_path.rstrip("/").split("/")[-1].split(".")[0]
         configs.append(planar)
     if len(settings.seeds) > 100000:
         raise ConfigError("seed range too large (> 100000 scenes)")

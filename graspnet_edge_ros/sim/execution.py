@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graspnet_edge_ros.config import DetectorConfig
+from graspnet_edge_ros.config import DetectorConfig, GripperConfig
 from graspnet_edge_ros.errors import ConfigError
 from graspnet_edge_ros.sim.scenes import TIME_STEP_S, SimWorld
 
@@ -53,11 +53,12 @@ class GripperGeometry:
     max_width: float = 0.1
 
     @classmethod
-    def from_config(cls, config: DetectorConfig) -> "GripperGeometry":
-        return cls(config.gripper_finger_length_m, config.gripper_finger_width_m,
-                   config.gripper_finger_thickness_m, config.gripper_palm_depth_m, config.gripper_palm_width_m,
-                   config.gripper_palm_thickness_m, config.gripper_wrist_length_m, config.gripper_wrist_radius_m,
-                   config.gripper_max_width_m)
+    def from_config(cls, gripper: GripperConfig) -> "GripperGeometry":
+        """From the ``gripper`` group of a DetectorConfig (``config.gripper``)."""
+        return cls(gripper.gripper_finger_length_m, gripper.gripper_finger_width_m,
+                   gripper.gripper_finger_thickness_m, gripper.gripper_palm_depth_m, gripper.gripper_palm_width_m,
+                   gripper.gripper_palm_thickness_m, gripper.gripper_wrist_length_m, gripper.gripper_wrist_radius_m,
+                   gripper.gripper_max_width_m)
 
     def __post_init__(self):
         for name in ("finger_length", "finger_width", "finger_thickness", "max_width"):
@@ -234,7 +235,7 @@ def _quaternion_xyzw(rotation: np.ndarray) -> list[float]:
 def commands_from_result(result, config: DetectorConfig, camera_pose: np.ndarray, top_k: int) -> list[GraspCommand]:
     """The top-k published grasps of a DetectionResult as world-frame GraspCommands.
 
-    Uses only what a robot receives: TCP poses (position, rotation in ``config.pose_convention``,
+    Uses only what a robot receives: TCP poses (position, rotation in the ``pose_convention``,
     approach), width and depth; the grasp point is the TCP position minus ``tcp_offset_m`` along
     the approach.
     """
@@ -246,7 +247,7 @@ def commands_from_result(result, config: DetectorConfig, camera_pose: np.ndarray
     commands = []
     for index in range(min(top_k, len(poses))):
         approach = poses.approach[index]
-        point = poses.positions[index] - config.tcp_offset_m * approach
+        point = poses.positions[index] - config.poses.tcp_offset_m * approach
         commands.append(GraspCommand(
             point=rotation_w @ point + origin_w, approach=rotation_w @ approach,
             closing=rotation_w @ poses.rotations[index][:, closing_column],

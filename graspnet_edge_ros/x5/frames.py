@@ -22,10 +22,11 @@ from graspnet_edge_ros.camera import CameraIntrinsics, image_to_array
 from graspnet_edge_ros.cdr import cdr_header
 from graspnet_edge_ros.files import read_color, read_depth, read_intrinsics  # the rules of `detect`'s files
 from graspnet_edge_ros.errors import BackendUnavailableError, InputError
+from graspnet_edge_ros.topics import CAMERA_INFO_TOPIC, COLOR_TOPIC, DEPTH_TOPIC, absolute
 
 CAPTURE_FILES = ("color.png", "depth.png", "meta.mat")
-DEFAULT_TOPICS = {"color": "/camera/color/image_raw", "depth": "/camera/aligned_depth_to_color/image_raw",
-                  "info": "/camera/color/camera_info"}
+# The node's default inputs, in the root namespace (where a driver records them).
+DEFAULT_TOPICS = {"color": absolute(COLOR_TOPIC), "depth": absolute(DEPTH_TOPIC), "info": absolute(CAMERA_INFO_TOPIC)}
 
 
 @dataclass(frozen=True)
@@ -195,3 +196,74 @@ def _bag_frame(stamp: int, parts: dict) -> RgbdFrame:
     return RgbdFrame(f"stamp_{stamp}", color, image_to_array(depth_msg), depth_msg.encoding, intrinsics)
 
 
+# ------------------------------------------------------------------------- re-rendered views
+def rerender(points: np.ndarray, colors: np.ndarray, intrinsics: CameraIntrinsics,
+             new_from_old: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Z-buffer a coloured cloud into a virtual camera: (depth_mm uint16, colour uint8).
+
+    Args:
+        points: (N, 3) points in the original camera frame.
+        new_from_old: (4, 4) transform of points from the original to the new camera frame.
+    """
+    moved = points @ new_from_old[:3, :3].T + new_from_old[:3, 3]
+    z = moved[:, 2]
+    front = z > 0.05
+    moved, z, colors = moved[front], z[front], colors[front]
+    cols = np.rint(intrinsics.fx * moved[:, 0] / z + intrinsics.cx).astype(np.int64)
+    rows = np.rint(intrinsics.fy * moved[:, 1] / z + intrinsics.cy).astype(np.int64)
+    inside = (cols >= 0) & (cols < intrinsics.width) & (rows >= 0) & (rows < intrinsics.height)
+    cols, rows, z, colors = cols[inside], rows[inside], z[inside], colors[inside]
+    flat = rows * intrinsics.width + cols
+    order = np.lexsort((z, flat))  # nearest point first within each pixel
+    flat, z, colors = flat[order], z[order], colors[order]
+    first = np.ones(len(flat), bool)
+    first[1:] = flat[1:] != flat[:-1]
+    depth = np.zeros(intrinsics.width * intrinsics.height, np.float64)
+    image = np.zeros((intrinsics.width * intrinsics.height, 3), np.uint8)
+    depth[flat[first]] = z[first]
+    image[flat[first]] = colors[first]
+    # Points are sparser than pixels when the view gets closer: fill one-pixel holes from neighbours.
+    depth = depth.reshape(intrinsics.height, intrinsics.width)
+    image = image.reshape(intrinsics.height, intrinsics.width, 3)
+    from scipy.ndimage import grey_closing
+
+    holes = depth == 0
+    closed = grey_closing(np.where(holes, 0, depth), size=3)
+    filled = holes & (closed > 0)
+    depth[filled] = closed[filled]
+    return np.clip(np.rint(depth * 1000.0), 0, 65535).astype(np.uint16), image
+
+
+def orbited_view(frame: RgbdFrame, angle_deg: float = 25.0, max_depth_m: float = 1.5) -> RgbdFrame:
+    """``frame`` seen from a camera orbited ``angle_deg`` about the table's in-plane axis (a second scene).
+
+    The capture's cloud (within ``max_depth_m``) is z-buffered into the same camera model after
+    rotating it about an axis lying in the fitted support plane through its centre, so the objects
+    are seen from a steeper or flatter angle; the depth is 16UC1 mm and no workspace mask applies.
+    """
+    from scipy.spatial.transform import Rotation
+
+    from graspnet_edge_ros.camera import decode_depth, select_workspace
+    from graspnet_edge_ros.support_plane import fit_support_plane
+
+    depth_m = decode_depth(frame.depth, frame.encoding, frame.depth_scale)
+    selection = select_workspace(depth_m, frame.intrinsics, frame.color, max_depth=max_depth_m)
+    plane = fit_support_plane(selection.cloud)
+    axis = np.asarray(plane.axis_u, np.float64)
+    turn = Rotation.from_rotvec(np.radians(angle_deg) * axis / np.linalg.norm(axis)).as_matrix()
+    new_from_old = np.eye(4)
+    new_from_old[:3, :3] = turn
+    new_from_old[:3, 3] = plane.origin - turn @ plane.origin
+    color = frame.color if frame.color is not None else np.full(depth_m.shape + (3,), 128, np.uint8)
+    colors = np.take(color.reshape(-1, 3), selection.pixel_ids, axis=0)
+    depth_mm, image = rerender(selection.cloud.astype(np.float64), colors, frame.intrinsics, new_from_old)
+    return RgbdFrame(f"{frame.name}_orbit{angle_deg:g}deg", image, depth_mm, "16UC1", frame.intrinsics, 0.001, "")
+
+
+def with_orbited_views(frames: FrameSource, max_views: int = 1, angle_deg: float = 25.0) -> FrameSource:
+    """``frames`` plus an orbited view (``orbited_view``) of each of the first ``max_views`` of them."""
+    originals = list(frames)
+    views = [orbited_view(frame, angle_deg) for frame in originals[:max_views]]
+    every = originals + views
+    return FrameSource(f"{frames.description} + {len(views)} view(s) re-rendered {angle_deg:g} deg around the "
+                       "table", len(every), lambda: every, frames.location)

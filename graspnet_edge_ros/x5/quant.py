@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from graspnet_edge_ros.errors import InputError, ModelFormatError
-from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.contract import SplitManifest
 from graspnet_edge_ros.x5.kit import (calibration_dir, frame_config, int16_output_tail, read_calibration_sample,
                                       split_runner)
 
@@ -45,6 +45,8 @@ REPORT_NAME = "quant_report.json"
 INT8_MAX = 127
 MIN_SEGMENT_COSINE = 0.99     # edge_deploy.md §5.4 accuracy target per segment
 MIN_TOP_K_MATCH = 0.5         # at least half of the float top-k grasps survive quantisation
+X5_SCHEME = ("weights per-channel symmetric int8; activations per-tensor symmetric int8 (max calibration); "
+             "grasp-head output tail int16")
 
 
 def quantised_tensors(graph) -> dict[str, int]:
@@ -259,6 +261,8 @@ class QuantReport:
     min_segment_cosine: float = MIN_SEGMENT_COSINE
     min_top_k_match: float = MIN_TOP_K_MATCH
     seconds: float = 0.0
+    scheme: str = X5_SCHEME
+    title: str = "int8 simulation"
 
     @property
     def top_k_match(self) -> float:
@@ -291,8 +295,7 @@ class QuantReport:
             return {"mean": float(np.mean(values)), "max": float(np.max(values))} if values else None
 
         return {
-            "scheme": "weights per-channel symmetric int8; activations per-tensor symmetric int8 (max calibration); "
-                      "grasp-head output tail int16",
+            "scheme": self.scheme,
             "range_scale": self.range_scale, "top_k": self.top_k, "passed": self.passed, "failures": self.failures,
             "segment_cosine": {k: round(v, 6) for k, v in self.segment_cosine.items()},
             "top_k_match": round(self.top_k_match, 4),
@@ -308,7 +311,8 @@ class QuantReport:
 
     def format(self) -> str:
         data = self.to_json()
-        lines = [f"int8 simulation (range scale {self.range_scale:g}): per-segment output cosine vs float"]
+        scale = f" (range scale {self.range_scale:g})" if self.scheme == X5_SCHEME else ""
+        lines = [f"{self.title}{scale}: per-segment output cosine vs float"]
         lines.append("  " + "  ".join(f"{k} {v:.4f}" for k, v in self.segment_cosine.items()))
         lines.append(f"grasps over {len(self.runs)} run(s): float top-{self.top_k} matched by int8 within "
                      f"0.03 m / 30 deg: {self.top_k_match:.0%}"
@@ -335,9 +339,6 @@ def quant_check(kit, frames, num_seeds: int = 2, top_k: int = 10, range_scale: f
         ranges: precomputed ``activation_ranges`` (else computed from the kit's calibration files).
         thresholds: ``min_segment_cosine`` / ``min_top_k_match`` overriding the defaults.
     """
-    from graspnet_edge_ros.config import DetectorConfig, from_mapping
-    from graspnet_edge_ros.pipeline import GraspDetector
-
     start = time.perf_counter()
     manifest = SplitManifest.load(kit)
     ranges = ranges or activation_ranges(manifest, max_range_samples)
@@ -345,32 +346,56 @@ def quant_check(kit, frames, num_seeds: int = 2, top_k: int = 10, range_scale: f
     quants = quantised_runners(manifest, ranges, range_scale)
     report = QuantReport(range_scale, top_k, segment_cosines(manifest, floats, quants, cosine_samples),
                          **(thresholds or {}))
+    compare_pipelines(report, manifest, floats, quants, frames, num_seeds, params, model_ids=("x5-float", "x5-int8"),
+                      float_dir=kit)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def compare_pipelines(report: QuantReport, manifest: SplitManifest, floats: dict, quants: dict, frames,
+                      num_seeds: int, params: dict | None, model_ids=("float", "int8"), float_dir=None,
+                      independent_frames: bool = False) -> QuantReport:
+    """Run the float and the int8 segment runners through the full pipeline on the same frames and seeds.
+
+    Appends one row per usable frame and seed to ``report.runs`` (top-k agreement, score differences,
+    published counts) and the float-vs-float reference between seeds to ``report.sampling_reference``.
+    ``independent_frames``: the frames are different scenes or cameras, so no support plane is
+    carried from one frame to the next (a bag of one camera keeps it, as the node does).
+    """
+    from graspnet_edge_ros.config import DetectorConfig, from_mapping
+    from graspnet_edge_ros.pipeline import GraspDetector
+
+    start = time.perf_counter()
     params = dict(params or {})
-    base = from_mapping({**params, "model_path": str(kit), "backend": "onnxruntime"}, DetectorConfig())
-    detectors = {kind: GraspDetector(base, runner=split_runner(manifest, runners, f"x5-{kind}"))
-                 for kind, runners in (("float", floats), ("int8", quants))}
+    base = from_mapping({**params, "model_path": str(float_dir or manifest.directory), "backend": "onnxruntime"},
+                        DetectorConfig())
+    detectors = {kind: GraspDetector(base, runner=split_runner(manifest, runners, model_id))
+                 for kind, runners, model_id in (("float", floats, model_ids[0]), ("int8", quants, model_ids[1]))}
     previous: dict[str, object] = {}
     for seed in range(num_seeds):
         for frame in frames:
             results = {}
             for kind, detector in detectors.items():
+                if independent_frames:
+                    detector.reset_support_plane()
                 detector.update_config(frame_config(base, frame, seed, "depth_scale" in params))
                 results[kind] = detector.detect(frame.color, frame.depth, frame.encoding, frame.intrinsics)
             if results["float"].status not in ("ok", "no_grasp"):
                 continue
             if frame.name in previous:
-                report.sampling_reference.append(match_grasps(previous[frame.name], results["float"].grasps, top_k,
-                                                              base.nms_translation_m, base.nms_rotation_rad))
+                report.sampling_reference.append(match_grasps(previous[frame.name], results["float"].grasps,
+                                                              report.top_k, base.nms.nms_translation_m,
+                                                              base.nms.nms_rotation_rad))
             previous[frame.name] = results["float"].grasps
-            match = match_grasps(results["float"].grasps, results["int8"].grasps, top_k,
-                                 base.nms_translation_m, base.nms_rotation_rad)
+            match = match_grasps(results["float"].grasps, results["int8"].grasps, report.top_k,
+                                 base.nms.nms_translation_m, base.nms.nms_rotation_rad)
             report.runs.append({"frame": frame.name, "seed": seed, **match,
                                 "published_float": len(results["float"].grasps),
                                 "published_int8": len(results["int8"].grasps),
                                 "status_int8": results["int8"].status})
     if not report.runs:
         raise InputError("no usable frame for the quantisation check")
-    report.seconds = time.perf_counter() - start
+    report.seconds += time.perf_counter() - start
     return report
 
 

@@ -201,7 +201,7 @@ def run_example(model_dir: Path, example_dir: Path, seed: int = SEED, threads: i
     from graspnet_edge_ros.postprocess.decode import DecodeConfig, decode_grasps
 
     scene = load_example(example_dir)
-    config = DetectorConfig(model_path=str(model_dir), backend="onnxruntime", num_threads=threads,
+    config = DetectorConfig.from_flat(model_path=str(model_dir), backend="onnxruntime", num_threads=threads,
                             sampling_seed=seed, depth_scale=scene["depth_scale"],
                             workspace_mask_path=str(scene["workspace_mask"]))
     runner = _RecordingRunner(load_model_runner(config))
@@ -213,8 +213,8 @@ def run_example(model_dir: Path, example_dir: Path, seed: int = SEED, threads: i
     obs = {"sampled_indices": np.asarray(result.cloud.sampled_indices, np.int64)}
     if raw is not None:
         obs.update({f"raw/{name}": np.asarray(value) for name, value in raw.items()})
-        obs["decoded"] = decode_grasps(raw, DecodeConfig(config.grasp_max_width_m,
-                                                         config.grasp_max_tolerance_m)).array
+        obs["decoded"] = decode_grasps(raw, DecodeConfig(config.decode.decode_width_clamp_m,
+                                                         config.decode.grasp_max_tolerance_m)).array
     obs["grasps"] = result.grasps.array
     if result.poses is not None:
         poses = result.poses

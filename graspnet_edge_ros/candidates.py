@@ -1,0 +1,191 @@
+"""Grasp candidates from a model runner: the model-specific part of ``GraspDetector``.
+
+``GraspModelRunner`` is the interface every runner offers (GraspNetRunner, PlanarRunner and test
+stand-ins). A candidate generator wraps one runner and owns what differs between the model
+families: what the model reads (points or the RGB-D image), how many points to sample, the
+options it takes from the config, how its output becomes 6-DoF rows, and the words for "nothing
+found". ``candidates_for`` picks the generator from the runner's ``model_type``; the detector
+around it has no model-specific branches.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from graspnet_edge_ros.camera import CameraIntrinsics, PreparedCloud, Workspace
+from graspnet_edge_ros.config import DetectorConfig
+from graspnet_edge_ros.errors import ConfigError, InputError
+from graspnet_edge_ros.grasps import GraspGroup
+from graspnet_edge_ros.planar.lifting import LiftingOptions, lift_planar_grasps
+from graspnet_edge_ros.planar.preprocess import crop_center_from_mask
+from graspnet_edge_ros.planar.types import PLANAR_MODEL_TYPES
+from graspnet_edge_ros.postprocess import filters
+from graspnet_edge_ros.postprocess.decode import DecodeConfig, decode_grasps
+from graspnet_edge_ros.runtime.health import check_raw_outputs
+from graspnet_edge_ros.support_plane import SupportPlane
+from graspnet_edge_ros.timing import StageTimer
+
+TABLE_FIT_POINTS = 5000  # planar models: the sample only feeds the support-plane fit
+
+
+class GraspModelRunner(Protocol):
+    """What ``GraspDetector`` needs of a model runner.
+
+    Attributes:
+        model_id: human-readable id (file name + short hash) published with every result.
+        model_type: "graspnet", "grconvnet" or "affga" (``formats.MODEL_TYPES``): picks the candidate generator.
+        num_points: the fixed point count the model needs, or None when any count (or no points) works.
+        last_timings_ms: per-stage times of the last call (may be empty).
+
+    Calling it runs the model: GraspNet ``runner(points)`` -> raw outputs (official names);
+    planar ``runner(color_rgb, depth_m)`` -> ``PlanarGrasps`` in full-image pixels.
+    """
+
+    model_id: str
+    model_type: str
+    num_points: int | None
+    last_timings_ms: dict[str, float]
+
+    def __call__(self, *inputs, **options): ...
+
+
+@dataclass(frozen=True)
+class ImageFrame:
+    """The image inputs of one frame next to the prepared cloud (what image models read)."""
+
+    color: np.ndarray | None
+    depth_m: np.ndarray
+    intrinsics: CameraIntrinsics
+    workspace: Workspace | None
+
+
+class GraspNetCandidates:
+    """GraspNet: sampled points -> raw outputs -> the official decode."""
+
+    needs_image = False       # reads the sampled points only (detect_cloud is enough)
+    top_down_only = False     # trained on every view
+    samples_targets = True    # target objects get a denser sample (FPS spreads seeds by space)
+    no_detection_reason = "the model found no object seeds in the workspace"
+
+    def __init__(self, runner: GraspModelRunner):
+        self.runner = runner
+
+    def configure(self, config: DetectorConfig) -> None:
+        """Nothing to pass on: the decode settings are read per frame."""
+
+    def num_sampled_points(self, config: DetectorConfig) -> int:
+        return config.camera.num_points if self.runner.num_points is None else self.runner.num_points
+
+    def generate(self, config: DetectorConfig, cloud: PreparedCloud, frame: ImageFrame | None, timer: StageTimer,
+                 counts: dict, context) -> tuple[GraspGroup, list]:
+        """(decoded grasps, extra filter results) of one frame."""
+        with timer("model"):
+            raw = self.runner(cloud.sampled)
+            check_raw_outputs(raw)
+        record_model_timings(self.runner, timer)
+        with timer("decode"):
+            grasps = decode_grasps(raw, DecodeConfig(config.decode.decode_width_clamp_m,
+                                                     config.decode.grasp_max_tolerance_m))
+        counts["decoded"] = len(grasps)
+        return grasps, []
+
+
+class PlanarCandidates:
+    """GR-ConvNet / AFFGA-Net: RGB-D image -> pixel grasps -> 6-DoF rows (lifted with the depth)."""
+
+    needs_image = True        # reads the RGB-D image; the sample only feeds the table fit
+    top_down_only = True      # top-down networks
+    samples_targets = False
+    no_detection_reason = "no peak of the planar quality map reached planar_min_quality"
+
+    def __init__(self, runner: GraspModelRunner):
+        self.runner = runner
+        self._crop_centre_cache: tuple[np.ndarray, tuple[float, float]] | None = None
+
+    def configure(self, config: DetectorConfig) -> None:
+        """The planar_* parameters become the runner's decode options."""
+        self.runner.decode_options = dataclasses.replace(
+            self.runner.decode_options, num_grasps=config.planar.planar_num_grasps,
+            min_quality=None if config.planar.planar_min_quality < 0 else config.planar.planar_min_quality,
+            width_scale=config.planar.planar_width_scale)
+
+    def num_sampled_points(self, config: DetectorConfig) -> int:
+        # The network reads the image; the sample only feeds the table fit, which uses 5000.
+        return min(config.camera.num_points, TABLE_FIT_POINTS)
+
+    def generate(self, config: DetectorConfig, cloud: PreparedCloud, frame: ImageFrame | None, timer: StageTimer,
+                 counts: dict, context) -> tuple[GraspGroup, list]:
+        """(lifted grasps, [workspace filter]): grasps outside the workspace are filtered, not dropped here."""
+        if frame is None:
+            raise InputError("a planar model needs the RGB-D image, not only points: call detect()")
+        self._centre_crop(frame.workspace)
+        with timer("model"):
+            planar = self.runner(frame.color, frame.depth_m)
+        record_model_timings(self.runner, timer)
+        with timer("decode"):
+            options = LiftingOptions(depth_window_px=config.planar.planar_depth_window_px,
+                                     insertion_depth_m=config.planar.planar_insertion_depth_m)
+            lifted = lift_planar_grasps(planar, frame.depth_m, frame.intrinsics, options)
+        counts["decoded"] = len(planar)
+        counts["rejected_no_depth"] = int(np.count_nonzero(~lifted.kept))
+        # GraspNet's seeds come from workspace points; a planar grasp pixel may lie anywhere.
+        rows, cols = np.asarray(planar.rows)[lifted.kept], np.asarray(planar.cols)[lifted.kept]
+        z = lifted.grasps.translations[:, 2]
+        keep = (z > config.camera.min_depth_m) & (z <= config.camera.max_depth_m)
+        if frame.workspace is not None:
+            keep &= inside_workspace(frame.workspace, rows, cols, lifted.grasps.translations)
+        if context.auto_workspace and context.plane is not None:
+            keep &= inside_auto_workspace(config, lifted.grasps.translations, context.plane)
+        return lifted.grasps, [filters.FilterResult("workspace", keep)]
+
+    def _centre_crop(self, workspace: Workspace | None) -> None:
+        """Centre the network's crop on the workspace mask (the image centre without a mask)."""
+        centre = None
+        if workspace is not None and workspace.mask is not None:
+            if self._crop_centre_cache is None or self._crop_centre_cache[0] is not workspace.mask:
+                self._crop_centre_cache = (workspace.mask, crop_center_from_mask(workspace.mask))
+            centre = self._crop_centre_cache[1]
+        if self.runner.decode_options.crop_center_rc != centre:
+            self.runner.decode_options = dataclasses.replace(self.runner.decode_options, crop_center_rc=centre)
+
+
+CandidateGenerator = GraspNetCandidates | PlanarCandidates
+CANDIDATE_GENERATORS = {"graspnet": GraspNetCandidates, **{t: PlanarCandidates for t in PLANAR_MODEL_TYPES}}
+
+
+def candidates_for(runner: GraspModelRunner) -> CandidateGenerator:
+    """The candidate generator of ``runner.model_type``; ConfigError for a type no generator serves."""
+    generator = CANDIDATE_GENERATORS.get(runner.model_type)
+    if generator is None:
+        raise ConfigError(f"runner model_type {runner.model_type!r} has no candidate generator "
+                          f"(known: {', '.join(CANDIDATE_GENERATORS)})")
+    return generator(runner)
+
+
+def record_model_timings(runner: GraspModelRunner, timer: StageTimer) -> None:
+    for name, value in runner.last_timings_ms.items():
+        timer.ms[f"model.{name}"] = value
+
+
+def inside_auto_workspace(config: DetectorConfig, points: np.ndarray, plane: SupportPlane) -> np.ndarray:
+    """Keep-mask of points in the height band above ``plane`` and within its extent."""
+    return plane.in_band(points, config.camera.workspace_min_height_m, config.camera.workspace_max_height_m,
+                         config.camera.workspace_extent_margin_m)
+
+
+def inside_workspace(workspace: Workspace, rows: np.ndarray, cols: np.ndarray,
+                     translations: np.ndarray) -> np.ndarray:
+    """Keep-mask of grasps whose pixel lies in the workspace mask and whose point lies in the box."""
+    keep = np.ones(len(rows), bool)
+    if workspace.mask is not None:
+        mask = np.asarray(workspace.mask)
+        height, width = mask.shape
+        r = np.clip(np.rint(rows).astype(int), 0, height - 1)
+        c = np.clip(np.rint(cols).astype(int), 0, width - 1)
+        keep &= mask[r, c] != 0
+    if workspace.min_xyz is not None:
+        keep &= np.all((translations >= np.asarray(workspace.min_xyz)) & (translations <= np.asarray(workspace.max_xyz)), axis=1)
+    return keep

@@ -1,0 +1,288 @@
+"""An int8 split model for CPUs: ONNX Runtime static quantisation (QDQ) of every segment.
+
+``quantize_split`` takes a float32 split export, records what each segment really receives on
+real frames (the X5 kit's recorder, ``x5.kit.record_calibration``: the float pipeline runs and
+every segment call is kept), and quantises each segment file the manifest lists with
+``onnxruntime.quantization.quantize_static``: QDQ format, per-channel symmetric int8 weights,
+uint8 activations calibrated with min/max over the recorded inputs. The nodes that write a
+segment's graph output stay float (see ``float_output_tail``): the grasp head's last layers mix
+angle logits (|x| ~ 10) with widths and tolerances (~0.03) in one tensor, which one int8 scale
+cannot hold (the X5 kit keeps the same tail in int16). The result is an ordinary split directory
+(float32 inputs and outputs, the same manifest layout) whose manifest says ``precision: int8``.
+
+Nothing here depends on the segment layout: it quantises whatever segments the manifest lists.
+``compare_split_models`` measures what quantisation changes in the published grasps, with the
+metrics of the X5 check (``x5.quant``): share of the float top-k reproduced, score drift, counts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from graspnet_edge_ros.errors import ExportError, InputError
+from graspnet_edge_ros.contract import SplitManifest
+
+PRECISION_INT8 = "int8"
+DEFAULT_CALIBRATION_SAMPLES = 16
+QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute) need opset >= 13
+REPORT_NAME = "int8_report.json"
+MIN_TOP_K_AGREEMENT = 0.8  # issue 14's goal: >= 80 % of the fp32 top-10 reproduced by int8
+
+
+def float_output_tail(graph) -> list[str]:
+    """Names of the nodes kept in float: the producers of graph outputs and, for a Concat, its Convs.
+
+    The X5 kit's int16 tail (``x5.kit.int16_output_tail``) covers the Concat case; a Conv that
+    writes a graph output directly (fp2_approach's objectness and view scores) is kept too.
+    """
+    outputs = {o.name for o in graph.output}
+    producers = {out: node for node in graph.node for out in node.output}
+    names: list[str] = []
+    for node in graph.node:
+        if not any(o in outputs for o in node.output):
+            continue
+        if node.op_type == "Concat":
+            names += [producers[i].name for i in node.input if i in producers and producers[i].op_type == "Conv"]
+        names.append(node.name)
+    return names
+
+
+class _RecordedInputs:
+    """``CalibrationDataReader`` over one segment's recorded calibration files (read one at a time)."""
+
+    def __init__(self, files: list[Path], shape, input_name: str):
+        self.files, self.shape, self.input_name = list(files), tuple(shape), input_name
+        self._next, self._end = 0, len(self.files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """The samples of one stride (``CalibStridedMinMax``)."""
+        self._next, self._end = start_index, min(end_index, len(self.files))
+
+    def get_next(self):
+        from graspnet_edge_ros.x5.kit import read_calibration_sample
+
+        if self._next >= self._end:
+            return None
+        path = self.files[self._next]
+        self._next += 1
+        return {self.input_name: read_calibration_sample(path, self.shape)}
+
+    def rewind(self):
+        self._next, self._end = 0, len(self.files)
+
+
+def _stride(count: int, largest: int = 4) -> int:
+    """Samples per min/max stride: the calibrator keeps every intermediate tensor of a stride in
+    memory (SA2's are ~16 MB each, ~0.1 GB per sample), so ranges are merged every few samples."""
+    return next(s for s in range(min(largest, count), 0, -1) if count % s == 0)
+
+
+def quantize_segment(source: Path, target: Path, samples: list[Path], input_shape, keep_float_tail: bool = True,
+                     per_channel: bool = True) -> dict:
+    """Quantise one segment file with its recorded inputs; returns what was done (for the manifest).
+
+    The float segments are opset 11 (the X5 limit); per-channel DequantizeLinear needs opset 13, so
+    the graph is converted first, then ORT's pre-processing (shape inference, graph optimisation) runs.
+    """
+    import onnx
+    from onnx import version_converter
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
+        quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from graspnet_edge_ros.contract import SEGMENT_INPUT
+
+    class Reader(_RecordedInputs, CalibrationDataReader):
+        pass
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="graspnet_int8_") as scratch:
+            converted, prepared = Path(scratch) / "opset13.onnx", Path(scratch) / "prepared.onnx"
+            onnx.save(version_converter.convert_version(onnx.load(str(source)), QDQ_OPSET), str(converted))
+            quant_pre_process(str(converted), str(prepared))
+            excluded = float_output_tail(onnx.load(str(prepared)).graph) if keep_float_tail else []
+            quantize_static(str(prepared), str(target), Reader(samples, input_shape, SEGMENT_INPUT),
+                            quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded,
+                            extra_options={"CalibStridedMinMax": _stride(len(samples))})
+    except Exception as exc:  # ORT's quantiser raises plain Exceptions/ValueErrors from deep inside
+        raise ExportError(f"{source.name}: int8 quantisation failed: {type(exc).__name__}: {exc}") from exc
+    return {"float_nodes": excluded, "samples": len(samples)}
+
+
+def quantize_split(float_dir, output, frames, num_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+                   params: dict | None = None, keep_float_tail: bool = True, calibration_dir=None,
+                   progress: Callable[[str], None] = lambda _: None) -> SplitManifest:
+    """Quantise every segment of the float split model ``float_dir`` into ``output`` (a new directory).
+
+    Args:
+        frames: real frames (``x5.frames.open_frame_source``) the calibration inputs are recorded on.
+        params: detector parameters (the node's names) of the float pipeline while recording.
+        calibration_dir: keep the recorded inputs there (default: a temporary directory, removed).
+    """
+    from graspnet_edge_ros.config import DetectorConfig, from_mapping
+    from graspnet_edge_ros.x5.kit import calibration_dir as segment_calibration_dir
+    from graspnet_edge_ros.x5.kit import record_calibration
+
+    float_manifest = SplitManifest.load(float_dir)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    params = dict(params or {})
+    base = from_mapping({**params, "model_path": str(float_dir), "backend": "onnxruntime"}, DetectorConfig())
+    with tempfile.TemporaryDirectory(prefix="graspnet_int8_calibration_") as scratch:
+        record_root = Path(calibration_dir) if calibration_dir else Path(scratch)
+        start = time.perf_counter()
+        summary = record_calibration(record_root, float_manifest, frames, num_samples, base,
+                                     keep_depth_scale="depth_scale" in params, progress=progress)
+        progress(f"calibration: {num_samples} inputs per segment from {frames.description} "
+                 f"({summary.runs} pipeline runs, {time.perf_counter() - start:.1f} s)")
+        segments, details = [], {}
+        for entry in float_manifest.segments:
+            start = time.perf_counter()
+            name = f"{entry.name}.int8.onnx"
+            samples = sorted(segment_calibration_dir(record_root, entry.name).glob("*.bin"))
+            details[entry.name] = quantize_segment(float_manifest.directory / entry.files["onnxruntime"],
+                                                   output / name, samples, entry.input_shape, keep_float_tail)
+            progress(f"  {entry.name}: int8 in {time.perf_counter() - start:.1f} s "
+                     f"({len(details[entry.name]['float_nodes'])} output node(s) kept float)")
+            segments.append(dataclasses.replace(entry, files={"onnxruntime": name}))
+    quantization = {
+        "method": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+        "weights": "int8, per-channel, symmetric", "activations": "uint8, per-tensor, min/max calibration",
+        "float_nodes": {k: v["float_nodes"] for k, v in details.items()},
+        "calibration": {"source": frames.description, "samples_per_segment": num_samples, "runs": summary.runs,
+                        "params": params, "skipped": summary.skipped[:10]},
+        "float_model": {"source": dict(float_manifest.source), "directory": str(Path(float_dir).resolve())},
+    }
+    manifest = dataclasses.replace(float_manifest, directory=output, segments=tuple(segments),
+                                   precision=PRECISION_INT8, quantization=quantization, build_hints={})
+    manifest.save()
+    return manifest
+
+
+def export_int8_split(model, output, frames, num_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+                      head_chunk_seeds: int = 64, params: dict | None = None, source: dict | None = None,
+                      report_frames=None, report_seeds: int = 2,
+                      progress: Callable[[str], None] = lambda _: None):
+    """Float split export (temporary) -> int8 split model in ``output``; returns (manifest, report or None).
+
+    ``report_frames``: frames the fp32 and int8 models are compared on (``compare_split_models``)
+    before the float export is removed; the report is written to ``output/int8_report.json``.
+    """
+    from graspnet_edge_ros.export.onnx_export import export_split
+
+    output = Path(output)
+    report = None
+    with tempfile.TemporaryDirectory(prefix="graspnet_float_split_") as scratch:
+        float_dir = Path(scratch) / "float32"
+        start = time.perf_counter()
+        export_split(model, float_dir, head_chunk_seeds=head_chunk_seeds, source=source)
+        progress(f"float32 segments exported in {time.perf_counter() - start:.1f} s")
+        manifest = quantize_split(float_dir, output, frames, num_samples, params, progress=progress)
+        manifest = dataclasses.replace(manifest, quantization={
+            **manifest.quantization, "float_model": {"source": dict(source or {}), "directory": None}})
+        manifest.save()
+        if report_frames is not None:
+            start = time.perf_counter()
+            report = compare_split_models(float_dir, output, report_frames, num_seeds=report_seeds, params=params)
+            write_report(report, output / REPORT_NAME)
+            progress(f"fp32 vs int8 report on {report_frames.description} in {time.perf_counter() - start:.1f} s")
+    return manifest, report
+
+
+# ------------------------------------------------------------------------------------ report
+def compare_split_models(float_dir, int8_dir, frames, num_seeds: int = 2, top_k: int = 10,
+                         params: dict | None = None, cosine_inputs: int = 2):
+    """fp32 vs int8 on ``frames``: an ``x5.quant.QuantReport`` (top-k agreement, score drift, counts).
+
+    Every frame runs through both split models with the same sampled points (``num_seeds`` samplings
+    each); per segment, the output cosine on the inputs recorded from the first ``cosine_inputs``
+    runs of the float model.
+    """
+    from graspnet_edge_ros.runtime.segment_runners import backend_runners
+    from graspnet_edge_ros.x5.kit import _RecordingRunner
+    from graspnet_edge_ros.x5.quant import QuantReport, compare_pipelines
+
+    float_manifest, int8_manifest = SplitManifest.load(float_dir), SplitManifest.load(int8_dir)
+    floats = {k: _RecordingRunner(r, limit=cosine_inputs)
+              for k, r in backend_runners(float_manifest, "onnxruntime").items()}
+    quants = backend_runners(int8_manifest, "onnxruntime")
+    report = QuantReport(1.0, top_k, {}, scheme=_scheme(int8_manifest), min_top_k_match=MIN_TOP_K_AGREEMENT,
+                         title="onnxruntime int8 (QDQ)")
+    compare_pipelines(report, float_manifest, floats, quants, frames, num_seeds, params,
+                      model_ids=("fp32", "int8"), float_dir=float_dir, independent_frames=True)
+    report.segment_cosine = _segment_cosines(floats, quants, cosine_inputs)
+    return report
+
+
+def _scheme(manifest: SplitManifest) -> str:
+    q = manifest.quantization or {}
+    return (f"onnxruntime static quantisation ({q.get('format', 'QDQ')}): weights {q.get('weights', '?')}; "
+            f"activations {q.get('activations', '?')}; graph-output nodes kept float")
+
+
+def _segment_cosines(floats: dict, quants: dict, count: int) -> dict[str, float]:
+    """Worst output cosine similarity per segment on the first ``count`` inputs the float model saw."""
+    cosines = {}
+    for name, recorder in floats.items():
+        worst = 1.0
+        for tensor in recorder.calls[:count]:
+            a = recorder.runner(tensor).ravel().astype(np.float64)
+            b = quants[name](tensor).ravel().astype(np.float64)
+            denom = np.linalg.norm(a) * np.linalg.norm(b)
+            worst = min(worst, float(a @ b / denom) if denom > 0 else 0.0)
+        cosines[name] = worst
+        recorder.calls.clear()
+    if not cosines:
+        raise InputError("no segment input recorded for the cosine comparison")
+    return cosines
+
+
+def per_frame_summary(report) -> list[dict]:
+    """One row per frame: runs, top-k agreement, |score drift| mean/max of matched pairs, mean grasp counts."""
+    rows = []
+    for name in dict.fromkeys(r["frame"] for r in report.runs):
+        runs = [r for r in report.runs if r["frame"] == name]
+        top_k = sum(r["top_k"] for r in runs)
+        drift = [abs(v) for r in runs for v in r["score_diff"]]
+        rows.append({"frame": name, "runs": len(runs),
+                     "top_k_agreement": sum(r["matched"] for r in runs) / top_k if top_k else 0.0,
+                     "score_drift_mean": float(np.mean(drift)) if drift else 0.0,
+                     "score_drift_max": float(np.max(drift)) if drift else 0.0,
+                     "grasps_fp32": float(np.mean([r["published_float"] for r in runs])),
+                     "grasps_int8": float(np.mean([r["published_int8"] for r in runs]))})
+    return rows
+
+
+def format_report(report) -> str:
+    """The fp32-vs-int8 table printed by ``graspnet-edge export --quantize int8``."""
+    lines = [f"fp32 vs int8 ({report.scheme})",
+             f"{'frame':<32} {'runs':>4} {'top-' + str(report.top_k):>7} {'drift mean':>10} {'drift max':>9} "
+             f"{'grasps fp32/int8':>17}"]
+    for row in per_frame_summary(report):
+        lines.append(f"{row['frame'][:32]:<32} {row['runs']:>4} {row['top_k_agreement']:>7.0%} "
+                     f"{row['score_drift_mean']:>10.4f} {row['score_drift_max']:>9.4f} "
+                     f"{row['grasps_fp32']:>8.1f}/{row['grasps_int8']:<8.1f}")
+    reference = report.sampling_reference_match
+    lines.append(f"all: top-{report.top_k} agreement {report.top_k_match:.0%} (goal >= {report.min_top_k_match:.0%})"
+                 + (f"; fp32 vs fp32 with another sampling seed: {reference:.0%}" if reference is not None else ""))
+    lines.append("segment output cosine: " + "  ".join(f"{k} {v:.4f}" for k, v in report.segment_cosine.items()))
+    return "\n".join(lines)
+
+
+def write_report(report, path) -> Path:
+    import json
+
+    path = Path(path)
+    path.write_text(json.dumps({**report.to_json(), "per_frame": per_frame_summary(report)}, indent=1) + "\n")
+    return path
