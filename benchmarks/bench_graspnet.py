@@ -1,12 +1,15 @@
 """GraspNet forward pass on 20000 example-scene points: torch reference vs single ONNX vs split runtime (fp32, int8).
 
-Prints per-stage times of the split runtime (fp32, fp32 with the X5's per_depth grasp head, int8 side
-by side) and the end-to-end forward time of each variant with ratios against the torch reference.
-Every variant, the torch reference included, runs interleaved call by call in one loop, so the
-ratios are measured under the same load. The int8 model
-(``export --quantize int8``, calibrated on the example frame) is cached in artifacts/graspnet_int8;
-its fp32-vs-int8 grasp report is recomputed each run on the example frame and an orbited re-render.
-Usage: python benchmarks/bench_graspnet.py [--repeat K] [--skip-single] [--skip-int8] [--report-seeds S]
+Prints per-stage times of the split runtime side by side: fp32 as exported by default (factored
+backbone, shared_points grasp head), fp32 with the X5 kit's grouped backbone, fp32 with the X5's
+per_depth grasp head, and int8; and the end-to-end forward time of each variant with ratios against
+the torch reference. Every variant, the torch reference included, runs interleaved call by call in
+one loop, so the ratios are measured under the same load; ``--cpu-time`` (one thread, CPU time of
+the process) takes the waiting for the cores out on a busy, shared machine. The int8 model
+(``export --quantize int8``, factored backbone, calibrated on the example frame) is cached in
+artifacts/graspnet_int8; its fp32-vs-int8 grasp report is recomputed each run on the example frame
+and an orbited re-render.
+Usage: python benchmarks/bench_graspnet.py [--repeat K] [--skip-single] [--skip-int8] [--report-seeds S] [--cpu-time]
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def int8_model(model, checkpoint: Path, samples: int) -> Path:
     manifest = INT8_CACHE / "manifest.json"
     if manifest.is_file():
         data = json.loads(manifest.read_text())
-        if (data.get("source") == source
+        if (data.get("source") == source and data.get("layout") == "factored"
                 and data.get("quantization", {}).get("calibration", {}).get("samples_per_segment") == samples):
             return INT8_CACHE
     start = time.perf_counter()
@@ -46,16 +49,16 @@ def int8_model(model, checkpoint: Path, samples: int) -> Path:
     return INT8_CACHE
 
 
-def interleaved_ms(runners: dict, points, repeat: int) -> dict[str, float]:
+def interleaved_ms(runners: dict, points, repeat: int, clock=time.perf_counter) -> dict[str, float]:
     """Median ms per runner, calling them in turn (A, B, A, B, ...) after one warm-up each."""
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for runner in runners.values():
         runner(points)
     for _ in range(repeat):
         for name, runner in runners.items():
-            start = time.perf_counter()
+            start = clock()
             runner(points)
-            samples[name].append((time.perf_counter() - start) * 1e3)
+            samples[name].append((clock() - start) * 1e3)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
@@ -67,8 +70,22 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-int8", action="store_true", help="skip the int8 split model")
     parser.add_argument("--calibration-samples", type=int, default=16, help="int8: calibration inputs per segment")
     parser.add_argument("--report-seeds", type=int, default=3, help="int8 report: samplings per frame")
+<<<<<<< HEAD
     parser.add_argument("--json", help="write the figures here (run_all.py's summary)")
+=======
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="one thread everywhere and CPU time instead of wall time (a busy, shared machine)")
+>>>>>>> main
     args = parser.parse_args(argv)
+    clock = time.perf_counter
+    if args.cpu_time:
+        import numba
+
+        from graspnet_edge_ros.timing import StageTimer
+
+        args.threads, clock = 1, time.process_time
+        numba.set_num_threads(1)
+        StageTimer.clock = staticmethod(clock)
 
     import torch
 
@@ -86,20 +103,25 @@ def main(argv=None) -> int:
             onnx_path = export_single_file(model, Path(tmp) / "graspnet.onnx", num_points=len(points))
             runners["single ONNX file, onnxruntime"] = load_graspnet_runner(onnx_path, "onnxruntime",
                                                                             intra_op_threads=args.threads)
-        export_split(model, Path(tmp) / "split")
+        # Default export: factored backbone + both grasp heads; the grouped backbone is the X5 kit's.
+        for layout in ("factored", "grouped"):
+            export_split(model, Path(tmp) / layout, layout=layout)
         split_variants = {
-            "fp32": load_graspnet_runner(Path(tmp) / "split", "onnxruntime", intra_op_threads=args.threads),
-            "fp32 per_depth": load_graspnet_runner(Path(tmp) / "split", "onnxruntime", intra_op_threads=args.threads,
-                                                   head_layout="per_depth"),
+            "fp32": load_graspnet_runner(Path(tmp) / "factored", "onnxruntime", intra_op_threads=args.threads),
+            "fp32 grouped": load_graspnet_runner(Path(tmp) / "grouped", "onnxruntime",
+                                                 intra_op_threads=args.threads),
+            "fp32 per_depth": load_graspnet_runner(Path(tmp) / "factored", "onnxruntime",
+                                                   intra_op_threads=args.threads, head_layout="per_depth"),
         }
         if not args.skip_int8:
             int8_dir = int8_model(model, checkpoint, args.calibration_samples)
             split_variants["int8"] = load_graspnet_runner(int8_dir, "onnxruntime", intra_op_threads=args.threads)
-        labels = {"fp32": "split: numba geometry + ORT segments",
+        labels = {"fp32": "split: numba geometry + ORT segments (default export)",
+                  "fp32 grouped": "split, grouped backbone (the X5 kit's SA segments)",
                   "fp32 per_depth": "split, per_depth grasp head (the X5 BPU layout)",
                   "int8": "split int8: numba geometry + ORT int8 segments"}
         runners.update({labels[name]: runner for name, runner in split_variants.items()})
-        times = interleaved_ms(runners, points, args.repeat)
+        times = interleaved_ms(runners, points, args.repeat, clock)
         stage_samples = {name: [] for name in split_variants}
         for _ in range(args.repeat):
             for name, runner in split_variants.items():
@@ -114,9 +136,10 @@ def main(argv=None) -> int:
             from graspnet_edge_ros.x5.frames import open_frame_source, with_orbited_views
 
             frames = with_orbited_views(open_frame_source(shared_dir() / "data" / "graspnet_example"))
-            report = compare_split_models(Path(tmp) / "split", int8_dir, frames, num_seeds=args.report_seeds)
+            report = compare_split_models(Path(tmp) / "factored", int8_dir, frames, num_seeds=args.report_seeds)
 
-    print(f"GraspNet forward, 20000 points, example scene ({machine_line()}, {args.threads} threads)")
+    unit = "CPU time, " if args.cpu_time else ""
+    print(f"GraspNet forward, 20000 points, example scene ({machine_line()}, {unit}{args.threads} threads)")
     print_table("End-to-end forward (median)", ["variant", "ms", "speed-up vs torch"],
                 [[name, f"{ms:.0f}", f"{torch_ms / ms:.1f}x"] for name, ms in results])
     names = list(dict.fromkeys(name for samples in stage_samples.values() for name in samples[0]))
@@ -129,10 +152,18 @@ def main(argv=None) -> int:
                 [[name] + [median_stage(kind, name) for kind in stage_samples] for name in names])
     head_stages = ("cylinder_query", "segment_crop_mlp", "crop_pool", "segment_grasp_head_post", "segment_grasp_head")
     heads = {kind: sum(float(median_stage(kind, n)) for n in head_stages) for kind in ("fp32", "fp32 per_depth")}
-    print(f"\ngrasp head: shared_points {heads['fp32']:.0f} ms vs per_depth {heads['fp32 per_depth']:.0f} ms "
+    # The stages the backbone layout changes: SA2..SA4 grouping (ball_query) or first layer, and their segments.
+    sa_stages = ("ball_query", "sa_first_layer", "segment_sa2", "segment_sa3", "segment_sa4")
+    backbones = {kind: sum(float(median_stage(kind, n)) for n in sa_stages) for kind in ("fp32", "fp32 grouped")}
+    print(f"\nbackbone (ball query + grouping or first layer + SA2-SA4 segments): factored {backbones['fp32']:.0f} ms "
+          f"vs grouped "
+          f"{backbones['fp32 grouped']:.0f} ms ({backbones['fp32 grouped'] / backbones['fp32']:.1f}x, same run); "
+          f"forward {split_times['fp32 grouped']:.0f} ms grouped ({torch_ms / split_times['fp32 grouped']:.1f}x "
+          f"the torch reference)")
+    print(f"grasp head: shared_points {heads['fp32']:.0f} ms vs per_depth {heads['fp32 per_depth']:.0f} ms "
           f"({heads['fp32 per_depth'] / heads['fp32']:.1f}x, same run)")
-    print(f"split runtime: {split_ms:.0f} ms (target < 350 ms), {torch_ms / split_ms:.1f}x the torch reference "
-          f"(target >= 8x)")
+    print(f"split runtime (factored backbone, shared_points head): {split_ms:.0f} ms (target < 350 ms), "
+          f"{torch_ms / split_ms:.1f}x the torch reference (target >= 8x)")
     if "int8" in split_times:
         segments = {kind: sum(float(median_stage(kind, n)) for n in names if n.startswith("segment_"))
                     for kind in stage_samples}

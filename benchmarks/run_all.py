@@ -36,6 +36,8 @@ BENCHMARKS = (
     ("bench_postprocess.py", [], "collision check and NMS against straightforward references"),
     ("bench_geometry.py", [], "numba geometry kernels against the torch ops"),
     ("bench_planar.py", [], "planar networks (GR-ConvNet, SGDN/AFFGA-Net)"),
+    ("bench_cold_start.py", [], "the first frame of a fresh process vs a warm one"),
+    ("bench_memory.py", [], "where the memory goes (imports, sessions, ONNX Runtime arenas)"),
     ("bench_soak.py", ["--frames", "300", "--pipeline", "compare"],
      "the node: 300 real 1280x720 frames at 30 Hz, pipelining on vs off"),
 )
@@ -46,7 +48,7 @@ FULL_BENCHMARKS = (
     ("bench_targeting.py", ["--scenes", "8"], "grasps on one object: targeting settings"),
 )
 # Benchmarks without a --json option: their output is printed, their rows are not in the summary.
-WITHOUT_JSON = {"sim_pick.py", "bench_targeting.py"}
+WITHOUT_JSON = {"sim_pick.py", "bench_targeting.py", "bench_cold_start.py", "bench_memory.py"}
 
 
 def print_backends() -> None:

@@ -1,6 +1,6 @@
 """Camera stage: intrinsics, depth/colour decoding and the depth → point-cloud step.
 
-Everything here is numpy-only and ROS-free. The math follows the official GraspNet demo
+Everything here is ROS-free (numpy, plus one numba kernel for the per-pixel pass). The math follows the official GraspNet demo
 (``demo.py::get_and_process_data``, spec §7): pinhole back-projection with u = column and
 v = row, the workspace mask applied in image space, and the same sampling rule to
 ``num_points`` model inputs. Points are in the camera optical frame (x right, y down,
@@ -13,6 +13,7 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from graspnet_edge_ros.errors import ConfigError, InputError
@@ -263,7 +264,7 @@ class PreparedCloud:
 
     Attributes:
         cloud: (M, 3) float32, every valid workspace point, camera frame, metres (collision checking).
-        colors: (M, 3) uint8 RGB of those points, or None (overlays only, not a model input).
+        color_image: the frame's (H, W, 3) uint8 RGB image, or None.
         sampled: (num_points, 3) float32 model input, equal to cloud[sampled_indices].
         sampled_indices: (num_points,) int64 indices into cloud.
         num_valid: M.
@@ -271,11 +272,23 @@ class PreparedCloud:
     """
 
     cloud: np.ndarray
-    colors: np.ndarray | None
+    color_image: np.ndarray | None
     sampled: np.ndarray
     sampled_indices: np.ndarray
     num_valid: int
     pixel_ids: np.ndarray | None = None
+
+    @functools.cached_property
+    def colors(self) -> np.ndarray | None:
+        """(M, 3) uint8 RGB of the cloud's points, or None (overlays only, not a model input).
+
+        Gathered on first use: the pipeline never needs them, and on a 1280x720 frame the gather
+        alone costs a fifth of the preprocessing budget.
+        """
+        if self.color_image is None or self.pixel_ids is None:
+            return None
+        # np.take on rows is several times faster than fancy indexing for (M, 3) gathers.
+        return np.take(self.color_image.reshape(-1, 3), self.pixel_ids, axis=0)
 
 
 def prepare_points(
@@ -331,7 +344,11 @@ class WorkspaceSelection:
     num_valid_depth: int
 
     def subset(self, keep: np.ndarray) -> "WorkspaceSelection":
-        return WorkspaceSelection(self.cloud[keep], self.pixel_ids[keep], self.color, self.num_valid_depth)
+        """The points where the (M,) bool ``keep`` is true, in the same order."""
+        index = np.flatnonzero(keep)
+        # np.take is several times faster than boolean indexing for (M, 3) rows.
+        return WorkspaceSelection(np.take(self.cloud, index, axis=0), np.take(self.pixel_ids, index),
+                                  self.color, self.num_valid_depth)
 
 
 def select_workspace(
@@ -356,18 +373,26 @@ def select_workspace(
                 f"colour image must be ({height}, {width}, 3) uint8 like the depth image, "
                 f"got {color.shape} {color.dtype}"
             )
-    has_depth = _depth_in_range(depth, 0.0, math.inf)
-    if not has_depth.any():
+    mask = None if workspace is None or workspace.mask is None else np.asarray(workspace.mask)
+    mask_fits = mask is None or mask.shape == (height, width)
+    if mask is not None and mask_fits:
+        mask = mask if mask.dtype == bool else mask != 0
+    valid_range = min_depth < max_depth  # also false for NaN
+    if depth.dtype == np.float32:
+        # One pass; its points are only used once every check below has passed.
+        num_valid_depth, pixel_ids, cloud = _select_and_back_project(
+            depth, intrinsics, mask if mask_fits else None, min_depth, max_depth if valid_range else -math.inf)
+    else:
+        num_valid_depth = int(_depth_in_range(depth, 0.0, math.inf).sum())
+    if num_valid_depth == 0:
         raise InputError(f"no valid depth in the {width}x{height} frame (all pixels are 0, NaN or inf)")
-    keep = _depth_in_range(depth, min_depth, max_depth) if (min_depth > 0 or max_depth < math.inf) else has_depth
-    if workspace is not None and workspace.mask is not None:
-        mask = np.asarray(workspace.mask)
-        if mask.shape != (height, width):
-            raise InputError(f"workspace mask is {mask.shape}, depth image is {(height, width)}")
-        keep = keep & (mask if mask.dtype == bool else mask != 0)
-
-    pixel_ids = np.flatnonzero(keep)
-    cloud = _back_project_pixels(depth, pixel_ids, intrinsics)
+    _depth_in_range(depth[:0], min_depth, max_depth)  # ConfigError for an empty depth range
+    if not mask_fits:
+        raise InputError(f"workspace mask is {mask.shape}, depth image is {(height, width)}")
+    if depth.dtype != np.float32:  # float64 (or float16) depth: the numpy formulation
+        keep = _depth_in_range(depth, min_depth, max_depth)
+        pixel_ids = np.flatnonzero(keep if mask is None else keep & mask)
+        cloud = _back_project_pixels(depth, pixel_ids, intrinsics)
     if workspace is not None and workspace.min_xyz is not None:
         low = np.asarray(workspace.min_xyz, np.float32)
         high = np.asarray(workspace.max_xyz, np.float32)
@@ -375,10 +400,10 @@ def select_workspace(
         cloud, pixel_ids = cloud[inside], pixel_ids[inside]
     if cloud.shape[0] == 0:
         raise InputError(
-            f"workspace empty: none of the {int(has_depth.sum())} valid-depth pixels survive the "
+            f"workspace empty: none of the {num_valid_depth} valid-depth pixels survive the "
             f"mask, depth range ({min_depth}, {max_depth}] m and box"
         )
-    return WorkspaceSelection(cloud, pixel_ids, color, int(has_depth.sum()))
+    return WorkspaceSelection(cloud, pixel_ids, color, num_valid_depth)
 
 
 def sample_cloud(selection: WorkspaceSelection, num_points: int, seed: int | None = None,
@@ -393,8 +418,6 @@ def sample_cloud(selection: WorkspaceSelection, num_points: int, seed: int | Non
     cloud, pixel_ids, color = selection.cloud, selection.pixel_ids, selection.color
     if cloud.shape[0] == 0:
         raise InputError("workspace empty: no points left to sample")
-    # np.take on rows is several times faster than fancy indexing for (M, 3) gathers.
-    colors = np.take(color.reshape(-1, 3), pixel_ids, axis=0) if color is not None else None
     rng = np.random.default_rng(seed)
     num_points = int(num_points)
     indices = None
@@ -411,7 +434,7 @@ def sample_cloud(selection: WorkspaceSelection, num_points: int, seed: int | Non
             indices = np.concatenate([chosen, rest])
     if indices is None:
         indices = sample_indices(cloud.shape[0], num_points, rng)
-    return PreparedCloud(cloud, colors, np.take(cloud, indices, axis=0), indices, int(cloud.shape[0]), pixel_ids)
+    return PreparedCloud(cloud, color, np.take(cloud, indices, axis=0), indices, int(cloud.shape[0]), pixel_ids)
 
 
 def sample_indices(num_valid: int, num_points: int, rng: np.random.Generator) -> np.ndarray:
@@ -420,6 +443,57 @@ def sample_indices(num_valid: int, num_points: int, rng: np.random.Generator) ->
         return rng.choice(num_valid, num_points, replace=False).astype(np.int64, copy=False)
     extra = rng.choice(num_valid, num_points - num_valid, replace=True)
     return np.concatenate([np.arange(num_valid, dtype=np.int64), extra.astype(np.int64, copy=False)])
+
+
+def _select_and_back_project(depth: np.ndarray, intrinsics: CameraIntrinsics, mask: np.ndarray | None,
+                             min_depth: float, max_depth: float) -> tuple[int, np.ndarray, np.ndarray]:
+    """(valid-depth pixel count, flat pixel ids, (M, 3) float32 points) of a float32 depth image.
+
+    The numpy formulation (``_depth_in_range``, ``np.flatnonzero``, ``_back_project_pixels``)
+    in one pass over the pixels plus one over the kept ones, with the same float32 comparisons
+    and products, hence the same points; it makes no full-frame temporaries.
+    """
+    # numpy compares a float32 image with a Python float in float32: so does the kernel.
+    with np.errstate(over="ignore"):
+        lower = np.float32(max(min_depth, 0.0))
+        upper = np.float32(max_depth)
+    x_per_z, y_per_z = _ray_tables(intrinsics)
+    use_mask = mask is not None
+    mask_bytes = np.ascontiguousarray(mask).view(np.uint8) if use_mask else np.ones((1, 1), np.uint8)
+    return _select_pixels_kernel(np.ascontiguousarray(depth), lower, upper, max_depth < math.inf, mask_bytes,
+                                 use_mask, x_per_z, y_per_z)
+
+
+@numba.njit(cache=True)
+def _select_pixels_kernel(depth, lower, upper, upper_inclusive, mask, use_mask, x_per_z, y_per_z):
+    height, width = depth.shape
+    flat = depth.ravel()
+    mask_flat = mask.ravel()
+    num_valid = 0
+    keep = np.zeros(flat.shape[0], np.bool_)  # one test, shared by both passes
+    num_kept = 0
+    for p in range(flat.shape[0]):
+        d = flat[p]
+        if d > 0 and d < np.inf:  # NaN fails both
+            num_valid += 1
+            if d > lower and (d <= upper or not upper_inclusive) and (not use_mask or mask_flat[p] != 0):
+                keep[p] = True
+                num_kept += 1
+    pixel_ids = np.empty(num_kept, np.int64)
+    cloud = np.empty((num_kept, 3), np.float32)
+    k = 0
+    for row in range(height):
+        y_ray = y_per_z[row]
+        for col in range(width):
+            p = row * width + col
+            if keep[p]:
+                d = flat[p]
+                pixel_ids[k] = p
+                cloud[k, 0] = d * x_per_z[col]
+                cloud[k, 1] = d * y_ray
+                cloud[k, 2] = d
+                k += 1
+    return num_valid, pixel_ids, cloud
 
 
 def _back_project_pixels(depth: np.ndarray, pixel_ids: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:

@@ -1,6 +1,6 @@
 """``graspnet-edge``: the command line of the ROS-free core.
 
-Sub-commands: env, export (GraspNet or planar), infer-points, detect, and the optional replay
+Sub-commands: env, export (GraspNet or planar), infer-points, detect, warmup, and the optional replay
 (ROS layer) and x5-prepare / x5-check / x5-quant-check (RDK X5 kit).
 Library errors become one line on stderr and a non-zero exit code, never a traceback.
 """
@@ -70,6 +70,7 @@ def cmd_export(args) -> int:
     print(export(ExportRequest(
         checkpoint=Path(args.checkpoint), output=Path(args.output), model_type=model_type, split=args.split,
         num_points=args.num_points, opset=args.opset, head_chunk_seeds=args.head_chunk_seeds,
+        split_layout=args.split_layout,
         input_size=args.input_size, angle_output="logits" if args.angle_logits else "argmax")))
     return EXIT_OK
 
@@ -88,9 +89,10 @@ def _export_int8(args) -> int:
     report_frames = with_orbited_views(frames, max_views=1) if args.report else None
     manifest, report = export_int8_split(model, args.output, frames, args.calibration_samples,
                                          head_chunk_seeds=args.head_chunk_seeds, source=source,
+                                         layout=args.split_layout,
                                          report_frames=report_frames,
                                          progress=lambda line: print(line, flush=True))
-    print(f"wrote {len(manifest.segments)} int8 segments + manifest.json to {args.output} "
+    print(f"wrote {len(manifest.segments)} int8 segments ({manifest.layout} backbone) + manifest.json to {args.output} "
           f"in {time.perf_counter() - start:.1f} s")
     if report is not None:
         print(format_report(report))
@@ -251,6 +253,15 @@ def print_result_table(result, top: int = 10) -> None:
 
 
 
+# ------------------------------------------------------------------------------------ warmup
+def cmd_warmup(args) -> int:
+    from graspnet_edge_ros.warmup import main as warmup
+
+    if args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0, got {args.threads}")
+    return warmup(args.model, args.threads)
+
+
 # -------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graspnet-edge", description=__doc__.splitlines()[0])
@@ -285,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "kept in a temporary directory, ~32 MB per pipeline run)")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="--quantize: skip the fp32 vs int8 comparison (int8_report.json)")
+    p.add_argument("--split-layout", choices=["factored", "grouped"], default="factored",
+                   help="split: 'factored' (fastest on a CPU: SA2-SA4 first layers run in the runtime) or "
+                        "'grouped' (whole SA MLPs in the segments; the X5 kit's layout)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("infer-points", help="one forward pass on exact input points")
@@ -323,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="grasps.json")
     p.add_argument("--overlay", help="overlay.png")
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("warmup", help="compile every numba kernel into the on-disk cache (run once after "
+                                      "install/build, so no process compiles at run time); optionally load a model")
+    p.add_argument("--model", help="also load this model and run one synthetic frame through it")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of the backend (0 = its default)")
+    p.set_defaults(func=cmd_warmup)
 
     _add_optional_commands(sub)
     return parser

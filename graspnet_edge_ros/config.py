@@ -394,7 +394,7 @@ def coerce_parameter(name: str, value, kind: str):
     arrays a list of such numbers, null = empty.
     """
     if kind not in _EXPECTED:
-        raise ValueError(f"unknown parameter kind {kind!r}")
+        raise ConfigError(f"{name}: unknown parameter kind {kind!r}")  # a bug in the parameter table
     if kind == "bool" and isinstance(value, bool):
         return value
     if kind == "int" and _is_integer(value):

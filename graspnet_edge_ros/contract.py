@@ -6,7 +6,8 @@ writes files that satisfy this module; the runtime reads files against it.
 
 * single ONNX file: input ``SINGLE_FILE_INPUT`` (1, N, 3), outputs ``SINGLE_FILE_OUTPUTS``;
 * split export: each segment has one input ``SEGMENT_INPUT`` and one output ``SEGMENT_OUTPUT``, and
-  ``manifest.json`` (``SplitManifest``) lists the segment files, shapes, constants and geometry steps.
+  ``manifest.json`` (``SplitManifest``) lists the segment files, shapes, constants and geometry steps
+  (a "factored" backbone layout adds the folded first SA2..SA4 layers, ``FIRST_LAYERS_FILE``).
 """
 from __future__ import annotations
 
@@ -84,6 +85,13 @@ HEAD_LAYOUTS = {"per_depth": ("grasp_head",), "shared_points": ("crop_mlp", "gra
 # Layouts each backend may run, best first; the first one whose files the manifest has is used.
 HEAD_LAYOUT_PREFERENCE = {"hobot_dnn": ("per_depth",)}
 DEFAULT_HEAD_LAYOUT_PREFERENCE = ("shared_points", "per_depth")
+# The backbone's layouts (manifest key ``layout``, independent of the head layouts; model/segments.py):
+# "grouped" SA segments run their whole MLP (the X5 kit; every manifest written before layouts
+# existed); "factored" SA2..SA4 segments start after their first layer, which the runtime applies
+# from the folded weights in FIRST_LAYERS_FILE.
+SPLIT_LAYOUTS = ("grouped", "factored")
+FACTORED_SA = ("sa2", "sa3", "sa4")
+FIRST_LAYERS_FILE = "first_layers.npz"
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,10 @@ class SplitManifest:
     # ``quantization`` how and on what it was calibrated. The segments' inputs/outputs stay float32.
     precision: str = "float32"
     quantization: dict = field(default_factory=dict)
+    # Backbone layout (SPLIT_LAYOUTS): "grouped" or "factored"; a factored directory also holds the
+    # folded first SA2..SA4 layers in the file ``first_layers``.
+    layout: str = "grouped"
+    first_layers: str = ""
 
     @property
     def segment_names(self) -> list[str]:
@@ -159,12 +171,35 @@ class SplitManifest:
                                    f"{self.build_hints[backend]}")
         return path
 
+    def load_first_layers(self) -> dict:
+        """{sa: (weight_xyz (C,3), weight_features (C,C_in), bias (C,))} of a "factored" export."""
+        import numpy as np
+
+        path = self.directory / self.first_layers
+        try:
+            with np.load(path) as data:
+                weights = {name: tuple(np.ascontiguousarray(data[f"{name}.{part}"], dtype=np.float32)
+                                       for part in ("weight_xyz", "weight_features", "bias"))
+                           for name in FACTORED_SA}
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelFormatError(f"{path}: unreadable first-layer weights ({type(exc).__name__}: {exc})") from exc
+        for name, (weight_xyz, weight_features, bias) in weights.items():
+            channels = self.segment(name).input_shape[1]
+            if weight_xyz.shape != (channels, 3) or bias.shape != (channels,) or weight_features.ndim != 2 \
+                    or weight_features.shape[0] != channels:
+                raise ModelFormatError(f"{path}: {name} first-layer weights {weight_xyz.shape}, "
+                                       f"{weight_features.shape}, {bias.shape} do not fit its segment input "
+                                       f"of {channels} channels")
+        return weights
+
     def to_json(self) -> dict:
         return {
             "format": MANIFEST_FORMAT,
             "version": MANIFEST_VERSION,
             "model": self.model.to_json(),
             "head_chunk_seeds": self.head_chunk_seeds,
+            "layout": self.layout,
+            **({"first_layers": self.first_layers} if self.first_layers else {}),
             "source": self.source,
             "head_layouts": self.head_layouts,
             "segments": [
@@ -207,7 +242,8 @@ class SplitManifest:
                            head_chunk_seeds=int(data["head_chunk_seeds"]), source=dict(data.get("source", {})),
                            steps=tuple(data.get("steps", ())), build_hints=dict(data.get("build_hints", {})),
                            precision=str(data.get("precision", "float32")),
-                           quantization=dict(data.get("quantization", {})))
+                           quantization=dict(data.get("quantization", {})),
+                           layout=str(data.get("layout", "grouped")), first_layers=str(data.get("first_layers", "")))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelFormatError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from exc
         problems = manifest.problems()
@@ -251,6 +287,10 @@ class SplitManifest:
         for entry in self.segments:
             if not entry.files:
                 problems.append(f"segment {entry.name!r} lists no file")
+        if self.layout not in SPLIT_LAYOUTS:
+            problems.append(f"layout {self.layout!r} is not one of {list(SPLIT_LAYOUTS)}")
+        elif self.layout == "factored" and not self.first_layers:
+            problems.append("layout 'factored' needs a 'first_layers' weights file")
         if not problems:
             problems += self._shape_problems()
         return problems
@@ -297,17 +337,22 @@ def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
     """Machine-readable description of what runs between segments (for ports to other runtimes)."""
     cfg = manifest.model
     (n1, r1, k1), (n2, r2, k2), (n3, r3, k3), (n4, r4, k4) = cfg.sa_layers
+    if manifest.layout == "factored":
+        first_layer = {"first_layer": f"relu(weight_xyz . xyz_norm + projected[:, j] + bias), projected = "
+                                      f"weight_features . features per source point ({manifest.first_layers})"}
+    else:
+        first_layer = {}
     return (
         {"op": "furthest_point_sample", "input": "points (N,3)", "npoint": n1, "start_index": 0,
          "skip_if_norm2_le": 1e-3, "note": f"SA2..SA4 centres are the first {n2}/{n3}/{n4} FPS picks"},
         {"op": "ball_query_group", "radius": r1, "nsample": k1, "strict_less": True, "normalize_xyz": True,
          "features": None, "to_segment": "sa1"},
         {"op": "ball_query_group", "radius": r2, "nsample": k2, "normalize_xyz": True,
-         "concat": "[xyz, sa1 features]", "to_segment": "sa2"},
+         "concat": "[xyz, sa1 features]", **first_layer, "to_segment": "sa2"},
         {"op": "ball_query_group", "radius": r3, "nsample": k3, "normalize_xyz": True,
-         "concat": "[xyz, sa2 features]", "to_segment": "sa3"},
+         "concat": "[xyz, sa2 features]", **first_layer, "to_segment": "sa3"},
         {"op": "ball_query_group", "radius": r4, "nsample": k4, "normalize_xyz": True,
-         "concat": "[xyz, sa3 features]", "to_segment": "sa4"},
+         "concat": "[xyz, sa3 features]", **first_layer, "to_segment": "sa4"},
         {"op": "three_nn_interpolate", "unknown": "sa3 centres", "known": "sa4 centres",
          "weights": "1/(euclidean+1e-8) normalised", "concat": "[interpolated, sa3 features]",
          "to_segment": "fp1"},

@@ -27,6 +27,7 @@ from graspnet_edge_ros.status import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VA
 from graspnet_edge_ros.support_plane import PlaneFitOptions, SupportPlane, SupportPlaneTracker, fit_support_plane
 from graspnet_edge_ros.targeting import check_labels, grasp_object_ids, present_labels, with_object_ids
 from graspnet_edge_ros.timing import StageTimer
+from graspnet_edge_ros.warmup import ensure_kernels_loaded
 
 STAGES = ("preprocess", "support_plane", "model", "decode", "filters", "collision", "nms", "poses")
 
@@ -74,6 +75,30 @@ class GraspDetector:
         self.candidates.configure(config)
         self._mask_cache: tuple[str, np.ndarray] | None = None
         self._plane_tracker = SupportPlaneTracker()
+        # Load the numba kernels from their on-disk cache now rather than in the first frame (about
+        # 1 s on x86; compiles them when `graspnet-edge warmup` has not run since the install).
+        ensure_kernels_loaded()
+        mask_path = config.camera.workspace_mask_path
+        if mask_path:
+            try:  # read the mask now, not in the first frame
+                self._mask_cache = (mask_path, load_mask(mask_path))
+            except InputError:
+                pass  # an unreadable mask is reported by every frame (status no_valid_input)
+
+    def prime(self) -> None:
+        """Run the model once on a synthetic table-top cloud (point models; image models: no-op).
+
+        The first inference of a process also grows ONNX Runtime's arena (page faults on every new
+        buffer) and touches every weight: call this after construction when the first real frame's
+        latency matters (the node runs a whole warm-up frame instead).
+        """
+        if self.candidates.needs_image:
+            return
+        from graspnet_edge_ros.warmup import synthetic_tabletop
+
+        depth, intrinsics = synthetic_tabletop(240, 320)
+        cloud = sample_cloud(select_workspace(depth, intrinsics, max_depth=3.0), self._num_sampled_points(), 0)
+        self.runner(cloud.sampled)
 
     @property
     def model_id(self) -> str:

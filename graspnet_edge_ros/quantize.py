@@ -10,7 +10,9 @@ angle logits (|x| ~ 10) with widths and tolerances (~0.03) in one tensor, which 
 cannot hold (the X5 kit keeps the same tail in int16). The result is an ordinary split directory
 (float32 inputs and outputs, the same manifest layout) whose manifest says ``precision: int8``.
 
-Nothing here depends on the segment layout: it quantises whatever segments the manifest lists.
+Nothing here depends on the segment layout: it quantises whatever segments the manifest lists
+(either grasp-head layout; either backbone layout: a "factored" export's first SA2..SA4 layers,
+``first_layers.npz``, run in the runtime in float32 and are copied unchanged).
 ``compare_split_models`` measures what quantisation changes in the published grasps, with the
 metrics of the X5 check (``x5.quant``): share of the float top-k reproduced, score drift, counts.
 """
@@ -29,6 +31,7 @@ from graspnet_edge_ros.errors import ExportError, InputError
 from graspnet_edge_ros.contract import SplitManifest
 
 PRECISION_INT8 = "int8"
+CPU_HEAD_LAYOUT = "shared_points"  # the grasp-head layout onnxruntime runs (contract.HEAD_LAYOUT_PREFERENCE)
 DEFAULT_CALIBRATION_SAMPLES = 16
 QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute) need opset >= 13
 REPORT_NAME = "int8_report.json"
@@ -156,6 +159,9 @@ def quantize_split(float_dir, output, frames, num_samples: int = DEFAULT_CALIBRA
             progress(f"  {entry.name}: int8 in {time.perf_counter() - start:.1f} s "
                      f"({len(details[entry.name]['float_nodes'])} output node(s) kept float)")
             segments.append(dataclasses.replace(entry, files={"onnxruntime": name}))
+    if float_manifest.first_layers:
+        # The factored backbone's first SA2..SA4 layers run in the runtime, in float32: copied as they are.
+        shutil.copyfile(float_manifest.directory / float_manifest.first_layers, output / float_manifest.first_layers)
     quantization = {
         "method": "onnxruntime.quantization.quantize_static", "format": "QDQ",
         "weights": "int8, per-channel, symmetric", "activations": "uint8, per-tensor, min/max calibration",
@@ -172,10 +178,11 @@ def quantize_split(float_dir, output, frames, num_samples: int = DEFAULT_CALIBRA
 
 def export_int8_split(model, output, frames, num_samples: int = DEFAULT_CALIBRATION_SAMPLES,
                       head_chunk_seeds: int = 64, params: dict | None = None, source: dict | None = None,
-                      report_frames=None, report_seeds: int = 2,
+                      report_frames=None, report_seeds: int = 2, layout: str = "factored",
                       progress: Callable[[str], None] = lambda _: None):
     """Float split export (temporary) -> int8 split model in ``output``; returns (manifest, report or None).
 
+    ``layout``: the float export's backbone layout (``export_split``), kept by the int8 model.
     ``report_frames``: frames the fp32 and int8 models are compared on (``compare_split_models``)
     before the float export is removed; the report is written to ``output/int8_report.json``.
     """
@@ -186,7 +193,9 @@ def export_int8_split(model, output, frames, num_samples: int = DEFAULT_CALIBRAT
     with tempfile.TemporaryDirectory(prefix="graspnet_float_split_") as scratch:
         float_dir = Path(scratch) / "float32"
         start = time.perf_counter()
-        export_split(model, float_dir, head_chunk_seeds=head_chunk_seeds, source=source)
+        # Only the grasp-head layout the CPU runs: calibration records what the pipeline calls.
+        export_split(model, float_dir, head_chunk_seeds=head_chunk_seeds, source=source, layout=layout,
+                     head_layouts=(CPU_HEAD_LAYOUT,))
         progress(f"float32 segments exported in {time.perf_counter() - start:.1f} s")
         manifest = quantize_split(float_dir, output, frames, num_samples, params, progress=progress)
         manifest = dataclasses.replace(manifest, quantization={

@@ -312,24 +312,74 @@ def _with_extent(inliers: np.ndarray, normal: np.ndarray, offset: float,
     return SupportPlane(normal, float(offset), hull, origin, axis_u, axis_v, int(len(inliers)), "fit")
 
 
+# Cells of the extent test's lookup grid per side (at most) and the rounding allowance of a cell's
+# verdict: a cell is "inside" (or "outside") only when every corner is inside every edge (or outside
+# one edge) by more than this, metres; float64 rounding of these sums is ~1e-15 m.
+_EXTENT_GRID_CELLS = 64
+_EXTENT_GRID_SLACK = 1e-9
+
+
 @numba.njit(cache=True)
 def _in_band(points, normal, offset, min_height, max_height, origin, basis, hull, margin):
-    # One pass: numpy's (N, 3) @ (3,) and (N, 2) @ (2, K) are slow for these thin shapes.
-    keep = np.zeros(points.shape[0], np.bool_)
-    for i in range(points.shape[0]):
+    """One pass for the height band, then the extent test: a (u, v) lookup grid classifies most
+    points as surely inside or outside the hull grown by ``margin``; only points in cells the
+    border crosses run the per-edge test, the same expression as for every point before, so the
+    result is the per-edge test's. (numpy's (N, 3) @ (3,) and (N, 2) @ (2, K) are slow here.)"""
+    n = points.shape[0]
+    keep = np.zeros(n, np.bool_)
+    lo_u, hi_u, lo_v, hi_v = np.inf, -np.inf, np.inf, -np.inf
+    for i in range(n):
         x, y, z = float(points[i, 0]), float(points[i, 1]), float(points[i, 2])
         height = x * normal[0] + y * normal[1] + z * normal[2] + offset
         if not (height >= min_height and height <= max_height):
             continue
+        keep[i] = True
         dx, dy, dz = x - origin[0], y - origin[1], z - origin[2]
         u = dx * basis[0, 0] + dy * basis[1, 0] + dz * basis[2, 0]
         v = dx * basis[0, 1] + dy * basis[1, 1] + dz * basis[2, 1]
-        inside = True
+        lo_u, hi_u, lo_v, hi_v = min(lo_u, u), max(hi_u, u), min(lo_v, v), max(hi_v, v)
+    if hull.shape[0] == 0 or lo_u > hi_u:
+        return keep
+    cells = _EXTENT_GRID_CELLS
+    size_u = max((hi_u - lo_u) / cells, 1e-6)
+    size_v = max((hi_v - lo_v) / cells, 1e-6)
+    # 0 = the border crosses the cell, 1 = inside, 2 = outside.
+    verdict = np.zeros((cells, cells), np.uint8)
+    for cu in range(cells):
+        for cv in range(cells):
+            inside_all = True
+            for k in range(hull.shape[0]):
+                lowest, highest = np.inf, -np.inf
+                for corner in range(4):
+                    u = lo_u + (cu + corner // 2) * size_u
+                    v = lo_v + (cv + corner % 2) * size_v
+                    value = hull[k, 0] * u + hull[k, 1] * v + hull[k, 2] - margin
+                    lowest, highest = min(lowest, value), max(highest, value)
+                if lowest > _EXTENT_GRID_SLACK:
+                    verdict[cu, cv] = 2
+                    break
+                if highest >= -_EXTENT_GRID_SLACK:
+                    inside_all = False
+            if verdict[cu, cv] == 0 and inside_all:
+                verdict[cu, cv] = 1
+    for i in range(n):
+        if not keep[i]:
+            continue
+        x, y, z = float(points[i, 0]), float(points[i, 1]), float(points[i, 2])
+        dx, dy, dz = x - origin[0], y - origin[1], z - origin[2]
+        u = dx * basis[0, 0] + dy * basis[1, 0] + dz * basis[2, 0]
+        v = dx * basis[0, 1] + dy * basis[1, 1] + dz * basis[2, 1]
+        cu = min(max(int((u - lo_u) / size_u), 0), cells - 1)
+        cv = min(max(int((v - lo_v) / size_v), 0), cells - 1)
+        if verdict[cu, cv] == 1:
+            continue
+        if verdict[cu, cv] == 2:
+            keep[i] = False
+            continue
         for k in range(hull.shape[0]):
             if hull[k, 0] * u + hull[k, 1] * v + hull[k, 2] > margin:
-                inside = False
+                keep[i] = False
                 break
-        keep[i] = inside
     return keep
 
 

@@ -72,6 +72,18 @@ def test_onnxruntime_runs_and_matches_numpy(affine_onnx):
     assert "points: float32[1,?,3]" in backend.describe() and "CPUExecutionProvider" in backend.describe()
 
 
+def test_onnxruntime_memory_arenas_give_the_same_outputs(affine_onnx):
+    """Every memory_arena setting computes the same; "shared" sessions use one arena between them."""
+    points = np.random.default_rng(1).normal(size=(1, 4000, 3)).astype(np.float32)
+    backends = [OnnxRuntimeBackend(affine_onnx, intra_op_threads=1, memory_arena=arena)
+                for arena in ("shared", "session", "off", "shared")]
+    results = [backend.run({"points": points}) for backend in backends]
+    for result in results[1:]:
+        for name in ("scaled", "total"):
+            np.testing.assert_array_equal(result[name], results[0][name])
+    np.testing.assert_allclose(results[0]["scaled"], points * 2 + 1, rtol=1e-6)
+
+
 def test_onnxruntime_input_validation(affine_onnx):
     backend = OnnxRuntimeBackend(affine_onnx)
     points = np.zeros((1, 10, 3), np.float32)
@@ -133,6 +145,7 @@ def test_onnxruntime_provider_fallback_warns_once(affine_onnx, caplog):
     ({"providers": ["npu"]}, "unknown provider 'npu'"),
     ({"intra_op_threads": -1}, "intra_op_threads"),
     ({"inter_op_threads": 1.5}, "inter_op_threads"),
+    ({"memory_arena": "pooled"}, "memory_arena must be one of"),
 ])
 def test_onnxruntime_bad_options(affine_onnx, options, fragment):
     with pytest.raises(ConfigError, match=fragment):

@@ -13,6 +13,7 @@ from graspnet_edge_ros.camera import (
     decode_color,
     decode_depth,
     prepare_points,
+    select_workspace,
 )
 from graspnet_edge_ros.errors import ConfigError, InputError
 
@@ -61,6 +62,43 @@ def test_colors_follow_their_points(scene):
     rows, cols = np.nonzero(scene.workspace_mask & (scene.depth > 0))
     np.testing.assert_array_equal(prepared.colors, scene.color[rows, cols])
     assert prepared.colors.dtype == np.uint8 and prepared.colors.shape == (prepared.num_valid, 3)
+
+
+def numpy_selection(depth_m, intrinsics, mask, min_depth, max_depth):
+    """The pixel selection and back-projection written with numpy alone (float32 throughout)."""
+    d = depth_m
+    with np.errstate(invalid="ignore"):
+        keep = (d > np.float32(max(min_depth, 0.0))) & (d <= np.float32(max_depth)) & (d < np.inf)
+    if mask is not None:
+        keep &= mask != 0
+    ids = np.flatnonzero(keep)
+    rows, cols = np.divmod(ids, intrinsics.width)
+    x_per_z = ((np.arange(intrinsics.width) - intrinsics.cx) / intrinsics.fx).astype(np.float32)
+    y_per_z = ((np.arange(intrinsics.height) - intrinsics.cy) / intrinsics.fy).astype(np.float32)
+    z = d.ravel()[ids]
+    return ids, np.stack([z * x_per_z[cols], z * y_per_z[rows], z], axis=1)
+
+
+def test_selection_equals_the_numpy_formulation(scene):
+    """The one-pass kernel keeps the same pixels, in order, with bit-identical points."""
+    rng = np.random.default_rng(5)
+    hostile = scene.depth_m.copy()
+    for value in (np.nan, np.inf, -1.0):
+        hostile[rng.random(hostile.shape) < 0.01] = value
+    z = np.unique(scene.depth_m[scene.depth_m > 0])
+    # Depth limits at pixel values (inclusive upper, exclusive lower), plain ones, and 0.7 (not a float32).
+    limits = [(0.0, np.inf), (0.0, 3.0), (0.3, 0.7), (float(z[len(z) // 4]), float(z[3 * len(z) // 4]))]
+    masks = [None, scene.workspace_mask, scene.workspace_mask.astype(np.uint8) * 255]
+    for depth in (scene.depth_m, hostile):
+        for mask in masks:
+            for low, high in limits:
+                workspace = None if mask is None else Workspace(mask=mask)
+                selection = select_workspace(depth, scene.intrinsics, None, workspace, low, high)
+                ids, points = numpy_selection(depth, scene.intrinsics, mask, low, high)
+                np.testing.assert_array_equal(selection.pixel_ids, ids)
+                np.testing.assert_array_equal(selection.cloud, points)
+                with np.errstate(invalid="ignore"):
+                    assert selection.num_valid_depth == int(((depth > 0) & (depth < np.inf)).sum())
 
 
 def test_back_project_pixels_against_hand_formula(scene):

@@ -6,6 +6,7 @@ import math
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 from conftest import require_module
@@ -402,6 +403,55 @@ def test_without_the_filter_real_grasps_put_the_hand_under_the_table(example_sce
     heights = lowest_heights(safe.grasps, plane.normal, plane.offset, GRIPPER)
     assert len(safe.grasps) >= 10
     assert not ((heights.palm < 0) | (heights.wrist < 0) | (heights.approach_up > 0.0175)).any()
+
+
+@numba.njit
+def _per_edge_in_band(points, normal, offset, min_height, max_height, origin, basis, hull, margin):
+    keep = np.zeros(points.shape[0], np.bool_)
+    for i in range(points.shape[0]):
+        x, y, z = float(points[i, 0]), float(points[i, 1]), float(points[i, 2])
+        height = x * normal[0] + y * normal[1] + z * normal[2] + offset
+        if not (height >= min_height and height <= max_height):
+            continue
+        dx, dy, dz = x - origin[0], y - origin[1], z - origin[2]
+        u = dx * basis[0, 0] + dy * basis[1, 0] + dz * basis[2, 0]
+        v = dx * basis[0, 1] + dy * basis[1, 1] + dz * basis[2, 1]
+        inside = True
+        for k in range(hull.shape[0]):
+            if hull[k, 0] * u + hull[k, 1] * v + hull[k, 2] > margin:
+                inside = False
+                break
+        keep[i] = inside
+    return keep
+
+
+def per_edge_in_band(plane, points, min_height, max_height, margin):
+    """The auto-workspace test written out (the kernel before its lookup grid): every edge, every point."""
+    basis = np.stack([plane.axis_u, plane.axis_v], axis=1)
+    return _per_edge_in_band(points, plane.normal, plane.offset, float(min_height), float(max_height), plane.origin,
+                             basis, np.ascontiguousarray(plane.hull), float(margin))
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.05, 0.3])
+def test_auto_workspace_band_equals_the_per_edge_test(example_unmasked, margin):
+    """The lookup grid of SupportPlane.in_band decides like the per-edge test, points on the border included."""
+    intrinsics, depth_m = example_unmasked
+    cloud = select_workspace(depth_m, intrinsics, max_depth=3.0).cloud
+    plane = fit_support_plane(cloud)
+    rng = np.random.default_rng(0)
+    # Points exactly on (and a hair off) the grown border: each edge's foot at a random place.
+    on_border = []
+    for a, b, c in plane.hull:
+        t = rng.uniform(-1.0, 1.0, 200)
+        foot = np.stack([-(c - margin) * a - t * b, -(c - margin) * b + t * a], axis=1)
+        for shift in (-1e-12, 0.0, 1e-12, 1e-4):
+            u, v = foot[:, 0] + shift * a, foot[:, 1] + shift * b
+            on_border.append(plane.origin + np.outer(u, plane.axis_u) + np.outer(v, plane.axis_v))
+    points = np.concatenate([cloud, np.concatenate(on_border).astype(np.float32)])
+    for low, high in ((-0.02, 0.35), (-np.inf, np.inf)):
+        expected = per_edge_in_band(plane, points, low, high, margin)
+        np.testing.assert_array_equal(plane.in_band(points, low, high, margin), expected)
+        assert 0 < expected.sum() < len(points)
 
 
 # ------------------------------------------------------------------------ cropped collision check

@@ -83,6 +83,23 @@ def test_fps_matches_reference_on_random_clouds(seed, n, npoint, near):
                                   expected)
 
 
+@pytest.mark.parametrize("shape", ["grid_ties", "plane", "duplicates", "line"])
+def test_blocked_fps_matches_reference_where_blocks_and_ties_are_hard(shape):
+    """FPS skips far blocks: exact ties, flat/thin clouds and repeated points must not change a pick."""
+    rng = np.random.default_rng(7)
+    cloud = rng.uniform(-0.5, 0.5, (2500, 3)).astype(np.float32) + np.float32([0, 0, 0.8])
+    if shape == "grid_ties":
+        cloud = np.round(cloud * 8) / 8                                  # many equal distances
+    elif shape == "plane":
+        cloud[:, 2] = 0.7
+    elif shape == "duplicates":
+        cloud[1000:] = cloud[rng.integers(0, 1000, 1500)]
+    else:
+        cloud[:, 1:] = [0.1, 0.6]
+    expected = ref.furthest_point_sample(cloud, 1500)
+    np.testing.assert_array_equal(native.furthest_point_sample(cloud, 1500), expected)
+
+
 def test_fps_skip_rule_uses_the_double_threshold():
     # A point whose float32 |p|² equals float32(1e-3) (just above the double 1e-3) is pickable;
     # one at 0.9999999e-3 is not. The start point 0 is taken even inside the skip ball.

@@ -33,6 +33,9 @@ def test_int8_export_writes_quantised_segments_and_an_int8_manifest(int8_export,
 
     manifest = SplitManifest.load(int8_export)
     assert manifest.precision == "int8"
+    # The default (factored) backbone: its first SA2..SA4 layers run in float32 in the runtime, copied as they are.
+    assert manifest.layout == "factored" and (int8_export / manifest.first_layers).is_file()
+    assert set(manifest.load_first_layers()) == {"sa2", "sa3", "sa4"}
     calibration = manifest.quantization["calibration"]
     assert calibration["samples_per_segment"] == CALIBRATION_SAMPLES
     assert "graspnet_example" in calibration["source"]
@@ -46,8 +49,8 @@ def test_int8_export_writes_quantised_segments_and_an_int8_manifest(int8_export,
         assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
         assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     # The grasp head's output tail stays float: its Concat is not fed by a DequantizeLinear.
-    head = onnx.load(str(int8_export / manifest.segment("grasp_head").files["onnxruntime"]))
-    assert manifest.quantization["float_nodes"]["grasp_head"]
+    head = onnx.load(str(int8_export / manifest.segment("grasp_head_post").files["onnxruntime"]))
+    assert manifest.quantization["float_nodes"]["grasp_head_post"]
     producers = {out: node.op_type for node in head.graph.node for out in node.output}
     output_node = next(n for n in head.graph.node if head.graph.output[0].name in n.output)
     assert output_node.op_type == "Concat"
@@ -67,7 +70,7 @@ def test_int8_report_numbers_are_computed_and_in_range(int8_export):
         assert row["grasps_fp32"] >= 0 and row["grasps_int8"] >= 0
         assert row["runs"] >= 1
     assert 0.0 <= report["top_k_match"] <= 1.0
-    assert set(report["segment_cosine"]) == {"sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach", "grasp_head"}
+    assert set(report["segment_cosine"]) == {"sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach", "crop_mlp", "grasp_head_post"}
     assert all(-1.0 <= c <= 1.0 + 1e-6 for c in report["segment_cosine"].values())
     # Each run compares the top-k of the same sampled points: the counts add up.
     for run in report["runs"]:

@@ -336,7 +336,7 @@ def test_no_library_module_imports_the_cli():
 # backend classes and exporters as strings, imported on use: a plug-in table, not an import.
 IMPORT_LAYERS = (
     ("foundation", ("__init__.py", "errors.py", "status.py", "timing.py", "digest.py", "compat.py",
-                    "dependencies.py", "cdr.py", "topics.py", "grasps.py", "config.py", "contract.py", "formats.py",
+                    "dependencies.py", "cdr.py", "topics.py", "grasps.py", "config.py", "contract.py", "formats.py", "memory.py",
                     "model/config.py", "planar/types.py", "planar/formats.py"), ()),
     ("geometry", ("geometry/*", "model/views.py", "camera.py"), ("foundation",)),
     ("backends", ("backends/*",), ("foundation",)),
@@ -347,7 +347,7 @@ IMPORT_LAYERS = (
     ("export", ("export/*", "planar/export.py"), ("foundation", "geometry", "backends", "model")),
     ("stages", ("postprocess/*", "support_plane.py", "targeting.py", "poses.py", "files.py", "visualization.py",
                 "planar/lifting.py", "planar/__init__.py"), ("foundation", "geometry")),
-    ("pipeline", ("candidates.py", "pipeline.py"), ("foundation", "geometry", "backends", "runtime", "stages")),
+    ("pipeline", ("candidates.py", "pipeline.py", "warmup.py"), ("foundation", "geometry", "backends", "runtime", "stages")),
     ("apps", ("cli.py", "quantize.py", "ros/*", "x5/*", "sim/*", "train/*"),
      ("foundation", "geometry", "backends", "runtime", "model", "export", "stages", "pipeline")),
 )

@@ -50,6 +50,9 @@ def ranges(kit):
 def test_kit_has_checked_segments_yamls_and_calibration_per_segment(kit):
     manifest = SplitManifest.load(kit)
     assert manifest.segment_names == ["sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach", "grasp_head"]
+    # What the BPU runs: the grouped backbone (whole SA MLPs, no first layers on the board's CPU), per_depth head.
+    assert (manifest.layout, manifest.first_layers, manifest.head_layouts) == ("grouped", "", ["per_depth"])
+    assert not (kit / "first_layers.npz").exists()
     for entry in manifest.segments:
         assert entry.files == {"onnxruntime": f"{entry.name}.onnx", "hobot_dnn": f"{entry.name}.bin"}
         config = yaml.safe_load((kit / f"hb_mapper_{entry.name}.yaml").read_text())

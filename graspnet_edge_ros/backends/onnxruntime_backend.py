@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -51,6 +52,9 @@ class OnnxRuntimeBackend(InferenceBackend):
         allow_spinning: let idle intra-op threads busy-wait for the next run (ORT's default). Turn
             it off when other CPU work runs between calls (the split runtime's geometry kernels):
             spinning threads would steal the cores that work needs.
+        memory_arena: where intermediate tensors live, see ``memory_options``: "shared" (default;
+            one arena for every session of the process), "session" (ORT's default: one per
+            session) or "off" (malloc/free per run).
 
     Examples:
         >>> OnnxRuntimeBackend("graspnet.onnx", intra_op_threads=2).run({"point_clouds": pts})  # doctest: +SKIP
@@ -67,6 +71,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         expected_inputs: ExpectedShapes | None = None,
         expected_outputs: ExpectedShapes | None = None,
         allow_spinning: bool = True,
+        memory_arena: str = "shared",
     ) -> None:
         super().__init__(model_path)
         ort = self.import_runtime()
@@ -81,6 +86,7 @@ class OnnxRuntimeBackend(InferenceBackend):
             options.inter_op_num_threads = _thread_count("inter_op_threads", inter_op_threads)
             if inter_op_threads > 1:
                 options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        memory_options(ort, options, memory_arena)
         requested = resolve_providers(providers)
         offered = set(ort.get_available_providers())
         usable = [p for p in requested if p in offered]
@@ -126,6 +132,44 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     def describe(self) -> str:
         return f"{super().describe()} | providers: {self.providers}"
+
+
+# ------------------------------------------------------------------------------ memory options
+MEMORY_ARENAS = ("shared", "session", "off")
+_shared_arena_lock = threading.Lock()
+_shared_arena_registered = False
+
+
+def memory_options(ort, options, memory_arena: str = "shared") -> None:
+    """Set where the intermediate tensors of a session live (``options``: ``ort.SessionOptions``).
+
+    "session" is ORT's default: each session keeps its own CPU arena, which grows to that session's
+    peak and never shrinks; the split model's segment sessions then hold one peak each for good
+    (0.3-0.4 GB more resident memory than "shared" on 20000 points, benchmarks/bench_memory.py).
+    "shared": one arena registered in ORT's process-wide environment serves every session that
+    asks for it (``session.use_env_allocators``); the segments run one after another, so it only
+    grows to the largest single run. Same latency as "session" (measured in one process).
+    "off": no arena, tensors are malloc'd and freed per run: the least memory, but every run
+    page-faults its buffers in again (+40-60 % process CPU time per frame measured here).
+    """
+    if memory_arena not in MEMORY_ARENAS:
+        raise ConfigError(f"onnxruntime: memory_arena must be one of {MEMORY_ARENAS}, got {memory_arena!r}")
+    options.enable_cpu_mem_arena = memory_arena != "off"
+    if memory_arena == "shared":
+        _register_shared_arena(ort)
+        options.add_session_config_entry("session.use_env_allocators", "1")
+
+
+def _register_shared_arena(ort) -> None:
+    """Register the process-wide CPU arena in ORT's environment, once (ORT refuses a second one)."""
+    global _shared_arena_registered
+    with _shared_arena_lock:
+        if _shared_arena_registered:
+            return
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        # max_mem, extend strategy, initial chunk, max dead bytes per chunk: -1 / 0 = ORT's defaults.
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+        _shared_arena_registered = True
 
 
 def _thread_count(option: str, value) -> int:

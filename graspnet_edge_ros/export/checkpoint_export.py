@@ -27,6 +27,7 @@ class ExportRequest:
     num_points: int = 20000            # GraspNet single file: static point count
     opset: int | None = None           # single file (GraspNet 17, planar 11)
     head_chunk_seeds: int = 64         # GraspNet split: seeds per grasp-head call
+    split_layout: str = "factored"     # GraspNet split: backbone layout, "factored" or "grouped" (X5 kit)
     input_size: int | None = None      # planar: square input side
     angle_output: str = "argmax"       # AFFGA-Net: "argmax" or "logits"
 
@@ -46,9 +47,9 @@ def export_graspnet(request: ExportRequest) -> str:
     start = time.perf_counter()
     if request.split:
         manifest = export_split(model, request.output, head_chunk_seeds=request.head_chunk_seeds,
-                                source=request.source())
-        return (f"wrote {len(manifest.segments)} segments (grasp head layouts: {', '.join(manifest.head_layouts)}) "
-                f"+ manifest.json to {request.output} "
+                                source=request.source(), layout=request.split_layout)
+        return (f"wrote {len(manifest.segments)} segments ({manifest.layout} backbone, grasp head layouts: "
+                f"{', '.join(manifest.head_layouts)}) + manifest.json to {request.output} "
                 f"in {time.perf_counter() - start:.1f} s")
     opset = GRASPNET_SINGLE_FILE_OPSET if request.opset is None else request.opset
     path = export_single_file(model, request.output, num_points=request.num_points, opset=opset,

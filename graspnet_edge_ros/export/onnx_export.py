@@ -16,10 +16,11 @@ from torch import nn
 
 from graspnet_edge_ros import __version__
 from graspnet_edge_ros.errors import ExportError
-from graspnet_edge_ros.contract import HEAD_LAYOUTS, SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS, SplitManifest
+from graspnet_edge_ros.contract import (FIRST_LAYERS_FILE, HEAD_LAYOUTS, SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS,
+                                        SPLIT_LAYOUTS, SplitManifest)
 from graspnet_edge_ros.model.graspnet import GraspNet
-from graspnet_edge_ros.model.segments import (DEFAULT_CROP_CHUNK_POINTS, INPUT_NAME, OUTPUT_NAME, manifest_for_model,
-                                              segment_modules, segment_specs)
+from graspnet_edge_ros.model.segments import (DEFAULT_CROP_CHUNK_POINTS, INPUT_NAME, OUTPUT_NAME, first_layer_weights,
+                                              manifest_for_model, segment_modules, segment_specs)
 
 # What the X5 BPU runs natively (edge_deploy.md §0/§2.5); anything else in a segment is an error.
 BPU_SEGMENT_OPS = frozenset({"Conv", "Relu", "MaxPool", "ReduceMax", "Concat", "Reshape", "Flatten",
@@ -80,17 +81,26 @@ def export_single_file(model: GraspNet, output: str | Path, num_points: int = 20
 
 def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int = 64,
                  source: dict | None = None, head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
-                 crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS) -> SplitManifest:
+                 crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS, layout: str = "factored") -> SplitManifest:
     """Each learned segment as an opset-11, IR<=7, fixed-shape 4-D ONNX file, plus manifest.json.
 
-    ``head_layouts``: the grasp-head layouts to write (``contract.HEAD_LAYOUTS``); by
-    default both, so one directory runs fastest on the CPU and as the X5 BPU runs it.
+    Two independent choices (see model/segments.py and README, "Split layouts"):
+    ``layout``: the backbone's, "factored" (default, fastest on a CPU; the first SA2..SA4 layers go
+    to FIRST_LAYERS_FILE) or "grouped" (every SA segment runs its whole MLP; the X5 kit's layout).
+    ``head_layouts``: the grasp-head layouts to write (``contract.HEAD_LAYOUTS``); by default both,
+    so one directory runs fastest on the CPU and as the X5 BPU runs it.
     """
+    if layout not in SPLIT_LAYOUTS:
+        raise ExportError(f"layout must be one of {list(SPLIT_LAYOUTS)}, got {layout!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    modules = segment_modules(model)
+    modules = segment_modules(model, layout)
     files = {}
-    for spec in segment_specs(model.config, head_chunk_seeds, head_layouts, crop_chunk_points):
+    first_layers = ""
+    if layout == "factored":
+        first_layers = FIRST_LAYERS_FILE
+        np.savez(directory / first_layers, **first_layer_weights(model))
+    for spec in segment_specs(model.config, head_chunk_seeds, head_layouts, crop_chunk_points, layout):
         path = directory / f"{spec.name}.onnx"
         example = torch.zeros(spec.input_shape, dtype=torch.float32)
         try:
@@ -101,7 +111,8 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
                ir_version=BPU_MAX_IR_VERSION)
         check_segment(path, spec.input_shape, spec.output_shape)
         files[spec.name] = {"onnxruntime": path.name}
-    manifest = manifest_for_model(model, directory, head_chunk_seeds, files, source, head_layouts, crop_chunk_points)
+    manifest = manifest_for_model(model, directory, head_chunk_seeds, files, source, head_layouts, crop_chunk_points,
+                                  layout, first_layers)
     manifest.save()
     return manifest
 

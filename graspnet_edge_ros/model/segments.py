@@ -5,6 +5,15 @@ segments in native CPU kernels; each segment is only 1x1 Conv2d / BatchNorm / Re
 Concat, the op set the Horizon X5 BPU runs. Every segment has one float32 NCHW input named
 ``input`` and one float32 output named ``output``, batch 1. Segments do not depend on the number of
 input points, so one export serves any ``num_points``.
+
+Two backbone layouts (``SPLIT_LAYOUTS``, manifest key ``layout``) differ only in where SA2..SA4 start:
+- "grouped": each SA segment takes the grouped [normalised xyz, features] and runs its whole MLP
+  (what the X5 kit converts and calibrates).
+- "factored": the first SA2..SA4 layer is linear in [xyz, features], so the runtime applies it
+  outside the segment: its feature half once per source point (numpy), its xyz half, bias and
+  ReLU per group in a numba kernel; the segment takes those activations and runs the remaining
+  layers. Same function, about a third fewer multiply-adds (the first layer sees 2048/1024/512
+  points instead of 32768/8192/4096 groups); the weights of that layer ship in ``FIRST_LAYERS_FILE``.
 """
 from __future__ import annotations
 
@@ -13,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 import torch
 from torch import nn
 
-from graspnet_edge_ros.contract import (CROP_FEATURES, HEAD_LAYOUTS, SEGMENT_INPUT, SEGMENT_OUTPUT, SegmentEntry,
-                                        SplitManifest, geometry_steps)
+from graspnet_edge_ros.contract import (CROP_FEATURES, FACTORED_SA, HEAD_LAYOUTS, SEGMENT_INPUT, SEGMENT_OUTPUT,
+                                        SPLIT_LAYOUTS, SegmentEntry, SplitManifest, geometry_steps)
 from graspnet_edge_ros.errors import ConfigError
 from graspnet_edge_ros.model.config import GraspNetConfig
 from graspnet_edge_ros.model.graspnet import GraspNet
@@ -43,8 +51,8 @@ class SegmentSpec:
 
 def segment_specs(config: GraspNetConfig, head_chunk_seeds: int = DEFAULT_HEAD_CHUNK_SEEDS,
                   head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
-                  crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS) -> list[SegmentSpec]:
-    """Segment names and fixed shapes: the backbone in execution order, then each head layout's."""
+                  crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS, layout: str = "grouped") -> list[SegmentSpec]:
+    """Segment names and fixed shapes: the backbone (``layout``) in execution order, then each head layout's."""
     (n1, _, k1), (n2, _, k2), (n3, _, k3), (n4, _, k4) = config.sa_layers
     rows = head_chunk_seeds * config.num_depth
     head_out = 4 * config.num_angle
@@ -60,18 +68,26 @@ def segment_specs(config: GraspNetConfig, head_chunk_seeds: int = DEFAULT_HEAD_C
                         "OperationNet + ToleranceNet on the per-depth max of crop_mlp; row = seed*4 + depth"),
         ],
     }
-    unknown = [layout for layout in head_layouts if layout not in heads]
+    unknown = [head for head in head_layouts if head not in heads]
     if unknown or not head_layouts:
         raise ConfigError(f"head_layouts must name some of {list(heads)}, got {list(head_layouts)}")
+    if layout not in SPLIT_LAYOUTS:
+        raise ConfigError(f"layout must be one of {list(SPLIT_LAYOUTS)}, got {layout!r}")
+    if layout == "factored":
+        sa_specs = [SegmentSpec(name, (1, 128, n, k), (1, 256, n, 1),
+                                f"{name.upper()} MLP after its first layer (applied by the runtime) + max")
+                    for name, n, k in (("sa2", n2, k2), ("sa3", n3, k3), ("sa4", n4, k4))]
+    else:
+        sa_specs = [SegmentSpec("sa2", (1, 131, n2, k2), (1, 256, n2, 1), "SA2 MLP + max"),
+                    SegmentSpec("sa3", (1, 259, n3, k3), (1, 256, n3, 1), "SA3 MLP + max"),
+                    SegmentSpec("sa4", (1, 259, n4, k4), (1, 256, n4, 1), "SA4 MLP + max")]
     return [
         SegmentSpec("sa1", (1, 3, n1, k1), (1, 128, n1, 1), "SA1 MLP + max over ball samples"),
-        SegmentSpec("sa2", (1, 131, n2, k2), (1, 256, n2, 1), "SA2 MLP + max"),
-        SegmentSpec("sa3", (1, 259, n3, k3), (1, 256, n3, 1), "SA3 MLP + max"),
-        SegmentSpec("sa4", (1, 259, n4, k4), (1, 256, n4, 1), "SA4 MLP + max"),
+        *sa_specs,
         SegmentSpec("fp1", (1, 512, n3, 1), (1, 256, n3, 1), "FP1 MLP on [interpolated, skip]"),
         SegmentSpec("fp2_approach", (1, 512, n2, 1), (1, 2 + config.num_view, n2, 1),
                     "FP2 MLP + ApproachNet: objectness (2) and view scores"),
-    ] + [spec for layout in HEAD_LAYOUTS if layout in head_layouts for spec in heads[layout]]
+    ] + [spec for head in HEAD_LAYOUTS if head in head_layouts for spec in heads[head]]
 
 
 class _FP2Approach(nn.Module):
@@ -93,14 +109,26 @@ class _GraspHeadPost(nn.Module):
         return self.grasp_generator.head(x)
 
 
-def segment_modules(model: GraspNet) -> dict[str, nn.Module]:
+class _AfterFirstLayer(nn.Module):
+    """An SA layer without its first MLP layer: (B, C1, S, K) first-layer activations -> (B, C_out, S, 1)."""
+
+    def __init__(self, set_abstraction: nn.Module):
+        super().__init__()
+        self.layers = nn.Sequential(*list(set_abstraction.mlp_module)[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.amax(self.layers(x), dim=3, keepdim=True)
+
+
+def segment_modules(model: GraspNet, layout: str = "grouped") -> dict[str, nn.Module]:
     """The model's own submodules (shared weights) keyed by segment name."""
     backbone = model.view_estimator.backbone
+    sa = {name: getattr(backbone, name) for name in ("sa2", "sa3", "sa4")}
+    if layout == "factored":
+        sa = {name: _AfterFirstLayer(module) for name, module in sa.items()}
     return {
         "sa1": backbone.sa1,
-        "sa2": backbone.sa2,
-        "sa3": backbone.sa3,
-        "sa4": backbone.sa4,
+        **sa,
         "fp1": backbone.fp1,
         "fp2_approach": _FP2Approach(model),
         "grasp_head": model.grasp_generator,
@@ -111,15 +139,17 @@ def segment_modules(model: GraspNet) -> dict[str, nn.Module]:
 
 def manifest_for_model(model: GraspNet, directory: Path, head_chunk_seeds: int, files: dict[str, dict[str, str]],
                        source: dict | None = None, head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
-                       crop_chunk_points: int | None = None) -> SplitManifest:
+                       crop_chunk_points: int | None = None, layout: str = "grouped",
+                       first_layers: str = "") -> SplitManifest:
     """The manifest describing ``model``'s segments; ``files`` maps segment -> {backend: file}."""
     cfg = model.config
     entries = tuple(SegmentEntry(spec.name, dict(files.get(spec.name, {})), spec.input_shape, spec.output_shape,
                                  spec.description)
                     for spec in segment_specs(cfg, head_chunk_seeds, head_layouts,
-                                              crop_chunk_points or DEFAULT_CROP_CHUNK_POINTS))
+                                              crop_chunk_points or DEFAULT_CROP_CHUNK_POINTS, layout))
     manifest = SplitManifest(directory=Path(directory), segments=entries, model=cfg,
-                             head_chunk_seeds=head_chunk_seeds, source=source or {})
+                             head_chunk_seeds=head_chunk_seeds, source=source or {}, layout=layout,
+                             first_layers=first_layers)
     return dataclasses.replace(manifest, steps=geometry_steps(manifest))
 
 
@@ -138,3 +168,24 @@ def torch_segment_runners(model: GraspNet, head_chunk_seeds: int = DEFAULT_HEAD_
     e.g. ``runtime.split.SplitGraspNet(*torch_segment_runners(model))``."""
     manifest = manifest_for_model(model, Path("."), head_chunk_seeds, files={})
     return manifest, {name: _TorchSegment(module) for name, module in segment_modules(model).items()}
+
+
+def first_layer_weights(model: GraspNet) -> dict[str, np.ndarray]:
+    """The first SA2..SA4 layer with its eval-mode BatchNorm folded in, for the "factored" layout.
+
+    Keys ``{sa}.weight_xyz`` (C, 3), ``{sa}.weight_features`` (C, C_in), ``{sa}.bias`` (C,), float32;
+    relu(W_xyz · xyz_norm + W_features · features + bias) is the layer's output.
+    """
+    backbone = model.view_estimator.backbone
+    weights = {}
+    with torch.no_grad():
+        for name in FACTORED_SA:
+            layer = getattr(backbone, name).mlp_module[0]
+            bn = layer.bn.bn
+            scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            weight = layer.conv.weight.double()[:, :, 0, 0] * scale[:, None]
+            bias = bn.bias.double() - bn.running_mean.double() * scale
+            weights[f"{name}.weight_xyz"] = weight[:, :3].float().numpy().copy()
+            weights[f"{name}.weight_features"] = weight[:, 3:].float().numpy().copy()
+            weights[f"{name}.bias"] = bias.float().numpy().copy()
+    return weights

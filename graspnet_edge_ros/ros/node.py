@@ -725,6 +725,9 @@ def main(args=None, *, detector_factory=None) -> int:
 
     from rclpy.exceptions import ParameterException
 
+    from graspnet_edge_ros.memory import return_large_buffers
+
+    return_large_buffers()  # frame-sized buffers go back to the OS: RSS stays flat (README, "Memory")
     rclpy.init(args=args)
     try:
         node = GraspDetectorNode(detector_factory=detector_factory)

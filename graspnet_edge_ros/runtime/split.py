@@ -10,9 +10,15 @@ runs the CloudCrop MLP on every (seed, depth)'s 64 cylinder samples inside one s
 X5 BPU runs); ``shared_points`` runs it once per distinct (seed, point) of the 4 nested cylinders
 (``crop_mlp``), max-pools each depth's members in a numba kernel and runs the operation and
 tolerance heads on the pooled features (``grasp_head_post``): ~2.5x fewer MLP evaluations.
+
+Independently, the backbone has two layouts (manifest ``layout``, ``contract.SPLIT_LAYOUTS``):
+``grouped`` SA2..SA4 segments take the grouped [normalised xyz, features] and run their whole MLP
+(the X5 kit); ``factored`` ones start after their first layer, which runs here from the folded
+weights in ``first_layers.npz`` (feature half once per source point, xyz half per group).
 """
 from __future__ import annotations
 
+import threading
 from typing import Callable, Mapping
 
 import numpy as np
@@ -54,6 +60,9 @@ class SplitGraspNet:
         self.head_layout = head_layout
         self.runners = dict(runners)
         self.template_views = generate_grasp_views(manifest.model.num_view)
+        # "factored" layout: the first SA2..SA4 layer runs here (segments.py), from these weights.
+        self.first_layers = manifest.load_first_layers() if manifest.layout == "factored" else None
+        self._buffers = threading.local()
         self.last_timings_ms: dict[str, float] = {}
 
     @classmethod
@@ -88,30 +97,13 @@ class SplitGraspNet:
             raise InputError("points contain NaN or inf")
         m = self.manifest.model
         timer = StageTimer()
-        (n1, r1, k1), (n2, r2, k2), (n3, r3, k3), (n4, r4, k4) = m.sa_layers
-        with timer("fps"):
-            fps_indices = native.furthest_point_sample(points, n1)
-            sa1_xyz = points[fps_indices]
-            # Prefix property of index-0 FPS: deeper SA centres are prefixes of SA1's order.
-            sa2_xyz, sa3_xyz, sa4_xyz = sa1_xyz[:n2], sa1_xyz[:n3], sa1_xyz[:n4]
-        with timer("ball_query"):
-            sa1_in = _group_xyz(points, sa1_xyz, native.ball_query(points, sa1_xyz, r1, k1), r1)[None]
-        sa1_features = self._run("sa1", sa1_in, timer)
-        with timer("ball_query"):
-            sa2_in = _group_with_features(sa1_xyz, sa1_features, sa2_xyz, r2, k2)
-        sa2_features = self._run("sa2", sa2_in, timer)
-        with timer("ball_query"):
-            sa3_in = _group_with_features(sa2_xyz, sa2_features, sa3_xyz, r3, k3)
-        sa3_features = self._run("sa3", sa3_in, timer)
-        with timer("ball_query"):
-            sa4_in = _group_with_features(sa3_xyz, sa3_features, sa4_xyz, r4, k4)
-        sa4_features = self._run("sa4", sa4_in, timer)
-        with timer("interpolate"):
-            fp1_in = np.concatenate([_interpolate(sa3_xyz, sa4_xyz, sa4_features), sa3_features], axis=0)
-        fp1_features = self._run("fp1", fp1_in[None, :, :, None], timer)
-        with timer("interpolate"):
-            fp2_in = np.concatenate([_interpolate(sa2_xyz, sa3_xyz, fp1_features), sa2_features], axis=0)
-        approach = self._run("fp2_approach", fp2_in[None, :, :, None], timer)
+        n2 = m.sa_layers[1][0]
+        fps_indices, (sa1_xyz, sa2_xyz, sa3_xyz, sa4_xyz), (sa2_features, sa3_features, sa4_features) = \
+            self._set_abstractions(points, timer)
+        fp1_features = self._run("fp1", self._propagate("fp1", sa3_xyz, sa4_xyz, sa4_features, sa3_features,
+                                                         timer), timer)
+        approach = self._run("fp2_approach", self._propagate("fp2_approach", sa2_xyz, sa3_xyz, fp1_features,
+                                                              sa2_features, timer), timer)
 
         with timer("approach_decode"):
             objectness = approach[0:2]
@@ -140,6 +132,61 @@ class SplitGraspNet:
         }
         self.last_timings_ms = dict(timer.ms)
         return outputs
+
+    def _set_abstractions(self, points: np.ndarray, timer: StageTimer):
+        """FPS indices, SA1..SA4 centres and SA2..SA4 features ((C, S) each)."""
+        m = self.manifest.model
+        (n1, r1, k1), (n2, _, _), (n3, _, _), (n4, _, _) = m.sa_layers
+        with timer("fps"):
+            fps_indices = native.furthest_point_sample(points, n1)
+            sa1_xyz = points[fps_indices]
+            # Prefix property of index-0 FPS: deeper SA centres are prefixes of SA1's order.
+            centres = (sa1_xyz, sa1_xyz[:n2], sa1_xyz[:n3], sa1_xyz[:n4])
+        with timer("ball_query"):
+            idx = native.ball_query(points, sa1_xyz, r1, k1)
+            sa1_in = native.group_xyz(points, sa1_xyz, idx, r1, out=self._buffer("sa1", (1, 3, n1, k1))[0])
+        features = self._run("sa1", sa1_in[None], timer)
+        outputs = []
+        for name, (_, radius, nsample), source_xyz, xyz in zip(("sa2", "sa3", "sa4"), m.sa_layers[1:],
+                                                                centres, centres[1:]):
+            with timer("ball_query"):
+                idx = native.ball_query(source_xyz, xyz, radius, nsample)
+            if self.first_layers is None:
+                with timer("ball_query"):
+                    grouped = self._buffer(name, (1, 3 + len(features), len(xyz), nsample))
+                    native.group_xyz(source_xyz, xyz, idx, radius, out=grouped[0, :3])
+                    np.take(features, idx, axis=1, out=grouped[0, 3:])
+            else:
+                weight_xyz, weight_features, bias = self.first_layers[name]
+                with timer("sa_first_layer"):
+                    # Linear in the features: once per source point, not once per (centre, neighbour).
+                    projected = weight_features @ features
+                    grouped = self._buffer(name, (1, len(bias), len(xyz), nsample))
+                    native.group_first_layer(source_xyz, xyz, idx, radius, projected, weight_xyz, bias,
+                                             out=grouped[0])
+            features = self._run(name, grouped, timer)
+            outputs.append(features)
+        return fps_indices, centres, tuple(outputs)
+
+    def _propagate(self, name: str, unknown: np.ndarray, known: np.ndarray, known_features: np.ndarray,
+                   skip_features: np.ndarray, timer: StageTimer) -> np.ndarray:
+        """(1, C_known + C_skip, n, 1) FP segment input: [three-NN interpolated, skip features]."""
+        with timer("interpolate"):
+            channels = len(known_features)
+            fp_in = self._buffer(name, (1, channels + len(skip_features), len(unknown), 1))
+            dist, idx = native.three_nn(unknown, known)
+            native.three_interpolate(known_features, idx, native.interpolation_weights(dist),
+                                     out=fp_in[0, :channels, :, 0])
+            fp_in[0, channels:, :, 0] = skip_features
+        return fp_in
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 segment-input buffer reused across calls (per thread: callers may share a net)."""
+        buffers = self._buffers.__dict__
+        buffer = buffers.get(name)
+        if buffer is None or buffer.shape != shape:
+            buffer = buffers[name] = np.empty(shape, np.float32)
+        return buffer
 
     def _grasp_head(self, points: np.ndarray, seed_xyz: np.ndarray, seed_rot: np.ndarray,
                     selected: np.ndarray, timer: StageTimer) -> np.ndarray:
@@ -186,29 +233,3 @@ class SplitGraspNet:
         return [self._run("grasp_head_post", pooled[None, :, r:r + rows_per_call, None], timer)
                 for r in range(0, calls * rows_per_call, rows_per_call)]
 
-
-def _group_xyz(xyz: np.ndarray, centers: np.ndarray, idx: np.ndarray, radius: float,
-               out: np.ndarray | None = None) -> np.ndarray:
-    """(3, S, K) of (xyz[idx] - centre) / radius: the official normalised SA grouping."""
-    out = np.empty((3,) + idx.shape, np.float32) if out is None else out
-    for axis in range(3):
-        # np.take is several times faster than fancy indexing for these gathers.
-        np.subtract(np.take(xyz[:, axis], idx), centers[:, axis, None], out=out[axis])
-    out /= np.float32(radius)
-    return out
-
-
-def _group_with_features(xyz: np.ndarray, features: np.ndarray, centers: np.ndarray,
-                         radius: float, nsample: int) -> np.ndarray:
-    """(1, 3 + C, S, K): [normalised xyz, features] gathered at the ball-query indices."""
-    idx = native.ball_query(xyz, centers, radius, nsample)
-    grouped = np.empty((1, 3 + features.shape[0]) + idx.shape, np.float32)
-    _group_xyz(xyz, centers, idx, radius, out=grouped[0, :3])
-    np.take(features, idx, axis=1, out=grouped[0, 3:])
-    return grouped
-
-
-def _interpolate(unknown: np.ndarray, known: np.ndarray, known_features: np.ndarray) -> np.ndarray:
-    """(C, n) official three-NN inverse-distance interpolation of known features."""
-    dist, idx = native.three_nn(unknown, known)
-    return native.three_interpolate(known_features, idx, native.interpolation_weights(dist))

@@ -266,9 +266,12 @@ def prepare_x5_kit(checkpoint, output, frames: FrameSource, num_samples: int = 1
     start = time.perf_counter()
     model = load_graspnet(checkpoint)
     source = {"source_checkpoint": Path(checkpoint).name, "source_sha256": file_digest(checkpoint, 64)}
-    # The BPU runs the per_depth grasp head (calibrated, int16 output tail); the shared_points layout
-    # would add a numba pooling step on the board's CPU between two BPU calls, not measured there.
-    manifest = export_split(model, kit, head_chunk_seeds=head_chunk_seeds, source=source, head_layouts=("per_depth",))
+    # The BPU runs the grouped backbone (whole SA MLPs; the factored layout's first SA2-SA4 layers
+    # would run on the board's CPU, their calibration not checked there) and the per_depth grasp
+    # head (calibrated, int16 output tail; shared_points would add a numba pooling step on the
+    # board's CPU between two BPU calls, not measured there).
+    manifest = export_split(model, kit, head_chunk_seeds=head_chunk_seeds, source=source, layout="grouped",
+                            head_layouts=("per_depth",))
     progress(f"exported {len(manifest.segments)} segments to {kit} in {time.perf_counter() - start:.1f} s")
     checks = check_segments(manifest)
     progress("X5 check: every segment fits the limits, every op on the BPU")

@@ -1,0 +1,133 @@
+"""Split layouts: the "factored" SA2-SA4 segments (first layer applied by the runtime) against the
+"grouped" ones (whole SA MLPs, what the X5 kit converts), on the real example scene."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from graspnet_edge_ros.errors import ModelFormatError
+from graspnet_edge_ros.geometry import native
+from graspnet_edge_ros.postprocess.decode import decode_grasps
+from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.runtime.split import SplitGraspNet
+
+pytest.importorskip("torch", reason="exporting the model needs PyTorch")
+
+
+@pytest.fixture(scope="module")
+def grouped_dir(graspnet_checkpoint, tmp_path_factory):
+    from graspnet_edge_ros.export.onnx_export import export_split
+    from graspnet_edge_ros.model.checkpoint import load_graspnet
+
+    directory = tmp_path_factory.mktemp("grouped_split")
+    export_split(load_graspnet(graspnet_checkpoint), directory, layout="grouped")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def grouped_raw(grouped_dir, example_cloud):
+    return SplitGraspNet.from_directory(grouped_dir)(example_cloud.sampled, skip_background_seeds=False)
+
+
+def test_default_export_is_factored_and_the_x5_layout_is_grouped(split_model_dir, grouped_dir):
+    factored, grouped = SplitManifest.load(split_model_dir), SplitManifest.load(grouped_dir)
+    assert (factored.layout, grouped.layout) == ("factored", "grouped")
+    assert (split_model_dir / factored.first_layers).is_file() and not grouped.first_layers
+    assert factored.segment("sa2").input_shape == (1, 128, 1024, 32)
+    assert grouped.segment("sa2").input_shape == (1, 131, 1024, 32)
+    # The backbone layout is independent of the grasp head's: export --split writes both heads either way.
+    assert factored.head_layouts == grouped.head_layouts == ["per_depth", "shared_points"]
+
+
+def test_factored_layout_gives_the_grouped_outputs_and_the_same_grasps(split_model_dir, grouped_raw, example_cloud):
+    factored_raw = SplitGraspNet.from_directory(split_model_dir)(example_cloud.sampled, skip_background_seeds=False)
+    assert set(factored_raw) == set(grouped_raw)
+    for name, expected in grouped_raw.items():
+        if expected.dtype.kind == "f":
+            np.testing.assert_allclose(factored_raw[name], expected, atol=1e-4, rtol=0, err_msg=name)
+        else:
+            np.testing.assert_array_equal(factored_raw[name], expected, err_msg=name)
+    ours, reference = decode_grasps(factored_raw), decode_grasps(grouped_raw)
+    assert len(reference) > 100
+    np.testing.assert_allclose(ours.array, reference.array, atol=1e-4, rtol=0)
+
+
+def test_directory_without_a_layout_entry_runs_as_grouped(grouped_dir, grouped_raw, example_cloud, tmp_path):
+    """Split directories written before layouts existed have no "layout" key: they still load and run."""
+    old = tmp_path / "old_split"
+    old.mkdir()
+    for path in grouped_dir.iterdir():
+        (old / path.name).write_bytes(path.read_bytes())
+    data = json.loads((old / "manifest.json").read_text())
+    del data["layout"]
+    (old / "manifest.json").write_text(json.dumps(data))
+    net = SplitGraspNet.from_directory(old)
+    assert net.manifest.layout == "grouped" and net.first_layers is None
+    raw = net(example_cloud.sampled, skip_background_seeds=False)
+    for name, expected in grouped_raw.items():
+        np.testing.assert_array_equal(raw[name], expected, err_msg=name)
+
+
+def test_directory_from_before_both_layout_axes_runs_as_grouped_per_depth(grouped_dir, example_cloud, tmp_path):
+    """No "layout", no "head_layouts", only the grasp_head segment: how split directories used to look."""
+    old = tmp_path / "old_split"
+    old.mkdir()
+    for path in grouped_dir.iterdir():
+        if path.name not in ("crop_mlp.onnx", "grasp_head_post.onnx"):
+            (old / path.name).write_bytes(path.read_bytes())
+    data = json.loads((old / "manifest.json").read_text())
+    del data["layout"], data["head_layouts"]
+    data["segments"] = [s for s in data["segments"] if s["name"] not in ("crop_mlp", "grasp_head_post")]
+    (old / "manifest.json").write_text(json.dumps(data))
+    net = SplitGraspNet.from_directory(old)
+    assert (net.manifest.layout, net.head_layout, net.first_layers) == ("grouped", "per_depth", None)
+    raw = net(example_cloud.sampled, skip_background_seeds=False)
+    expected = SplitGraspNet.from_directory(grouped_dir, head_layout="per_depth")(example_cloud.sampled,
+                                                                                  skip_background_seeds=False)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(raw[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"layout": "tiled"}, "layout 'tiled'"),
+    ({"first_layers": None}, "needs a 'first_layers'"),
+    ({"first_layers": "missing.npz"}, "unreadable first-layer weights"),
+])
+def test_bad_layout_entries_are_model_format_errors(split_model_dir, tmp_path, change, message):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in split_model_dir.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    data = json.loads((broken / "manifest.json").read_text())
+    for key, value in change.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    (broken / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFormatError, match=message):
+        SplitGraspNet.from_directory(broken)
+
+
+def test_first_layer_kernel_equals_the_dense_layer_on_grouped_inputs(split_model_dir, example_cloud):
+    """relu(W · [xyz_norm, features] + b) computed densely per group (float64) vs the factored kernel."""
+    manifest = SplitManifest.load(split_model_dir)
+    weight_xyz, weight_features, bias = manifest.load_first_layers()["sa2"]
+    (n1, _, _), (n2, radius, nsample) = manifest.model.sa_layers[:2]
+    points = example_cloud.sampled
+    centres = points[native.furthest_point_sample(points, n1)]
+    features = np.random.default_rng(0).uniform(0, 2, (weight_features.shape[1], n1)).astype(np.float32)
+    idx = native.ball_query(centres, centres[:n2], radius, nsample)
+    grouped_xyz = native.group_xyz(centres, centres[:n2], idx, radius)
+    np.testing.assert_array_equal(grouped_xyz, (centres[idx] - centres[:n2, None]).transpose(2, 0, 1)
+                                  / np.float32(radius))                   # the official float32 formula
+    dense = np.concatenate([grouped_xyz, features[:, idx]]).astype(np.float64)
+    weight = np.concatenate([weight_xyz, weight_features], axis=1).astype(np.float64)
+    expected = np.maximum(np.einsum("ci,isk->csk", weight, dense) + bias[:, None, None], 0)
+    out = np.full((len(bias), n2, nsample), np.nan, np.float32)
+    got = native.group_first_layer(centres, centres[:n2], idx, radius, weight_features @ features, weight_xyz,
+                                   bias, out=out)
+    assert got is out
+    np.testing.assert_allclose(got, expected, atol=2e-5, rtol=0)
