@@ -6,6 +6,8 @@ SHARED ?= $(or $(GRASPNET_EDGE_SHARED),../shared)
 GRASPNET_MODEL ?= $(SHARED)/models/graspnet_edge_grasp.pth
 EXAMPLE_DATA ?= $(SHARED)/data/graspnet_example
 PYTEST_ARGS ?=
+# extra arguments of benchmarks/run_all.py (e.g. BENCH_ARGS=--full)
+BENCH_ARGS ?=
 # test paths for test, test-ros and test-core (e.g. TEST_PATHS=test/test_replay.py)
 TEST_PATHS ?= test/
 ARM64_WHEELS ?= pinned
@@ -64,7 +66,7 @@ demo: setup
 		GRASPNET_MODEL="$(abspath $(GRASPNET_MODEL))" EXAMPLE_DATA="$(abspath $(EXAMPLE_DATA))" scripts/demo.sh
 
 bench: setup
-	@$(WITH_ENV) GRASPNET_EDGE_SHARED="$(abspath $(SHARED))" python benchmarks/run_all.py
+	@$(WITH_ENV) GRASPNET_EDGE_SHARED="$(abspath $(SHARED))" python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build build-* install install-* log log-* .pytest_cache

@@ -18,7 +18,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.common import example_points, median_ms  # noqa: E402
+from benchmarks.common import example_points, median_ms, write_figures  # noqa: E402
 from graspnet_edge_ros.geometry import native  # noqa: E402
 from graspnet_edge_ros.model.views import viewpoint_params_to_matrix  # noqa: E402
 
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-points", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-torch", action="store_true", help="native timings only")
+    parser.add_argument("--json", help="write the figures here (run_all.py's summary)")
     args = parser.parse_args(argv)
 
     cloud = load_example_cloud(args.num_points)
@@ -88,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"geometry operators, example scene, N = {len(cloud)}, {os.cpu_count()} CPUs, "
           f"median of {args.repeats} after warm-up")
     print(f"{'operator':<52} {'native ms':>10} {'torch ms':>10} {'torch/native':>13}")
+    figures = {}
     for name, native_call, torch_case in cases:
         native_ms = median_ms(native_call, args.repeats)
+        figures[name] = {"native_ms": round(native_ms, 3)}
         if torch_ops is None or torch_case is None:
             print(f"{name:<52} {native_ms:10.2f}")
             continue
@@ -100,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         repeats = min(args.repeats, 2) if torch_name == "furthest_point_sample" else args.repeats
         torch_ms = median_ms(lambda: torch_fn(*tensors, **kwargs), repeats)
         print(f"{name:<52} {native_ms:10.2f} {torch_ms:10.2f} {torch_ms / native_ms:12.1f}x")
+        figures[name]["torch_ms"] = round(torch_ms, 3)
+    headline = {}
+    for name, timings in figures.items():
+        if name.startswith(("FPS", "SA1", "cylinder query")):
+            torch_text = f" (torch {timings['torch_ms']:.0f} ms)" if "torch_ms" in timings else ""
+            headline[f"geometry: {name}"] = f"{timings['native_ms']:.1f} ms{torch_text}"
+    write_figures(args.json, figures, headline)
     return 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, example_points, machine_line, print_table, shared_dir  # noqa: E402
+from benchmarks.common import REPO, example_points, machine_line, print_table, shared_dir, write_figures  # noqa: E402
 
 INT8_CACHE = REPO / "artifacts" / "graspnet_int8"
 
@@ -70,8 +70,12 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-int8", action="store_true", help="skip the int8 split model")
     parser.add_argument("--calibration-samples", type=int, default=16, help="int8: calibration inputs per segment")
     parser.add_argument("--report-seeds", type=int, default=3, help="int8 report: samplings per frame")
+<<<<<<< HEAD
+    parser.add_argument("--json", help="write the figures here (run_all.py's summary)")
+=======
     parser.add_argument("--cpu-time", action="store_true",
                         help="one thread everywhere and CPU time instead of wall time (a busy, shared machine)")
+>>>>>>> main
     args = parser.parse_args(argv)
     clock = time.perf_counter
     if args.cpu_time:
@@ -168,6 +172,11 @@ def main(argv=None) -> int:
               f"{segments['fp32']:.0f} -> {segments['int8']:.0f} ms, the geometry kernels do not change)")
         print()
         print(format_report(report))
+    # Every row of the forward table (every variant in ``results``) reaches run_all.py's summary.
+    write_figures(args.json, {"forward_ms": {name: round(ms, 1) for name, ms in results},
+                              "split_stages_ms": {kind: {name: float(median_stage(kind, name)) for name in names}
+                                                  for kind in stage_samples}},
+                  {f"forward: {name}": f"{ms:.0f} ms ({torch_ms / ms:.1f}x torch)" for name, ms in results})
     return 0
 
 

@@ -6,6 +6,12 @@ automatic workspace above the fitted table). Targets on this machine: preprocess
 unmasked frame; collision + NMS <= 30 ms for 1024 candidates (see bench_postprocess.py for the
 1024-candidate comparison against straightforward references). The minimum is printed next to the
 median: on a shared machine it is the better estimate of the cost on an idle one.
+Then the throughput of the detector's three phases (prepare, infer, finish) run one frame at a
+time vs overlapped on consecutive frames in three threads, as the node does (pipeline_frames),
+without ROS, on the masked frame: a backlog of frames, both ways alternately in one process,
+identical results checked; once with the model on the CPU, once with the model off the CPU as on an
+accelerator (RDK X5 BPU, GPU), simulated: the runner's real outputs for the frame, returned after
+sleeping its measured time.
 """
 from __future__ import annotations
 
@@ -13,17 +19,24 @@ import argparse
 import statistics
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import example_frame, machine_line, print_table, shared_dir  # noqa: E402
+from benchmarks.common import example_frame, machine_line, print_table, shared_dir, write_figures  # noqa: E402
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--overlap-frames", type=int, default=8, help="frames per overlap run (0 = skip)")
+    parser.add_argument("--overlap-rounds", type=int, default=2, help="runs per mode, alternating")
+    parser.add_argument("--json", help="write the figures here (run_all.py's summary)")
     args = parser.parse_args(argv)
 
     from graspnet_edge_ros.config import DetectorConfig
@@ -33,7 +46,7 @@ def main(argv=None) -> int:
 
     color, depth, _, intrinsics, scale = example_frame()
     mask_path = shared_dir() / "data" / "graspnet_example" / "workspace_mask.png"
-    cases = {}
+    cases, overlap = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         export_split(load_graspnet(shared_dir() / "models" / "graspnet_edge_grasp.pth"), tmp)
         for case, mask in (("masked", str(mask_path)), ("unmasked", "")):
@@ -44,6 +57,14 @@ def main(argv=None) -> int:
             runs = [detector.detect(color, depth, "16UC1", intrinsics) for _ in range(args.repeat)]
             assert all(r.ok for r in runs), runs[0].reason
             cases[case] = runs
+            if case == "masked" and args.overlap_frames > 0:
+                frames = [(color, depth, "16UC1", intrinsics)] * args.overlap_frames
+                model_s = statistics.median(r.timings_ms["model"] for r in runs) / 1e3
+                overlap["model on the CPU"] = compare_phases(detector, frames, args.overlap_rounds)
+                off_cpu = GraspDetector(detector.config, runner=OffCpuRunner(detector.runner,
+                                                                             runs[-1].cloud.sampled, model_s))
+                overlap[f"model off the CPU (simulated, {model_s * 1e3:.0f} ms)"] = compare_phases(
+                    off_cpu, frames, args.overlap_rounds)
     rows = []
     for stage in STAGES:
         row = [stage]
@@ -62,7 +83,91 @@ def main(argv=None) -> int:
         counts = runs[-1].counts
         print(f"\n{case}: {runs[-1].cloud.num_valid} workspace points; {counts.get('decoded')} decoded -> "
               f"{counts.get('published')} published; counts {counts}")
+    figures = {"stages_ms_median_min": {row[0]: row[1:] for row in rows}}
+    headline = {f"pipeline ({case}): total per frame": f"{row[1 + 2 * index]} ms (min {row[2 + 2 * index]})"
+                for index, case in enumerate(cases) for row in rows[-1:]}
+    headline["pipeline (unmasked): preprocess"] = f"{rows[0][3]} ms (min {rows[0][4]}; target <= 15 ms)"
+    if overlap:
+        reference = cases["masked"][-1].grasps.array
+        table, figures["overlap_frames_per_s"] = [], {}
+        for case, by_mode in overlap.items():
+            rates = {mode: statistics.median(args.overlap_frames / seconds for seconds, _ in mode_runs)
+                     for mode, mode_runs in by_mode.items()}
+            identical = all(np.array_equal(result.grasps.array, reference) for mode_runs in by_mode.values()
+                            for _, results in mode_runs for result in results)
+            ratio = rates[True] / rates[False]
+            table.append([case, f"{rates[True]:.2f}", f"{rates[False]:.2f}", f"{ratio:.2f}x", identical])
+            figures["overlap_frames_per_s"][case] = {"overlapped": rates[True], "one_at_a_time": rates[False],
+                                                     "identical_results": identical}
+            headline[f"pipeline: phases overlapped / one at a time, {case}"] = (
+                f"{rates[True]:.2f} / {rates[False]:.2f} frames/s ({ratio:.2f}x)")
+        print_table(f"Phases overlapped vs one frame at a time (frames/s; masked frame, {args.overlap_frames} "
+                    f"frames waiting, median of {args.overlap_rounds} alternating runs each)",
+                    ["model", "overlapped (3 threads)", "one at a time", "ratio", "same grasps"], table)
+    write_figures(args.json, figures, headline)
     return 0
+
+
+class OffCpuRunner:
+    """A runner whose model runs off the CPU (an accelerator): the real runner's outputs for the one
+    benchmark frame, returned after sleeping the real runner's measured time (the CPU is free meanwhile)."""
+
+    def __init__(self, runner, points, seconds: float):
+        self._runner, self._raw, self._seconds = runner, runner(points), seconds
+        self.last_timings_ms = dict(runner.last_timings_ms)
+
+    def __getattr__(self, name):  # model_id, num_points, backend_name, ...
+        return getattr(self._runner, name)
+
+    def __call__(self, points):
+        time.sleep(self._seconds)
+        return {name: value.copy() for name, value in self._raw.items()}
+
+
+def compare_phases(detector, frames: list, rounds: int) -> dict:
+    """{pipelined: [(seconds, results), ...]}, both modes alternately ``rounds`` times."""
+    runs = {True: [], False: []}
+    for _ in range(rounds):
+        for pipelined in (True, False):
+            detector.reset_support_plane()
+            runs[pipelined].append(run_phases(detector, frames, pipelined))
+    return runs
+
+
+def run_phases(detector, frames: list, pipelined: bool) -> tuple[float, list]:
+    """(seconds, results) of ``frames`` through prepare -> infer -> finish, in three threads handing
+    frames on as the node does (ros/frame_pipeline.py), or one frame at a time."""
+    from graspnet_edge_ros.ros.frame_pipeline import FramePipeline
+
+    pipeline, results = FramePipeline(), [None] * len(frames)
+
+    def prepare():
+        for index, (color, depth, encoding, intrinsics) in enumerate(frames):
+            pipeline.admit(pipelined)
+            start = time.perf_counter()
+            prepared = detector.prepare(color, depth, encoding, intrinsics)
+            pipeline.to_model((index, prepared), time.perf_counter() - start)
+
+    def infer():
+        for _ in frames:
+            (index, prepared), _ = pipeline.next_for_model()
+            start = time.perf_counter()
+            output = detector.infer(prepared)
+            pipeline.to_finish((index, prepared, output), time.perf_counter() - start)
+
+    def finish():
+        for _ in frames:
+            (index, prepared, output), _ = pipeline.next_for_finish()
+            results[index] = detector.finish(prepared, output)
+            pipeline.finished()
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=phase) for phase in (prepare, infer, finish)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start, results
 
 
 if __name__ == "__main__":

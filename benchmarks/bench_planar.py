@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import example_frame, machine_line, print_table, shared_dir  # noqa: E402
+from benchmarks.common import example_frame, machine_line, print_table, shared_dir, write_figures  # noqa: E402
 
 STAGES = ("prepare", "network", "decode")
 
@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-affga", action="store_true", help="skip AFFGA-Net (70M parameters, slow on CPU)")
+    parser.add_argument("--json", help="write the figures here (run_all.py's summary)")
     args = parser.parse_args(argv)
 
     import torch
@@ -62,6 +63,8 @@ def main(argv=None) -> int:
           f"onnxruntime)")
     print_table("Median per-frame time (ms)", ["model", *STAGES, "total"],
                 [[name, *(f"{t[s]:.1f}" for s in STAGES), f"{sum(t.values()):.1f}"] for name, t in rows])
+    write_figures(args.json, {name: t for name, t in rows},
+                  {f"planar: {name}": f"{sum(t.values()):.0f} ms per frame" for name, t in rows})
     return 0
 
 

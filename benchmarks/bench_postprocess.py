@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
-from benchmarks.common import example_points, median_ms  # noqa: E402
+from benchmarks.common import example_points, median_ms, write_figures  # noqa: E402
 from graspnet_edge_ros.grasps import ROTATION, TRANSLATION, GraspGroup  # noqa: E402
 from graspnet_edge_ros.model import views as grasp_views  # noqa: E402
 from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector  # noqa: E402
@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grasps", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--json", help="write the figures here (run_all.py's summary)")
     args = parser.parse_args(argv)
 
     cloud = load_masked_cloud()
@@ -121,6 +122,12 @@ def main(argv=None) -> int:
     total = collision_fast + nms_fast
     print(f"collision + nms: {total:.2f} ms (target <= 30 ms): {'OK' if total <= 30 else 'MISSED'}")
     unmasked_frame(grasps, args.repeats)
+    write_figures(args.json, {"grasps": len(grasps), "collision_ms": collision_fast,
+                              "collision_reference_ms": collision_reference, "nms_ms": nms_fast,
+                              "nms_reference_ms": nms_reference},
+                  {f"collision + NMS, {len(grasps)} grasps": f"{total:.1f} ms (target <= 30 ms)",
+                   "collision vs official port": f"{collision_reference / collision_fast:.0f}x",
+                   "NMS vs per-grasp loop": f"{nms_reference / nms_fast:.0f}x"})
     return 0
 
 

@@ -11,6 +11,7 @@ frames / rate seconds of input plus a bounded drain.
     set +u; . scripts/env.sh; set -u
     python benchmarks/bench_soak.py                 # 1000 frames, 30 Hz, full resolution
     python benchmarks/bench_soak.py --frames 300 --downscale 2 --json soak.json
+    python benchmarks/bench_soak.py --frames 600 --pipeline compare --rounds 2   # pipelining on vs off
 """
 from __future__ import annotations
 
@@ -76,6 +77,107 @@ def rss_at(samples, when: float) -> float:
     return min(samples, key=lambda s: abs(s[0] - when))[1]
 
 
+def run_soak(bag, resolution: str, model: Path, mask: Path, work: Path, args,
+             pipeline_frames: bool | None) -> dict | None:
+    """Play ``bag`` into a fresh node (``pipeline_frames`` None = the node's default); its figures, or
+    None when the node died."""
+    from graspnet_edge_ros.ros.replay import replay_bag
+    from graspnet_edge_ros.ros.replay_cli import NodeProcess, node_command
+
+    record = work / "soak_record.mcap"
+    if record.exists():
+        record.unlink()
+    params = {"sampling_seed": "0", "workspace_mask_path": str(mask)}
+    if pipeline_frames is not None:
+        params["pipeline_frames"] = "true" if pipeline_frames else "false"
+    command = node_command(model, params=params)
+    with NodeProcess(command, work / "node.log") as node:
+        sampler = ProcessSampler(node.pid)
+        sampler.start()
+        sampler.mark("spawned")
+        summary = replay_bag(bag, record, rate=1.0, alive=node.alive, start_timeout_s=120.0,
+                             drain_timeout_s=60.0, on_play=lambda: sampler.mark("play"),
+                             log=lambda text: print(text, flush=True))
+        sampler.mark("drained")
+        sampler.stop()
+        code, how = node.stop()
+    if node.died_early is not None:
+        print(f"the node died during the soak (exit code {node.died_early}); see {work / 'node.log'}")
+        return None
+
+    run = sampler.between("play", "drained")
+    rss_start, rss_end = rss_at(sampler.samples, sampler.marks["play"]), run[-1][1]
+    rss_peak = max(s[1] for s in run)
+    half = [s for s in run if s[0] >= run[0][0] + (run[-1][0] - run[0][0]) / 2]
+    slope = np.polyfit([s[0] for s in half], [s[1] for s in half], 1)[0] * 60 if len(half) > 2 else float("nan")
+    cpu = (run[-1][2] - run[0][2]) / max(run[-1][0] - run[0][0], 1e-9) * 100
+    counters = summary.node_counters()
+    stages = summary.stage_latency()
+    e2e = summary.e2e_latency_ms
+    figures = {
+        "pipeline_frames": "default" if pipeline_frames is None else pipeline_frames,
+        "frames_in_bag": args.frames, "resolution": resolution,
+        "bag_rate_hz": args.rate_hz, "frames_published": summary.frames_in,
+        "input_rate_hz": round(summary.input_rate_hz, 2),
+        "node_frames_received": counters.get("frames_received"),
+        "results_out": summary.results_out, "output_rate_hz": round(summary.output_rate_hz, 2),
+        "node_frames_dropped": summary.dropped_frames, "frames_without_result": summary.unanswered_frames,
+        "statuses": dict(summary.statuses),
+        "total_ms_median": round(stages.get("total", (float("nan"),))[0], 1),
+        "model_ms_median": round(stages.get("model", (float("nan"),))[0], 1),
+        "e2e_ms_median": round(float(np.median(e2e)), 1) if e2e else None,
+        "e2e_ms_p95": round(float(np.percentile(e2e, 95)), 1) if e2e else None,
+        "rss_mb_ready": round(rss_start, 1), "rss_mb_peak": round(rss_peak, 1), "rss_mb_end": round(rss_end, 1),
+        "rss_mb_at_25_50_75_pct_of_play": " / ".join(
+            f"{rss_at(run, run[0][0] + q * summary.play_time_s):.0f}" for q in (0.25, 0.5, 0.75)),
+        "rss_growth_mb": round(rss_end - rss_start, 1), "rss_slope_mb_per_min_2nd_half": round(float(slope), 2),
+        "node_cpu_percent": round(cpu, 0), "play_s": round(summary.play_time_s, 1),
+        "wall_s": round(summary.wall_time_s, 1), "node_stop": f"{how}, exit {code}",
+    }
+    print()
+    print(summary.table())
+    return figures
+
+
+def compare_modes(runs: list[dict]) -> dict:
+    """Pipelining on vs off over interleaved runs: medians per mode and the output-rate ratio."""
+    by_mode = {mode: [r for r in runs if r["pipeline_frames"] is mode] for mode in (True, False)}
+    if not all(by_mode.values()):
+        return {}
+
+    def median(mode, name):
+        values = [r[name] for r in by_mode[mode] if r[name] is not None]
+        return float(np.median(values)) if values else float("nan")
+
+    comparison = {}
+    for name in ("output_rate_hz", "e2e_ms_median", "e2e_ms_p95", "total_ms_median", "model_ms_median",
+                 "node_cpu_percent", "rss_mb_peak"):
+        comparison[name] = {"pipelined": round(median(True, name), 2), "one_at_a_time": round(median(False, name), 2)}
+    comparison["output_rate_ratio"] = round(median(True, "output_rate_hz") / median(False, "output_rate_hz"), 2)
+    comparison["e2e_p50_added_ms"] = round(median(True, "e2e_ms_median") - median(False, "e2e_ms_median"), 1)
+    comparison["rounds"] = len(by_mode[True])
+    return comparison
+
+
+def soak_headline(runs: list[dict], comparison: dict) -> dict:
+    """run_all.py's summary rows."""
+    first = runs[0]
+    label = f"soak {first['frames_in_bag']} frames {first['resolution']} at {first['bag_rate_hz']:g} Hz"
+    if comparison:
+        rates, p50, p95 = (comparison[k] for k in ("output_rate_hz", "e2e_ms_median", "e2e_ms_p95"))
+        return {
+            f"{label}: results/s, pipelining on / off": f"{rates['pipelined']:.2f} / {rates['one_at_a_time']:.2f} "
+                                                        f"({comparison['output_rate_ratio']:.2f}x)",
+            f"{label}: latency p50 on / off": f"{p50['pipelined']:.0f} / {p50['one_at_a_time']:.0f} ms",
+            f"{label}: latency p95 on / off": f"{p95['pipelined']:.0f} / {p95['one_at_a_time']:.0f} ms",
+            f"{label}: node RSS peak": f"{comparison['rss_mb_peak']['pipelined']:.0f} MB",
+        }
+    return {f"{label}: results/s": f"{first['output_rate_hz']:.2f}",
+            f"{label}: latency p50 / p95": f"{first['e2e_ms_median']} / {first['e2e_ms_p95']} ms",
+            f"{label}: node RSS ready / peak / end": f"{first['rss_mb_ready']:.0f} / {first['rss_mb_peak']:.0f} / "
+                                                    f"{first['rss_mb_end']:.0f} MB"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=1000)
@@ -83,13 +185,15 @@ def main(argv=None) -> int:
     parser.add_argument("--downscale", type=int, default=1, help="1 = the real 1280x720 capture")
     parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     parser.add_argument("--model", help="split dir / .onnx / checkpoint (default: export the shared checkpoint)")
+    parser.add_argument("--pipeline", choices=["default", "on", "off", "compare"], default="default",
+                        help="the node's pipeline_frames: its default, on, off, or compare = on and off "
+                             "alternately (--rounds times each) with the ratio of their output rates")
+    parser.add_argument("--rounds", type=int, default=1, help="with --pipeline compare: runs per mode")
     parser.add_argument("--work-dir", help="keep the bag, recording and node log here (default: temp, removed)")
     parser.add_argument("--json", help="write the figures as JSON here")
     args = parser.parse_args(argv)
 
     from graspnet_edge_ros.ros.bags import RgbdCapture, write_capture_bag
-    from graspnet_edge_ros.ros.replay import replay_bag
-    from graspnet_edge_ros.ros.replay_cli import NodeProcess, node_command
 
     shared = shared_dir()
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="graspnet_soak_"))
@@ -119,56 +223,30 @@ def main(argv=None) -> int:
         print(f"bag: {args.frames} frames {capture.width}x{capture.height} at {args.rate_hz:g} Hz, "
               f"{bag_mb:.0f} MB, {args.storage} ({time.monotonic() - start:.1f} s to write)", flush=True)
 
-        record = work / "soak_record.mcap"
-        if record.exists():
-            record.unlink()
-        command = node_command(model, params={"sampling_seed": "0", "workspace_mask_path": str(mask)})
-        with NodeProcess(command, work / "node.log") as node:
-            sampler = ProcessSampler(node.pid)
-            sampler.start()
-            sampler.mark("spawned")
-            summary = replay_bag(bag, record, rate=1.0, alive=node.alive, start_timeout_s=120.0,
-                                 drain_timeout_s=60.0, on_play=lambda: sampler.mark("play"),
-                                 log=lambda text: print(text, flush=True))
-            sampler.mark("drained")
-            sampler.stop()
-            code, how = node.stop()
-        if node.died_early is not None:
-            print(f"the node died during the soak (exit code {node.died_early}); see {work / 'node.log'}")
-            return 1
-
-        run = sampler.between("play", "drained")
-        rss_start, rss_end = rss_at(sampler.samples, sampler.marks["play"]), run[-1][1]
-        rss_peak = max(s[1] for s in run)
-        half = [s for s in run if s[0] >= run[0][0] + (run[-1][0] - run[0][0]) / 2]
-        slope = np.polyfit([s[0] for s in half], [s[1] for s in half], 1)[0] * 60 if len(half) > 2 else float("nan")
-        cpu = (run[-1][2] - run[0][2]) / max(run[-1][0] - run[0][0], 1e-9) * 100
-        counters = summary.node_counters()
-        stages = summary.stage_latency()
-        figures = {
-            "frames_in_bag": args.frames, "resolution": f"{capture.width}x{capture.height}",
-            "bag_rate_hz": args.rate_hz, "frames_published": summary.frames_in,
-            "input_rate_hz": round(summary.input_rate_hz, 2),
-            "node_frames_received": counters.get("frames_received"),
-            "results_out": summary.results_out, "output_rate_hz": round(summary.output_rate_hz, 2),
-            "node_frames_dropped": summary.dropped_frames, "frames_without_result": summary.unanswered_frames,
-            "statuses": dict(summary.statuses),
-            "total_ms_median": round(stages.get("total", (float("nan"),))[0], 1),
-            "model_ms_median": round(stages.get("model", (float("nan"),))[0], 1),
-            "e2e_ms_median": round(float(np.median(summary.e2e_latency_ms)), 1) if summary.e2e_latency_ms else None,
-            "rss_mb_ready": round(rss_start, 1), "rss_mb_peak": round(rss_peak, 1), "rss_mb_end": round(rss_end, 1),
-            "rss_mb_at_25_50_75_pct_of_play": " / ".join(
-                f"{rss_at(run, run[0][0] + q * summary.play_time_s):.0f}" for q in (0.25, 0.5, 0.75)),
-            "rss_growth_mb": round(rss_end - rss_start, 1), "rss_slope_mb_per_min_2nd_half": round(float(slope), 2),
-            "node_cpu_percent": round(cpu, 0), "play_s": round(summary.play_time_s, 1),
-            "wall_s": round(summary.wall_time_s, 1), "node_stop": f"{how}, exit {code}",
-        }
-        print()
-        print(summary.table())
-        print_table(f"soak: {args.frames} frames at {args.rate_hz:g} Hz into the node ({machine_line()})",
-                    ["figure", "value"], [[k, v] for k, v in figures.items()])
+        modes = {"default": [None], "on": [True], "off": [False], "compare": [True, False] * max(1, args.rounds)}
+        runs = []
+        for pipeline_frames in modes[args.pipeline]:
+            figures = run_soak(bag, f"{capture.width}x{capture.height}", model, mask, work, args, pipeline_frames)
+            if figures is None:
+                return 1
+            runs.append(figures)
+            print_table(f"soak: {args.frames} frames at {args.rate_hz:g} Hz into the node, pipeline_frames "
+                        f"{figures['pipeline_frames']} ({machine_line()})",
+                        ["figure", "value"], [[k, v] for k, v in figures.items()])
+        output = dict(runs[0]) if len(runs) == 1 else {"runs": runs}
+        comparison = compare_modes(runs)
+        if comparison:
+            rows = [[name, value["pipelined"], value["one_at_a_time"]] for name, value in comparison.items()
+                    if isinstance(value, dict)]
+            print_table(f"pipelining on vs off, medians of {comparison['rounds']} interleaved run(s) per mode "
+                        f"({machine_line()})", ["figure", "pipeline_frames true", "false"], rows)
+            print(f"\noutput rate with pipelining: {comparison['output_rate_ratio']:.2f}x (target >= 1.3x); "
+                  f"median latency added: {comparison['e2e_p50_added_ms']:+.0f} ms")
+            output["comparison"] = comparison
+        output["machine"] = machine_line()
+        output["headline"] = soak_headline(runs, comparison)
         if args.json:
-            Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+            Path(args.json).write_text(json.dumps(output, indent=2) + "\n")
         return 0
     finally:
         if not args.work_dir:

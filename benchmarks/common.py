@@ -73,3 +73,16 @@ def print_table(title: str, header: list[str], rows: list[list]) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print("| " + " | ".join(str(x).ljust(w) for x, w in zip(row, widths)) + " |")
+
+
+def write_figures(path: str | None, figures: dict, headline: dict) -> None:
+    """Write a benchmark's figures as JSON (``--json``; ``run_all.py`` collects them).
+
+    ``headline``: {label: value as text}, this benchmark's rows of run_all's summary table.
+    """
+    if not path:
+        return
+    import json
+
+    Path(path).write_text(json.dumps({"machine": machine_line(), "headline": headline, "figures": figures},
+                                     indent=2, default=str) + "\n")

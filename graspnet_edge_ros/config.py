@@ -597,5 +597,5 @@ def detector_parameters(path) -> dict:
 NODE_ONLY_PARAMETERS = frozenset({
     "color_topic", "depth_topic", "camera_info_topic", "object_mask_topic", "qos_reliability", "qos_depth", "slop",
     "queue_size", "exact_sync", "warmup", "diagnostics_period_s", "mode", "service_timeout_s", "target_frame",
-    "tf_timeout_s", "max_markers", "input_timeout_s", "use_sim_time",
+    "tf_timeout_s", "max_markers", "input_timeout_s", "pipeline_frames", "use_sim_time",
 })

@@ -120,6 +120,9 @@ class GraspDetector:
                up_hint: np.ndarray | None = None) -> DetectionResult:
         """Run every stage on one frame; never raises for bad input (see ``status``/``reason``).
 
+        The same as ``finish(prepared, infer(prepared))`` with ``prepared = prepare(...)`` (same
+        arguments): the node runs those three phases on different frames at once.
+
         Raises ConfigError only for a configuration no frame can satisfy: ``table_plane_frame`` set
         without a ``support_plane`` (see ``check_table_plane_frame``).
 
@@ -137,6 +140,18 @@ class GraspDetector:
             up_hint: camera-frame "up" (3,) for ``table_plane_mode: fit``, e.g. the z axis of
                 ``table_plane_frame`` through TF (the node passes it): the fitted plane must lie
                 within 60 deg of it, so a wall cannot be taken for the table whatever the camera's roll.
+        """
+        prepared = self.prepare(color, depth, depth_encoding, intrinsics, object_labels=object_labels,
+                                target_object_ids=target_object_ids, support_plane=support_plane, up_hint=up_hint)
+        return self.finish(prepared, self.infer(prepared))
+
+    def prepare(self, color: np.ndarray | None, depth: np.ndarray, depth_encoding: str,
+                intrinsics: CameraIntrinsics, *, object_labels: np.ndarray | None = None,
+                target_object_ids=None, support_plane: SupportPlane | None = None,
+                up_hint: np.ndarray | None = None) -> "PreparedFrame":
+        """Phase 1 of ``detect`` (same arguments): decode depth, back-project, workspace, support
+        plane, sampling. Updates the support-plane tracker, so frames must be prepared in their
+        order; a frame that ends here (bad input, nothing to do) comes back ``settled``.
         """
         check_table_plane_frame(self.config, support_plane)
         timer = StageTimer()
@@ -160,15 +175,46 @@ class GraspDetector:
                 selection = self._auto_workspace(selection, context)
                 cloud = self._sample(selection, context)
         except InputError as exc:
-            return DetectionResult(STATUS_NO_VALID_INPUT, str(exc), timings_ms=timer.ms, model_id=self.model_id,
-                                   support_plane=context.plane, plane_note=context.plane_note,
-                                   warnings=context.warnings)
+            return PreparedFrame.of_result(DetectionResult(
+                STATUS_NO_VALID_INPUT, str(exc), timings_ms=timer.ms, model_id=self.model_id,
+                support_plane=context.plane, plane_note=context.plane_note, warnings=context.warnings), timer)
         except _NothingToDo as exc:
-            return DetectionResult(STATUS_NO_GRASP, str(exc), timings_ms=timer.ms, model_id=self.model_id,
-                                   support_plane=context.plane, plane_note=context.plane_note,
-                                   warnings=context.warnings)
+            return PreparedFrame.of_result(DetectionResult(
+                STATUS_NO_GRASP, str(exc), timings_ms=timer.ms, model_id=self.model_id,
+                support_plane=context.plane, plane_note=context.plane_note, warnings=context.warnings), timer)
         frame = ImageFrame(color, depth_m, intrinsics, workspace)
-        return self._detect_prepared(cloud, timer, frame, context)
+        return self._prepared(cloud, timer, frame, context)
+
+    def infer(self, prepared: "PreparedFrame") -> "ModelOutput | None":
+        """Phase 2 of ``detect``: the model and the decoder on a prepared frame.
+
+        None when there is nothing to run (a settled frame) or the model failed: ``finish`` then
+        returns the frame's status. Touches only the candidate generator and this frame (ONNX
+        Runtime releases the GIL), so it may run while other frames are prepared or finished.
+        """
+        if prepared.settled:
+            return None
+        try:
+            grasps, extra_filters = self._candidates(prepared.cloud, prepared.timer, prepared.result,
+                                                     prepared.frame, prepared.context)
+        except GraspNetEdgeError as exc:
+            prepared.settle(exc)
+            return None
+        return ModelOutput(grasps, extra_filters)
+
+    def finish(self, prepared: "PreparedFrame", model_output: "ModelOutput | None") -> DetectionResult:
+        """Phase 3 of ``detect``: filters, collision check, NMS, top-k and poses -> the frame's result."""
+        result = prepared.result
+        if not prepared.settled and model_output is None:
+            prepared.settle(GraspNetEdgeError("finish() was given no model output for a frame that needs one"))
+        if not prepared.settled:
+            try:
+                self._post_process(model_output.grasps, model_output.extra_filters, prepared.cloud, prepared.timer,
+                                   result, prepared.context)
+            except GraspNetEdgeError as exc:
+                prepared.settle(exc)
+        result.timings_ms = dict(prepared.timer.ms)
+        return result
 
     def detect_cloud(self, cloud: PreparedCloud, timer: StageTimer | None = None,
                      frame: ImageFrame | None = None) -> DetectionResult:
@@ -186,21 +232,15 @@ class GraspDetector:
                 self._find_support_plane(cloud.cloud, context, None)
         except InputError as exc:
             return DetectionResult(STATUS_NO_VALID_INPUT, str(exc), timings_ms=timer.ms, model_id=self.model_id)
-        return self._detect_prepared(cloud, timer, frame, context)
+        prepared = self._prepared(cloud, timer, frame, context)
+        return self.finish(prepared, self.infer(prepared))
 
-    def _detect_prepared(self, cloud: PreparedCloud, timer: StageTimer, frame: ImageFrame | None,
-                         context: "_FrameContext") -> DetectionResult:
+    def _prepared(self, cloud: PreparedCloud, timer: StageTimer, frame: ImageFrame | None,
+                  context: "_FrameContext") -> "PreparedFrame":
         result = DetectionResult(STATUS_OK, cloud=cloud, model_id=self.model_id, timings_ms=timer.ms,
                                  support_plane=context.plane, plane_note=context.plane_note,
                                  warnings=context.warnings)
-        try:
-            self._run_stages(cloud, timer, result, frame, context)
-        except InputError as exc:
-            result.status, result.reason = STATUS_NO_VALID_INPUT, str(exc)
-        except GraspNetEdgeError as exc:
-            result.status, result.reason = STATUS_ERROR, f"{type(exc).__name__}: {exc}"
-        result.timings_ms = dict(timer.ms)
-        return result
+        return PreparedFrame(result, timer, context, cloud, frame)
 
     # --------------------------------------------------------------- support plane, workspace
     def _find_support_plane(self, points: np.ndarray, context: "_FrameContext",
@@ -281,10 +321,13 @@ class GraspDetector:
         return dataclasses.replace(full, sampled=sampled.sampled, sampled_indices=indices)
 
     # ----------------------------------------------------------------------------- the stages
-    def _run_stages(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult,
-                    frame: ImageFrame | None, context: "_FrameContext") -> None:
+    def _candidates(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult,
+                    frame: ImageFrame | None, context: "_FrameContext") -> tuple[GraspGroup, list]:
+        return self.candidates.generate(self.config, cloud, frame, timer, result.counts, context)
+
+    def _post_process(self, grasps: GraspGroup, extra_filters: list, cloud: PreparedCloud, timer: StageTimer,
+                      result: DetectionResult, context: "_FrameContext") -> None:
         cfg = self.config
-        grasps, extra_filters = self.candidates.generate(cfg, cloud, frame, timer, result.counts, context)
         with timer("filters"):
             if context.labels is not None:
                 grasps = with_object_ids(grasps, grasp_object_ids(grasps, context.labels, context.intrinsics))
@@ -366,6 +409,45 @@ class GraspDetector:
 
 class _NothingToDo(GraspNetEdgeError):
     """The frame is fine but nothing asked for can be in it (e.g. the target object is absent)."""
+
+
+@dataclass
+class PreparedFrame:
+    """One frame between the phases of ``GraspDetector.detect`` (prepare -> infer -> finish).
+
+    Holds the result being built and the frame's stage timer; one thread works on it at a time.
+    ``settled``: the result is final (bad input, nothing to do, a failed model): infer and finish
+    pass it through.
+    """
+
+    result: DetectionResult
+    timer: StageTimer
+    context: "_FrameContext | None" = None
+    cloud: PreparedCloud | None = None
+    frame: ImageFrame | None = None
+    settled: bool = False
+
+    @classmethod
+    def of_result(cls, result: DetectionResult, timer: StageTimer | None = None) -> "PreparedFrame":
+        """A frame whose result is already known (e.g. its messages could not be converted)."""
+        return cls(result, timer if timer is not None else StageTimer(), settled=True)
+
+    def settle(self, error: GraspNetEdgeError) -> None:
+        """End the frame with ``error``: no_valid_input for bad input, error for anything else."""
+        if isinstance(error, InputError):
+            self.result.status, self.result.reason = STATUS_NO_VALID_INPUT, str(error)
+        else:
+            self.result.status, self.result.reason = STATUS_ERROR, f"{type(error).__name__}: {error}"
+        self.settled = True
+
+
+@dataclass
+class ModelOutput:
+    """What ``GraspDetector.infer`` hands to ``finish``: decoded candidate grasps (camera frame)
+    and the filters their source adds (image models: the workspace test of their pixels)."""
+
+    grasps: GraspGroup
+    extra_filters: list
 
 
 @dataclass

@@ -78,13 +78,27 @@ def detect_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, 
     """(DetectionResult, conversion ms): the node's path from the input messages to a detection.
 
     Conversion errors become ``no_valid_input`` with the reason; the detector reports everything
-    else in its status. Used by the node's worker and by the fuzz test, so both run the same code.
+    else in its status. Used by the fuzz test; the node runs the same phases on several frames at
+    once (``prepare_on_messages``, then the detector's ``infer`` and ``finish``).
     ``mask_msg``: optional instance-label image; ``support_plane``: a given plane in the camera frame;
     ``up_hint``: the camera-frame "up" for the plane fit.
     """
+    prepared, convert_ms = prepare_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg, support_plane,
+                                               up_hint)
+    if prepared.settled:
+        return prepared.result, convert_ms
+    return detector.finish(prepared, detector.infer(prepared)), convert_ms
+
+
+def prepare_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, support_plane=None, up_hint=None):
+    """(PreparedFrame, conversion ms): the messages converted and ``detector.prepare``d.
+
+    A frame whose messages cannot be converted comes back settled with ``no_valid_input``. A
+    detector without phases (a test stand-in with ``detect`` only) runs whole here, settled.
+    """
     import time
 
-    from graspnet_edge_ros.pipeline import DetectionResult
+    from graspnet_edge_ros.pipeline import DetectionResult, PreparedFrame
 
     start = time.perf_counter()
     try:
@@ -93,11 +107,14 @@ def detect_on_messages(detector, color_msg, depth_msg, info_msg, mask_msg=None, 
         intrinsics = intrinsics_from_camera_info(info_msg)
         labels = labels_from_image(mask_msg) if mask_msg is not None else None
     except InputError as exc:
-        return (DetectionResult(STATUS_NO_VALID_INPUT, str(exc), model_id=str(detector.model_id)),
+        return (PreparedFrame.of_result(DetectionResult(STATUS_NO_VALID_INPUT, str(exc),
+                                                        model_id=str(detector.model_id))),
                 (time.perf_counter() - start) * 1e3)
     convert_ms = (time.perf_counter() - start) * 1e3
-    return detector.detect(color, depth, encoding, intrinsics, object_labels=labels,
-                           support_plane=support_plane, up_hint=up_hint), convert_ms
+    options = dict(object_labels=labels, support_plane=support_plane, up_hint=up_hint)
+    if not hasattr(detector, "prepare"):
+        return PreparedFrame.of_result(detector.detect(color, depth, encoding, intrinsics, **options)), convert_ms
+    return detector.prepare(color, depth, encoding, intrinsics, **options), convert_ms
 
 
 def transform_to_matrix(transform) -> np.ndarray:

@@ -7,8 +7,12 @@ them with parameters or remap them):
   srv  ~/detect_grasps (DetectGrasps): the result of the next synchronised frame
 
 Threads: the executor only matches messages, answers services and parameters; detection runs in
-one worker thread fed through a one-slot mailbox, so the newest frame wins and the node stays
-responsive while a frame takes seconds. A ~/detect_grasps call never holds an executor thread:
+three threads, one per phase (prepare, model, finish; see ``frame_pipeline``), fed through a
+one-slot mailbox, so the newest frame wins and the node stays responsive while a frame takes
+seconds. With ``pipeline_frames`` (default) frame N+1 is prepared and frame N-1 finished while
+the model works on frame N; without it one frame at a time goes through the three phases. A
+parameter change waits until the frames in the model and finish phases are done (they keep the
+configuration they were prepared with). A ~/detect_grasps call never holds an executor thread:
 its response is deferred (registered, then sent by the worker when the next frame's result is
 published, or by a steady timer at its deadline), so any number of concurrent callers are
 answered while frames and diagnostics keep flowing. Request timeouts are clamped to
@@ -48,6 +52,7 @@ try:
     from graspnet_edge_ros.poses import tcp_poses
     from graspnet_edge_ros.ros import conversions, params
     from graspnet_edge_ros.ros.diagnostics import DiagnosticsReporter, NodeStatistics
+    from graspnet_edge_ros.ros.frame_pipeline import FramePipeline
     from graspnet_edge_ros.ros.markers import grasp_markers
     from graspnet_edge_ros.ros.sync import ApproximateTimeSynchronizer, ExactTimeSynchronizer, LatestMailbox
 except ImportError as _missing:
@@ -81,6 +86,21 @@ class _Frame:
     depth: object
     info: object
     mask: object = None  # instance-label image, when object_mask_topic is set
+
+
+@dataclass
+class _InFlight:
+    """A frame on its way through the prepare, model and finish threads."""
+
+    frame: _Frame
+    start: float                # time.perf_counter() when its preparation began
+    config: object = None       # the DetectorConfig and NodeSettings it is prepared with
+    settings: object = None
+    prepared: object = None     # the detector's PreparedFrame
+    convert_ms: float = 0.0
+    model_output: object = None
+    waited_s: float = 0.0       # time spent in the slots between phases
+    message: object = None      # the GraspArray of a frame that ended early (TF failure, internal error)
 
 
 @dataclass
@@ -182,7 +202,8 @@ class GraspDetectorNode(Node):
     def __init__(self, node_name: str = NODE_NAME, *, detector_factory=None, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         self._mailbox = LatestMailbox()
-        self._worker: threading.Thread | None = None
+        self._pipeline = FramePipeline()
+        self._workers: list[threading.Thread] = []
         self._shutting_down = threading.Event()
         try:
             self._start(detector_factory)
@@ -240,8 +261,10 @@ class GraspDetectorNode(Node):
                                                 callback_group=MutuallyExclusiveCallbackGroup(),
                                                 clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._worker = threading.Thread(target=self._work, name="graspnet_detection", daemon=True)
-        self._worker.start()
+        for target, name in ((self._prepare_frames, "graspnet_prepare"), (self._infer_frames, "graspnet_model"),
+                             (self._finish_frames, "graspnet_finish")):
+            self._workers.append(threading.Thread(target=target, name=name, daemon=True))
+            self._workers[-1].start()
         s = self._settings
         color, depth, info, mask = (self._resolved(name) for name in (s.color_topic, s.depth_topic,
                                                                       s.camera_info_topic, s.object_mask_topic))
@@ -484,7 +507,7 @@ class GraspDetectorNode(Node):
             return SetParametersResult(successful=False, reason=str(exc))
         if settings.target_frame and self._transformer is None:
             self._transformer = _TargetFrameTransformer(self)
-        # The worker hands the new config to the detector between frames, never within one.
+        # The prepare thread hands the new config to the detector between frames, never within one.
         self._config, self._settings = config, settings
         ours = sorted(name for name in changes if name in params.declared_parameter_names())
         if ours:
@@ -505,18 +528,41 @@ class GraspDetectorNode(Node):
         return self._resolved(topic) if topic else ""
 
     # --------------------------------------------------------------------------- worker side
-    def _work(self) -> None:
-        while True:
+    def _prepare_frames(self) -> None:
+        """Phase 1 thread: take the newest frame when the pipeline admits one, convert and prepare it."""
+        while self._pipeline.admit(self._settings.pipeline_frames):
             frame = self._mailbox.take()
             if frame is None:
                 return
+            start = time.perf_counter()
+            item = self._prepare(frame, start)
+            if self._shutting_down.is_set() or not self._pipeline.to_model(item, time.perf_counter() - start):
+                return
+
+    def _infer_frames(self) -> None:
+        """Phase 2 thread: the model (ONNX Runtime releases the GIL while its segments run)."""
+        while (taken := self._pipeline.next_for_model()) is not None:
+            item, waited_s = taken
+            item.waited_s += waited_s
+            start = time.perf_counter()
+            if item.message is None and not item.prepared.settled:
+                try:
+                    item.model_output = self._detector.infer(item.prepared)
+                except Exception as exc:  # noqa: BLE001 - the node must survive any bug in one frame
+                    item.message = self._internal_error(item.frame, exc)
+            if self._shutting_down.is_set() or not self._pipeline.to_finish(item, time.perf_counter() - start):
+                return
+
+    def _finish_frames(self) -> None:
+        """Phase 3 thread: post-processing, the GraspArray, publishing, answering ~/detect_grasps calls."""
+        while (taken := self._pipeline.next_for_finish()) is not None:
+            item, waited_s = taken
+            item.waited_s += waited_s
+            frame = item.frame
             try:
-                message, grasps, transform = self._process(frame)
-            except Exception as exc:  # noqa: BLE001 - the worker must survive any bug in one frame
-                self.get_logger().error(f"frame {frame.seq} failed: {type(exc).__name__}: {exc}",
-                                        throttle_duration_sec=LOG_THROTTLE_S)
-                message, grasps, transform = self._status_only(
-                    frame.color.header, STATUS_ERROR, f"internal error: {type(exc).__name__}: {exc}"), None, None
+                message, grasps, transform = self._finish(item)
+            except Exception as exc:  # noqa: BLE001 - the node must survive any bug in one frame
+                message, grasps, transform = self._internal_error(frame, exc), None, None
             if self._shutting_down.is_set():
                 return  # the context may already be gone: nothing can be published any more
             try:
@@ -527,28 +573,51 @@ class GraspDetectorNode(Node):
                 self.get_logger().error(f"cannot publish frame {frame.seq}: {type(exc).__name__}: {exc}",
                                         throttle_duration_sec=LOG_THROTTLE_S)
             self._complete_requests(frame.seq, message)
+            self._pipeline.finished()
 
-    def _process(self, frame: _Frame):
-        """Detect on one frame: (GraspArray, grasps drawn as markers or None, camera->frame_id transform)."""
-        start = time.perf_counter()
-        config, settings = self._config, self._settings
-        if self._detector.config is not config:
-            self._detector.update_config(config)
-        source_frame = frame.color.header.frame_id
+    def _internal_error(self, frame: _Frame, exc: Exception):
+        self.get_logger().error(f"frame {frame.seq} failed: {type(exc).__name__}: {exc}",
+                                throttle_duration_sec=LOG_THROTTLE_S)
+        return self._status_only(frame.color.header, STATUS_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _prepare(self, frame: _Frame, start: float) -> _InFlight:
+        """Phase 1 of one frame: the detector's config for it, TF for the support plane, conversion, prepare."""
+        item = _InFlight(frame, start)
         try:
-            given_plane = self._given_support_plane(config, source_frame, frame.color.header.stamp)
-            up_hint = self._table_up_hint(config, source_frame, frame.color.header.stamp)
-        except GraspNetEdgeError as exc:
-            return self._status_only(frame.color.header, STATUS_ERROR, str(exc)), None, None
-        result, convert_ms = conversions.detect_on_messages(self._detector, frame.color, frame.depth, frame.info,
-                                                            frame.mask, given_plane, up_hint)
-        timings = {"convert": convert_ms, **result.timings_ms}
+            config, settings = self._config, self._settings
+            if self._detector.config is not config:
+                # Frames still in the model or finish phase keep the config they were prepared with.
+                if not self._pipeline.wait_idle():
+                    return item
+                self._detector.update_config(config)
+            item.config, item.settings = config, settings
+            source_frame = frame.color.header.frame_id
+            try:
+                given_plane = self._given_support_plane(config, source_frame, frame.color.header.stamp)
+                up_hint = self._table_up_hint(config, source_frame, frame.color.header.stamp)
+            except GraspNetEdgeError as exc:
+                item.message = self._status_only(frame.color.header, STATUS_ERROR, str(exc))
+                return item
+            item.prepared, item.convert_ms = conversions.prepare_on_messages(
+                self._detector, frame.color, frame.depth, frame.info, frame.mask, given_plane, up_hint)
+        except Exception as exc:  # noqa: BLE001 - the node must survive any bug in one frame
+            item.message = self._internal_error(frame, exc)
+        return item
+
+    def _finish(self, item: _InFlight):
+        """Phase 3 of one frame: (GraspArray, grasps drawn as markers or None, camera->frame_id transform)."""
+        if item.message is not None:
+            return item.message, None, None
+        frame, config, settings, prepared = item.frame, item.config, item.settings, item.prepared
+        result = prepared.result if prepared.settled else self._detector.finish(prepared, item.model_output)
+        timings = {"convert": item.convert_ms, **result.timings_ms}
         self._stats.record_frame_details(
             "none" if result.support_plane is None else
             f"{result.support_plane.source} {[round(float(v), 4) for v in result.support_plane.coefficients]}",
             "; ".join(([result.plane_note] if result.plane_note else []) + list(result.warnings)),
             {k[len("rejected_"):]: v for k, v in result.counts.items() if k.startswith("rejected_")})
 
+        source_frame = frame.color.header.frame_id
         frame_id = settings.target_frame or source_frame
         status, reason, grasps, poses, transform = result.status, result.reason, result.grasps, result.poses, None
         if status == STATUS_OK and frame_id != source_frame:
@@ -561,12 +630,14 @@ class GraspDetectorNode(Node):
             except GraspNetEdgeError as exc:
                 status, reason, transform = STATUS_ERROR, str(exc), None
             timings["tf"] = (time.perf_counter() - tf_start) * 1e3
+        # Time between the phases (the slot before the model or before finish), part of "total".
+        timings["wait"] = item.waited_s * 1e3
         if status != STATUS_OK:
             grasps, poses = GraspGroup.empty(), None
         message = conversions.grasp_array(
             frame.color.header.stamp, frame_id, status, reason, model_id=result.model_id or self.model_id,
             pose_convention=config.poses.pose_convention, pre_grasp_distance=config.poses.pre_grasp_distance_m,
-            grasps=grasps, poses=poses, timings_ms=timings, total_ms=(time.perf_counter() - start) * 1e3)
+            grasps=grasps, poses=poses, timings_ms=timings, total_ms=(time.perf_counter() - item.start) * 1e3)
         return message, grasps, transform
 
     def _given_support_plane(self, config, camera_frame: str, stamp):
@@ -636,12 +707,14 @@ class GraspDetectorNode(Node):
             self._finish_request(request, message)
 
     def destroy_node(self) -> None:
-        """Stop the worker (it finishes or abandons its frame without publishing), then the node."""
+        """Stop the phase threads (each finishes or abandons its frame without publishing), then the node."""
         self._shutting_down.set()
         self._mailbox.close()
-        worker = self._worker
-        if worker is not None and worker.is_alive() and threading.current_thread() is not worker:
-            worker.join(timeout=30.0)
+        self._pipeline.close()
+        deadline = time.monotonic() + 30.0
+        for worker in self._workers:
+            if worker.is_alive() and threading.current_thread() is not worker:
+                worker.join(timeout=max(0.0, deadline - time.monotonic()))
         super().destroy_node()
 
 

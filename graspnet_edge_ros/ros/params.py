@@ -78,6 +78,8 @@ class NodeSettings:
     tf_timeout_s: float = _f(0.2, "how long to wait for the target_frame transform, s")
     max_markers: int = _f(20, "grippers drawn on ~/markers (best first)")
     input_timeout_s: float = _f(5.0, "diagnostics turn WARN when no synchronised frame arrived for this long, s")
+    pipeline_frames: bool = _f(True, "overlap consecutive frames: prepare the next frame and finish the previous "
+                                     "one while the model runs (false = one frame at a time)")
 
 
 # Node settings fixed at start: the subscriptions, synchroniser and timer are built from them.
