@@ -464,7 +464,7 @@ def _select_and_back_project(depth: np.ndarray, intrinsics: CameraIntrinsics, ma
                                  use_mask, x_per_z, y_per_z)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _select_pixels_kernel(depth, lower, upper, upper_inclusive, mask, use_mask, x_per_z, y_per_z):
     height, width = depth.shape
     flat = depth.ravel()

@@ -319,7 +319,7 @@ _EXTENT_GRID_CELLS = 64
 _EXTENT_GRID_SLACK = 1e-9
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _in_band(points, normal, offset, min_height, max_height, origin, basis, hull, margin):
     """One pass for the height band, then the extent test: a (u, v) lookup grid classifies most
     points as surely inside or outside the hull grown by ``margin``; only points in cells the

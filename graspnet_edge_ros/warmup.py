@@ -1,6 +1,6 @@
 """Ahead-of-time compilation of the runtime's numba kernels (``graspnet-edge warmup``).
 
-Every kernel is ``@njit(cache=True)``: compiled once per signature and stored on disk, in
+Every kernel is ``@njit(cache=True, nogil=True)``: compiled once per signature and stored on disk, in
 ``__pycache__`` beside its module (or under ``NUMBA_CACHE_DIR``; numba falls back to the user's
 cache directory when the package directory is read-only). ``load_kernels`` calls each kernel
 through the same public functions and dtypes the pipeline uses, on a small synthetic table-top

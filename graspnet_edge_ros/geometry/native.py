@@ -70,7 +70,7 @@ def _finite_float32(value, name: str) -> np.float32:
 FPS_POINTS_PER_BLOCK = 64     # measured: 20000 -> 2048 points, 32-128 all ~3x faster than no blocks
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fps_kernel(x, y, z, block_x, block_y, block_z, candidate_position, candidate_index, block_start,
                 npoint):
     """Greedy FPS over the pickable candidates, visited in spatial blocks.
@@ -288,7 +288,7 @@ def cylinder_query(xyz, centers, rotations, radius: float, hmin: float, hmax: Se
     return native_grid.cylinder_query_grid(*args, reach, *grid)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _cylinder_group_kernel(points, centers, rotations, idx):
     local = np.empty((idx.shape[0], idx.shape[1], 3), np.float32)
     for s in prange(idx.shape[0]):
@@ -329,7 +329,7 @@ def cylinder_group(xyz, centers, rotations, idx) -> np.ndarray:
 
 # -- set-abstraction grouping (segment inputs) ----------------------------------------------------
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _group_xyz_kernel(points, centers, idx, radius, out):
     for s in prange(idx.shape[0]):
         cx = centers[s, 0]
@@ -356,7 +356,7 @@ def group_xyz(xyz, centers, idx, radius: float, out: np.ndarray | None = None) -
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _group_first_layer_kernel(points, centers, idx, radius, projected, weight_xyz, bias, out):
     num_samples = idx.shape[1]
     for s in prange(idx.shape[0]):
@@ -432,7 +432,7 @@ def _output_buffer(out, shape: tuple[int, ...]) -> np.ndarray:
 
 # -- feature propagation --------------------------------------------------------------------------
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _three_nn_kernel(unknown, kx, ky, kz):
     n = unknown.shape[0]
     m = kx.shape[0]
@@ -500,7 +500,7 @@ def interpolation_weights(dist) -> np.ndarray:
     return reciprocal / norm[:, None]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _three_interpolate_kernel(values, idx, weights, out):
     for c in prange(values.shape[0]):
         row = values[c]

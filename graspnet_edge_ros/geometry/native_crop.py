@@ -41,7 +41,7 @@ class CropLayout(NamedTuple):
     depths: int                 # D
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _layout_kernel(points, centers, rotations, idx, chunk_points):
     seeds, depths, nsample = idx.shape
     capacity = chunk_points - 1  # the last column stays padding: reduceat needs every bound < P
@@ -169,7 +169,7 @@ def crop_union_layout(xyz, centers, rotations, idx, chunk_points: int) -> CropLa
     return CropLayout(*_layout_kernel(points, query, frames, indices, int(chunk_points)), indices.shape[1])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pool_kernel(features, piece_starts, bounds, row_ranges, out):
     channels = features.shape[0]
     pieces = piece_starts.shape[0] - 1  # the last piece is the chunk's padding

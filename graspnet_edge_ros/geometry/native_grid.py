@@ -33,7 +33,7 @@ class Grid(NamedTuple):
     order: np.ndarray         # (N,) int32 point indices grouped by cell
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _bucket(x, y, z, origin, cell, dims):
     n = x.shape[0]
     nx, ny, nz = dims[0], dims[1], dims[2]
@@ -68,7 +68,7 @@ def build_grid(x: np.ndarray, y: np.ndarray, z: np.ndarray, reach: float) -> Gri
     return Grid(low, cell, dims, cell_start, order)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _cell_span(value, reach, origin, cell, dim):
     """Cells [first, last] on one axis touched by value ± reach (first > last: none)."""
     low = min(max((np.float64(value) - reach - origin) / cell, -1.0), np.float64(dim))
@@ -76,7 +76,7 @@ def _cell_span(value, reach, origin, cell, dim):
     return max(int(np.floor(low)), 0), min(int(np.floor(high)), dim - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _mark(bitmap, k, first_word, last_word):
     w = k >> 6
     bitmap[w] |= np.uint64(1) << np.uint64(k & 63)
@@ -85,7 +85,7 @@ def _mark(bitmap, k, first_word, last_word):
 
 # -- ball query -----------------------------------------------------------------------------------
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def ball_query_scan(x, y, z, centers, radius2, nsample):
     idx = np.zeros((centers.shape[0], nsample), np.int32)
     for s in prange(centers.shape[0]):
@@ -105,7 +105,7 @@ def ball_query_scan(x, y, z, centers, radius2, nsample):
     return idx
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def ball_query_grid(x, y, z, centers, radius2, nsample, reach, origin, cell, dims, cell_start, order):
     total = centers.shape[0]
     idx = np.zeros((total, nsample), np.int32)
@@ -147,19 +147,19 @@ def ball_query_grid(x, y, z, centers, radius2, nsample, reach, origin, cell, dim
 
 # -- cylinder query -------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _local_x(r, dx, dy, dz):
     return r[0, 0] * dx + r[1, 0] * dy + r[2, 0] * dz
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _in_tube(r, dx, dy, dz, radius2):
     side = r[0, 1] * dx + r[1, 1] * dy + r[2, 1] * dz
     up = r[0, 2] * dx + r[1, 2] * dy + r[2, 2] * dz
     return side * side + up * up < radius2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _add_hit(idx, counts, s, k, along, hmax, nsample):
     """Append point k to every depth class that accepts it; returns how many became full."""
     filled = 0
@@ -175,7 +175,7 @@ def _add_hit(idx, counts, s, k, along, hmax, nsample):
     return filled
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def cylinder_query_scan(x, y, z, centers, rotations, radius2, hmin, hmax, nsample):
     depths = hmax.shape[0]
     idx = np.zeros((centers.shape[0], depths, nsample), np.int32)
@@ -197,7 +197,7 @@ def cylinder_query_scan(x, y, z, centers, rotations, radius2, hmin, hmax, nsampl
     return idx
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def cylinder_query_grid(x, y, z, centers, rotations, radius2, hmin, hmax, nsample,
                         reach, origin, cell, dims, cell_start, order):
     total = centers.shape[0]

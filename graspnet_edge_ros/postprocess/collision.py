@@ -82,7 +82,7 @@ def voxel_downsample(points: np.ndarray, voxel_size: float, anchor: np.ndarray |
     return sums / counts[:, None].astype(np.float64)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _column_bounds(points):
     """Per-column min and max of (N, 3) points (numpy's axis-0 reductions are slow on N x 3)."""
     lowest = points[0].copy()
@@ -94,7 +94,7 @@ def _column_bounds(points):
     return lowest, highest
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _voxel_means_dense(points, anchor, voxel_size, first, dims):
     """Voxel means via a dense per-voxel slot table: (M, 3) float64 ordered by voxel key."""
     n_points = points.shape[0]
@@ -320,7 +320,7 @@ class _PointGrid:
         return counts
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _voxel_means_in_marked_blocks(points, anchor, voxel_size, block, top_voxel, lo_voxel, hi_voxel,
                                   union_lo, union_hi):
     """Voxel means (ordered by voxel index) of the voxels in blocks of ``block``^3 voxels that meet
@@ -396,7 +396,7 @@ def _voxel_means_in_marked_blocks(points, anchor, voxel_size, block, top_voxel, 
 
 # Serial on purpose: ~4 ms for 1024 grasps already, and numba's default (workqueue) threading
 # layer aborts when two Python threads launch parallel kernels at once, as a node may.
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _count_region_hits(points, cell_start, origin, cell_size, dims, translations, rotations,
                        inverse_transposed, bounds, counts):
     """Fill counts (N, 5) with exact official region hits, visiting only overlapping cells."""

@@ -54,7 +54,7 @@ def descending_score_order(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-scores, kind="stable")
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _greedy_keep(translations, rotations, translation_thresh, rotation_thresh):
     """(N,) bool survivors of the greedy pass over score-sorted rows.
 
