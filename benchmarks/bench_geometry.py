@@ -13,12 +13,11 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.common import example_points, median_ms, write_figures  # noqa: E402
+import numpy as np  # noqa: E402  (after benchmarks.common: one BLAS thread, as in the CLI/node)
 from graspnet_edge_ros.geometry import native  # noqa: E402
 from graspnet_edge_ros.model.views import viewpoint_params_to_matrix  # noqa: E402
 

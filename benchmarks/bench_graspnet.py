@@ -70,12 +70,9 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-int8", action="store_true", help="skip the int8 split model")
     parser.add_argument("--calibration-samples", type=int, default=16, help="int8: calibration inputs per segment")
     parser.add_argument("--report-seeds", type=int, default=3, help="int8 report: samplings per frame")
-<<<<<<< HEAD
     parser.add_argument("--json", help="write the figures here (run_all.py's summary)")
-=======
     parser.add_argument("--cpu-time", action="store_true",
                         help="one thread everywhere and CPU time instead of wall time (a busy, shared machine)")
->>>>>>> main
     args = parser.parse_args(argv)
     clock = time.perf_counter
     if args.cpu_time:

@@ -23,11 +23,10 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import example_frame, machine_line, print_table, shared_dir, write_figures  # noqa: E402
+import numpy as np  # noqa: E402  (after benchmarks.common: one BLAS thread, as in the CLI/node)
 
 
 def main(argv=None) -> int:

@@ -18,10 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 from benchmarks.common import example_points, median_ms, write_figures  # noqa: E402
+import numpy as np  # noqa: E402  (after benchmarks.common: one BLAS thread, as in the CLI/node)
 from graspnet_edge_ros.grasps import ROTATION, TRANSLATION, GraspGroup  # noqa: E402
 from graspnet_edge_ros.model import views as grasp_views  # noqa: E402
 from graspnet_edge_ros.postprocess.collision import ModelFreeCollisionDetector  # noqa: E402

@@ -25,10 +25,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import machine_line, print_table, shared_dir  # noqa: E402
+import numpy as np  # noqa: E402  (after benchmarks.common: one BLAS thread, as in the CLI/node)
 
 SAMPLE_PERIOD_S = 0.5
 

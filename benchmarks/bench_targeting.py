@@ -15,10 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 from benchmarks.common import machine_line, shared_dir  # noqa: E402
+import numpy as np  # noqa: E402  (after benchmarks.common: one BLAS thread, as in the CLI/node)
 from graspnet_edge_ros.config import DetectorConfig  # noqa: E402
 from graspnet_edge_ros.pipeline import GraspDetector  # noqa: E402
 
