@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, example_frame, machine_line, print_table, shared_dir  # noqa: E402
+from benchmarks.common import (REPO, example_frame, machine_line, print_table, shared_dir,  # noqa: E402
+                               split_model_or_export)
 
 FIRST_FRAME_GOAL = 1.3
 MAIN_STAGES = ("preprocess", "support_plane", "model", "decode", "filters", "collision", "nms", "poses")
@@ -76,13 +77,7 @@ def main(argv=None) -> int:
         print(json.dumps(child(args.model, args.repeat, args.child == "primed")))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if model is None:
-            from graspnet_edge_ros.export.onnx_export import export_split
-            from graspnet_edge_ros.model.checkpoint import load_graspnet
-
-            model = str(Path(tmp) / "graspnet_split")
-            export_split(load_graspnet(shared_dir() / "models" / "graspnet_edge_grasp.pth"), model)
+        model = split_model_or_export(args.model, tmp)
         start = time.perf_counter()
         warm = subprocess.run([sys.executable, "-m", "graspnet_edge_ros.cli", "warmup"], check=True,
                               capture_output=True, text=True)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import example_frame, machine_line, print_table, shared_dir  # noqa: E402
+from benchmarks.common import (example_frame, machine_line, print_table, shared_dir,  # noqa: E402
+                               split_model_or_export)
 
 
 def rss_mb() -> float:
@@ -119,13 +120,7 @@ def main(argv=None) -> int:
         print(json.dumps(child(args.model, args.child, args.frames)))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if model is None:
-            from graspnet_edge_ros.export.onnx_export import export_split
-            from graspnet_edge_ros.model.checkpoint import load_graspnet
-
-            model = str(Path(tmp) / "graspnet_split")
-            export_split(load_graspnet(shared_dir() / "models" / "graspnet_edge_grasp.pth"), model)
+        model = split_model_or_export(args.model, tmp)
         subprocess.run([sys.executable, "-m", "graspnet_edge_ros.cli", "warmup"], check=True,
                        stdout=subprocess.DEVNULL)
         reports = {}

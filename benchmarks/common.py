@@ -86,3 +86,15 @@ def write_figures(path: str | None, figures: dict, headline: dict) -> None:
 
     Path(path).write_text(json.dumps({"machine": machine_line(), "headline": headline, "figures": figures},
                                      indent=2, default=str) + "\n")
+
+
+def split_model_or_export(model: str | None, directory) -> str:
+    """``model`` (a split directory), or the shared checkpoint exported as one into ``directory``."""
+    if model is not None:
+        return model
+    from graspnet_edge_ros.export.onnx_export import export_split
+    from graspnet_edge_ros.model.checkpoint import load_graspnet
+
+    exported = str(Path(directory) / "graspnet_split")
+    export_split(load_graspnet(shared_dir() / "models" / "graspnet_edge_grasp.pth"), exported)
+    return exported

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 
 from test_ros_node import (NODE_NAME, GraphClient, StandInDetector, frame_messages, key, poll, ros,  # noqa: F401
-                           stamp, stand_in_node, tiny_frame, wait_until)
+                           stamp, stand_in_node, tiny_frame, tiny_frame_streamer, wait_until)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_DIR = Path(__file__).resolve().parent
@@ -68,19 +67,7 @@ def test_sixteen_concurrent_callers_are_answered_while_frames_stream(stand_in_no
     node, detector, client = stand_in_node
     detector.release.set()
     period_s = node._settings.diagnostics_period_s
-    streamed = []
-    stop = threading.Event()
-
-    def stream():
-        seconds = 20.0
-        while not stop.is_set():
-            time_msg, messages = tiny_frame(seconds)
-            client.publish(messages)
-            streamed.append(key(time_msg))
-            seconds += 0.1
-            stop.wait(0.1)
-
-    publisher = threading.Thread(target=stream, daemon=True)
+    publisher, stop, streamed = tiny_frame_streamer(client, 20.0, 0.1)
     with client.lock:
         diagnostics_before = len(client.diagnostics)
     started = time.monotonic()

@@ -550,6 +550,25 @@ def tiny_frame(seconds: float):
                                     small_K(8, 6), time_msg)
 
 
+def tiny_frame_streamer(client, start_s: float, period_s: float):
+    """(thread, stop event, streamed keys): the thread publishes a tiny frame every ``period_s``
+    (stamps from ``start_s`` on) until ``stop`` is set; start and join it yourself."""
+    import threading
+
+    streamed, stop = [], threading.Event()
+
+    def stream():
+        seconds = start_s
+        while not stop.is_set():
+            time_msg, messages = tiny_frame(seconds)
+            client.publish(messages)
+            streamed.append(key(time_msg))
+            seconds += period_s
+            stop.wait(period_s)
+
+    return threading.Thread(target=stream, daemon=True), stop, streamed
+
+
 def test_best_effort_default_receives_reliable_and_best_effort_publishers(stand_in_node):
     from graspnet_edge_ros.msg import GraspArray
 

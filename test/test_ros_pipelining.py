@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from test_ros_node import (GraphClient, StandInDetector, assert_matches_offline, frame_messages, key, poll,  # noqa: F401
-                           ros, stamp, tiny_frame, wait_until)
+                           ros, stamp, tiny_frame, tiny_frame_streamer, wait_until)
 
 RESULT_TIMEOUT_S = 120.0
 
@@ -361,18 +361,7 @@ def test_a_parameter_change_waits_for_the_frames_in_the_model_and_finish_phases(
 
 def test_callers_are_answered_while_frames_stream_through_the_phases(phased_node):
     node, detector, client, _ = phased_node
-    streamed, stop = [], threading.Event()
-
-    def stream():
-        seconds = 50.0
-        while not stop.is_set():
-            time_msg, messages = tiny_frame(seconds)
-            client.publish(messages)
-            streamed.append(key(time_msg))
-            seconds += 0.05
-            stop.wait(0.05)
-
-    publisher = threading.Thread(target=stream, daemon=True)
+    publisher, stop, streamed = tiny_frame_streamer(client, 50.0, 0.05)
     publisher.start()
     try:
         calls = []
