@@ -155,8 +155,11 @@ def main(model: str | None = None, num_threads: int = 0, stream=sys.stdout) -> i
 
         if not Path(model).exists():  # before minutes of compiling on a board
             raise ModelFormatError(f"model not found: {model}")
+    global _loaded
     start = time.perf_counter()
-    stats = load_kernels()
+    with _loaded_lock:  # the detector built below must not run the synthetic scene a second time
+        stats = load_kernels()
+        _loaded = True
     elapsed = time.perf_counter() - start
     print(f"numba kernels: {stats.kernels} kernels, {stats.signatures} signatures: {stats.cache_misses} compiled, "
           f"{stats.cache_hits} loaded from the cache in {elapsed:.1f} s", file=stream)

@@ -103,10 +103,12 @@ class FramePipeline:
             self._condition.notify_all()
             return item, self._model_since - put_at
 
-    def to_finish(self, item, model_s: float) -> bool:
-        """Hand a frame from the model to the finish phase (waits while its slot is full)."""
+    def to_finish(self, item, model_s: float | None) -> bool:
+        """Hand a frame from the model to the finish phase (waits while its slot is full); ``model_s``
+        None: the model did not run on it (the frame was settled before), the average keeps."""
         with self._condition:
-            self.model_s = _average(self.model_s, model_s)
+            if model_s is not None:
+                self.model_s = _average(self.model_s, model_s)
             self._condition.wait_for(lambda: self._closed or self._finish_slot is None)
             if self._closed:
                 return False

@@ -230,6 +230,7 @@ class GraspDetectorNode(Node):
         self._frames_synced = 0
         self._newest_stamp_ns: int | None = None
         self._transformer: _TargetFrameTransformer | None = None
+        self._transformer_lock = threading.Lock()
         if self._settings.warmup:
             self._warm_up()
 
@@ -243,7 +244,7 @@ class GraspDetectorNode(Node):
         self._marker_publisher = self.create_publisher(MarkerArray, f"~/{MARKERS_TOPIC}", OUTPUT_QUEUE_DEPTH)
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, OUTPUT_QUEUE_DEPTH)
         if self._settings.target_frame:
-            self._transformer = _TargetFrameTransformer(self)
+            self._transformer_for_lookup()
         # The default service queue (depth 10) silently drops requests of a burst of callers.
         service_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=SERVICE_QUEUE_DEPTH,
                                  reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
@@ -321,15 +322,6 @@ class GraspDetectorNode(Node):
                 result = self._detector.detect_cloud(synthetic_warmup_cloud(num_points))
         finally:
             self._detector.update_config(self._config)
-        if "rejected_nms" not in result.counts:
-            # NMS runs only on grasps that survive the collision check, which the synthetic scene
-            # may not leave: compile its kernel on two fixed grasps instead.
-            from graspnet_edge_ros.postprocess.nms import grasp_nms
-
-            pair = GraspGroup.from_parts([0.9, 0.8], [0.05, 0.05], [0.02, 0.02], [np.eye(3)] * 2,
-                                         [[0.0, 0.0, 0.5], [0.001, 0.0, 0.5]])
-            grasp_nms(pair, self._config.nms.nms_translation_m, self._config.nms.nms_rotation_rad)
-            tcp_poses(pair)
         elapsed_ms = (time.perf_counter() - start) * 1e3
         if result.status == STATUS_ERROR:
             # A model that fails on a clean synthetic frame would fail on every real one.
@@ -486,7 +478,7 @@ class GraspDetectorNode(Node):
         result = conversions.truncated(result, max_grasps)
         response.result = result
         response.success = result.status in (result.STATUS_OK, result.STATUS_NO_GRASP)
-        total_ms = dict(zip(result.stage_names, result.stage_latencies_ms)).get(conversions.TOTAL_STAGE, 0.0)
+        total_ms = conversions.stage_timings(result).get(conversions.TOTAL_STAGE, 0.0)
         response.message = (f"{len(result.grasps)} grasps in {total_ms:.0f} ms" if result.status == result.STATUS_OK
                             else f"{status_name(result.status)}: {result.status_reason}")
 
@@ -505,8 +497,8 @@ class GraspDetectorNode(Node):
             config, settings = params.apply_changes(changes, self._config, self._settings)
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        if settings.target_frame and self._transformer is None:
-            self._transformer = _TargetFrameTransformer(self)
+        if settings.target_frame:
+            self._transformer_for_lookup()
         # The prepare thread hands the new config to the detector between frames, never within one.
         self._config, self._settings = config, settings
         ours = sorted(name for name in changes if name in params.declared_parameter_names())
@@ -544,13 +536,15 @@ class GraspDetectorNode(Node):
         while (taken := self._pipeline.next_for_model()) is not None:
             item, waited_s = taken
             item.waited_s += waited_s
-            start = time.perf_counter()
+            model_s = None  # frames settled before the model must not pull its running average down
             if item.message is None and not item.prepared.settled:
+                start = time.perf_counter()
                 try:
                     item.model_output = self._detector.infer(item.prepared)
                 except Exception as exc:  # noqa: BLE001 - the node must survive any bug in one frame
                     item.message = self._internal_error(item.frame, exc)
-            if self._shutting_down.is_set() or not self._pipeline.to_finish(item, time.perf_counter() - start):
+                model_s = time.perf_counter() - start
+            if self._shutting_down.is_set() or not self._pipeline.to_finish(item, model_s):
                 return
 
     def _finish_frames(self) -> None:
@@ -670,9 +664,12 @@ class GraspDetectorNode(Node):
         return self._transformer_for_lookup().matrix(camera_frame, frame, stamp, self._settings.tf_timeout_s)
 
     def _transformer_for_lookup(self) -> _TargetFrameTransformer:
-        if self._transformer is None:
-            self._transformer = _TargetFrameTransformer(self)
-        return self._transformer
+        """The one TF buffer and listener, made on first need: the prepare thread (table_plane_frame),
+        the finish thread (target_frame) and parameter changes may ask at the same time."""
+        with self._transformer_lock:
+            if self._transformer is None:
+                self._transformer = _TargetFrameTransformer(self)
+            return self._transformer
 
     def _status_only(self, header, status: str, reason: str):
         config = self._config
@@ -687,7 +684,7 @@ class GraspDetectorNode(Node):
             self._marker_publisher.publish(grasp_markers(grasps, message.header.stamp, message.header.frame_id,
                                                          self._settings.max_markers, transform))
         status = status_name(message.status)
-        timings = dict(zip(message.stage_names, message.stage_latencies_ms))
+        timings = conversions.stage_timings(message)
         self._stats.record_result(status, message.status_reason, timings)
         logger = self.get_logger()
         if status == STATUS_OK:
