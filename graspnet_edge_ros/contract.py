@@ -183,13 +183,15 @@ class SplitManifest:
                            for name in FACTORED_SA}
         except (OSError, KeyError, ValueError) as exc:
             raise ModelFormatError(f"{path}: unreadable first-layer weights ({type(exc).__name__}: {exc})") from exc
+        previous = dict(zip(FACTORED_SA, ("sa1",) + tuple(FACTORED_SA)))  # the segment whose features it reads
         for name, (weight_xyz, weight_features, bias) in weights.items():
             channels = self.segment(name).input_shape[1]
-            if weight_xyz.shape != (channels, 3) or bias.shape != (channels,) or weight_features.ndim != 2 \
-                    or weight_features.shape[0] != channels:
+            features = self.segment(previous[name]).output_shape[1]
+            if weight_xyz.shape != (channels, 3) or bias.shape != (channels,) \
+                    or weight_features.shape != (channels, features):
                 raise ModelFormatError(f"{path}: {name} first-layer weights {weight_xyz.shape}, "
                                        f"{weight_features.shape}, {bias.shape} do not fit its segment input "
-                                       f"of {channels} channels")
+                                       f"of {channels} channels from {features} {previous[name]} features")
         return weights
 
     def to_json(self) -> dict:

@@ -142,14 +142,13 @@ def format_for_path(model_path: str | Path) -> BackendFormat:
 
 # Spellings of "choose the backend from the model file" (the parameter's default).
 AUTO_BACKENDS = ("", "auto")
-SPLIT_MANIFEST = MANIFEST_NAME
 
 
 def supported_kinds() -> str:
     """The model kinds ``resolve_backend`` knows, for one-line error messages."""
     files = ", ".join(f"{'/'.join(fmt.suffixes)} ({fmt.name})" for fmt in FORMATS)
     split = " or ".join(fmt.name for fmt in FORMATS if fmt.runs_split_segments)
-    return f"{files}, or a split directory with {SPLIT_MANIFEST} ({split}, by the files it lists)"
+    return f"{files}, or a split directory with {MANIFEST_NAME} ({split}, by the files it lists)"
 
 
 def split_backends() -> list[str]:
@@ -180,9 +179,9 @@ def resolve_backend(model_path: str | Path, backend: str | None = None) -> str:
     if not path.exists():
         raise ModelFormatError(f"model not found: {path}")
     if path.is_dir():
-        manifest = path / SPLIT_MANIFEST
+        manifest = path / MANIFEST_NAME
         if not manifest.is_file():
-            raise ModelFormatError(f"{path} is a directory without {SPLIT_MANIFEST}: unknown model kind "
+            raise ModelFormatError(f"{path} is a directory without {MANIFEST_NAME}: unknown model kind "
                                    f"(supported: {supported_kinds()})")
         return _split_directory_backend(path, manifest)
     for fmt in FORMATS:

@@ -28,10 +28,9 @@ from typing import Callable
 import numpy as np
 
 from graspnet_edge_ros.errors import ExportError, InputError
-from graspnet_edge_ros.contract import SplitManifest
+from graspnet_edge_ros.contract import DEFAULT_HEAD_LAYOUT_PREFERENCE, HEAD_LAYOUT_PREFERENCE, SplitManifest
 
 PRECISION_INT8 = "int8"
-CPU_HEAD_LAYOUT = "shared_points"  # the grasp-head layout onnxruntime runs (contract.HEAD_LAYOUT_PREFERENCE)
 DEFAULT_CALIBRATION_SAMPLES = 16
 QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute) need opset >= 13
 REPORT_NAME = "int8_report.json"
@@ -195,7 +194,7 @@ def export_int8_split(model, output, frames, num_samples: int = DEFAULT_CALIBRAT
         start = time.perf_counter()
         # Only the grasp-head layout the CPU runs: calibration records what the pipeline calls.
         export_split(model, float_dir, head_chunk_seeds=head_chunk_seeds, source=source, layout=layout,
-                     head_layouts=(CPU_HEAD_LAYOUT,))
+                     head_layouts=HEAD_LAYOUT_PREFERENCE.get("onnxruntime", DEFAULT_HEAD_LAYOUT_PREFERENCE)[:1])
         progress(f"float32 segments exported in {time.perf_counter() - start:.1f} s")
         manifest = quantize_split(float_dir, output, frames, num_samples, params, progress=progress)
         manifest = dataclasses.replace(manifest, quantization={

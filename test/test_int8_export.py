@@ -10,7 +10,7 @@ import pytest
 from graspnet_edge_ros.cli import main
 from graspnet_edge_ros.config import DetectorConfig
 from graspnet_edge_ros.errors import EXIT_INPUT, EXIT_OK, EXIT_USAGE
-from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.contract import SplitManifest
 
 CALIBRATION_SAMPLES = 2  # the smallest set that still exercises strided min/max and the head's chunk turns
 

@@ -10,7 +10,7 @@ import pytest
 from graspnet_edge_ros.errors import ModelFormatError
 from graspnet_edge_ros.geometry import native
 from graspnet_edge_ros.postprocess.decode import decode_grasps
-from graspnet_edge_ros.runtime.manifest import SplitManifest
+from graspnet_edge_ros.contract import SplitManifest
 from graspnet_edge_ros.runtime.split import SplitGraspNet
 
 pytest.importorskip("torch", reason="exporting the model needs PyTorch")
@@ -108,6 +108,21 @@ def test_bad_layout_entries_are_model_format_errors(split_model_dir, tmp_path, c
             data[key] = value
     (broken / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ModelFormatError, match=message):
+        SplitGraspNet.from_directory(broken)
+
+
+def test_first_layer_weights_that_read_the_wrong_feature_width_are_refused_at_load(split_model_dir, tmp_path):
+    """A first_layers.npz whose sa3 weights read 128 features (sa2 gives 256) fails at load, not in a frame."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in split_model_dir.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    manifest = SplitManifest.load(broken)
+    with np.load(broken / manifest.first_layers) as data:
+        arrays = dict(data)
+    arrays["sa3.weight_features"] = arrays["sa3.weight_features"][:, :128]
+    np.savez(broken / manifest.first_layers, **arrays)
+    with pytest.raises(ModelFormatError, match="from 256 sa2 features"):
         SplitGraspNet.from_directory(broken)
 
 

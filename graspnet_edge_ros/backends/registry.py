@@ -13,7 +13,7 @@ from pathlib import Path
 
 from graspnet_edge_ros.backends.base import InferenceBackend
 from graspnet_edge_ros.errors import BackendUnavailableError, ConfigError, ModelFormatError
-from graspnet_edge_ros.formats import (AUTO_BACKENDS, FORMATS, SPLIT_MANIFEST, BackendFormat,  # noqa: F401
+from graspnet_edge_ros.formats import (AUTO_BACKENDS, FORMATS, BackendFormat,  # noqa: F401
                                        backend_names, format_for_path, get_format, is_auto_backend,
                                        resolve_backend, supported_kinds)
 
