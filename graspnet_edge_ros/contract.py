@@ -74,6 +74,7 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "graspnet_edge_split"
 MANIFEST_VERSION = 1
 CROP_FEATURES = 256  # CloudCrop MLP output channels (official SharedMLP [3, 64, 128, 256])
+SA1_FEATURES = 128   # SA1 output channels (official mlp [0, 64, 64, 128])
 # What the split runtime calls, in order (runtime/split.py), before the grasp head.
 BACKBONE_SEGMENTS = ("sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach")
 # The grasp head's two layouts (runtime/split.py): a manifest lists the segments of one or both.
@@ -150,6 +151,11 @@ class SplitManifest:
         """Crop points per ``crop_mlp`` call (its input width), 0 without the shared_points layout."""
         names = self.segment_names
         return self.segment("crop_mlp").input_shape[2] if "crop_mlp" in names else 0
+
+    @property
+    def sa1_chunk_groups(self) -> int:
+        """SA1 groups per ``sa1`` call (its input height); fewer than SA1's centres: run only those SA2 reads."""
+        return self.segment("sa1").input_shape[2]
 
     def segment(self, name: str) -> SegmentEntry:
         for entry in self.segments:
@@ -302,8 +308,10 @@ class SplitManifest:
         m = self.model
         (n1, _, k1), (n2, _, _) = m.sa_layers[:2]
         rows = self.head_chunk_seeds * m.num_depth
+        groups = self.sa1_chunk_groups
         expected = {
-            ("sa1", "input"): (1, 3, n1, k1),
+            ("sa1", "input"): (1, 3, min(groups, n1), k1),
+            ("sa1", "output"): (1, SA1_FEATURES, min(groups, n1), 1),
             ("fp2_approach", "output"): (1, 2 + m.num_view, n2, 1),
         }
         if "per_depth" in self.head_layouts:
@@ -348,7 +356,10 @@ def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
         {"op": "furthest_point_sample", "input": "points (N,3)", "npoint": n1, "start_index": 0,
          "skip_if_norm2_le": 1e-3, "note": f"SA2..SA4 centres are the first {n2}/{n3}/{n4} FPS picks"},
         {"op": "ball_query_group", "radius": r1, "nsample": k1, "strict_less": True, "normalize_xyz": True,
-         "features": None, "to_segment": "sa1"},
+         "features": None, "to_segment": "sa1",
+         **({"centres": f"only the SA1 centres SA2's ball query (radius {r2}, nsample {k2}) reads, in sorted "
+                        f"order, {manifest.sa1_chunk_groups} per call, the last call padded with its last centre"}
+            if manifest.sa1_chunk_groups < n1 else {})},
         {"op": "ball_query_group", "radius": r2, "nsample": k2, "normalize_xyz": True,
          "concat": "[xyz, sa1 features]", **first_layer, "to_segment": "sa2"},
         {"op": "ball_query_group", "radius": r3, "nsample": k3, "normalize_xyz": True,

@@ -146,3 +146,55 @@ def test_first_layer_kernel_equals_the_dense_layer_on_grouped_inputs(split_model
                                    bias, out=out)
     assert got is out
     np.testing.assert_allclose(got, expected, atol=2e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def whole_sa1_dir(graspnet_checkpoint, tmp_path_factory):
+    """The default export but with SA1 as one call over all its groups (as the X5 kit exports it)."""
+    from graspnet_edge_ros.export.onnx_export import export_split
+    from graspnet_edge_ros.model.checkpoint import load_graspnet
+
+    directory = tmp_path_factory.mktemp("whole_sa1_split")
+    export_split(load_graspnet(graspnet_checkpoint), directory, sa1_chunk_groups=None)
+    return directory
+
+
+def test_sa1_runs_only_the_groups_sa2_reads_with_the_same_outputs(split_model_dir, whole_sa1_dir, example_cloud):
+    chunked, whole = SplitGraspNet.from_directory(split_model_dir), SplitGraspNet.from_directory(whole_sa1_dir)
+    n1, _, k1 = whole.manifest.model.sa_layers[0]
+    assert whole.manifest.segment("sa1").input_shape == (1, 3, n1, k1)
+    chunk = chunked.manifest.sa1_chunk_groups
+    assert chunked.manifest.segment("sa1").input_shape == (1, 3, chunk, k1) and chunk < n1
+    sa1_calls = []
+    run_sa1 = chunked.runners["sa1"]
+    chunked.runners["sa1"] = lambda tensor: sa1_calls.append(tensor.copy()) or run_sa1(tensor)
+
+    raw = chunked(example_cloud.sampled, skip_background_seeds=False)
+    expected = whole(example_cloud.sampled, skip_background_seeds=False)
+    for name, value in expected.items():
+        np.testing.assert_allclose(raw[name], value, atol=1e-6, rtol=0, err_msg=name)
+    np.testing.assert_array_equal(decode_grasps(raw).array, decode_grasps(expected).array)
+
+    # Exactly the SA1 groups SA2's ball query reads ran (rounded up to whole calls), not all 2048.
+    sa1_xyz = raw["point_clouds"][0][native.furthest_point_sample(example_cloud.sampled, n1)]
+    (_, r2, k2) = whole.manifest.model.sa_layers[1]
+    read = np.unique(native.ball_query(sa1_xyz, raw["fp2_xyz"][0], r2, k2))
+    assert len(sa1_calls) == -(-len(read) // chunk) and len(sa1_calls) * chunk < n1 / 2
+    grouped = np.concatenate([call[0] for call in sa1_calls], axis=1)[:, :len(read)]
+    _, r1, _ = whole.manifest.model.sa_layers[0]
+    centres = sa1_xyz[read]
+    idx = native.ball_query(example_cloud.sampled, centres, r1, k1)
+    np.testing.assert_array_equal(grouped, native.group_xyz(example_cloud.sampled, centres, idx, r1))
+
+
+def test_sa1_segment_wider_than_sa1_is_refused(split_model_dir, tmp_path):
+    broken = tmp_path / "split"
+    broken.mkdir()
+    for path in split_model_dir.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    data = json.loads((broken / "manifest.json").read_text())
+    sa1 = next(entry for entry in data["segments"] if entry["name"] == "sa1")
+    sa1["input"]["shape"][2] = sa1["output"]["shape"][2] = 4096
+    (broken / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelFormatError, match="'sa1' input shape"):
+        SplitManifest.load(broken)

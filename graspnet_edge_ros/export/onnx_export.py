@@ -19,8 +19,9 @@ from graspnet_edge_ros.errors import ExportError
 from graspnet_edge_ros.contract import (FIRST_LAYERS_FILE, HEAD_LAYOUTS, SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS,
                                         SPLIT_LAYOUTS, SplitManifest)
 from graspnet_edge_ros.model.graspnet import GraspNet
-from graspnet_edge_ros.model.segments import (DEFAULT_CROP_CHUNK_POINTS, INPUT_NAME, OUTPUT_NAME, first_layer_weights,
-                                              manifest_for_model, segment_modules, segment_specs)
+from graspnet_edge_ros.model.segments import (DEFAULT_CROP_CHUNK_POINTS, DEFAULT_SA1_CHUNK_GROUPS, INPUT_NAME,
+                                              OUTPUT_NAME, first_layer_weights, manifest_for_model, segment_modules,
+                                              segment_specs)
 
 # What the X5 BPU runs natively (edge_deploy.md §0/§2.5); anything else in a segment is an error.
 BPU_SEGMENT_OPS = frozenset({"Conv", "Relu", "MaxPool", "ReduceMax", "Concat", "Reshape", "Flatten",
@@ -81,7 +82,8 @@ def export_single_file(model: GraspNet, output: str | Path, num_points: int = 20
 
 def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int = 64,
                  source: dict | None = None, head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
-                 crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS, layout: str = "factored") -> SplitManifest:
+                 crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS, layout: str = "factored",
+                 sa1_chunk_groups: int | None = DEFAULT_SA1_CHUNK_GROUPS) -> SplitManifest:
     """Each learned segment as an opset-11, IR<=7, fixed-shape 4-D ONNX file, plus manifest.json.
 
     Two independent choices (see model/segments.py and README, "Split layouts"):
@@ -89,6 +91,8 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
     to FIRST_LAYERS_FILE) or "grouped" (every SA segment runs its whole MLP; the X5 kit's layout).
     ``head_layouts``: the grasp-head layouts to write (``contract.HEAD_LAYOUTS``); by default both,
     so one directory runs fastest on the CPU and as the X5 BPU runs it.
+    ``sa1_chunk_groups``: SA1 groups per sa1 call (the runtime runs only the groups SA2 reads);
+    None: all SA1 groups in one call, SA1's whole output computed.
     """
     if layout not in SPLIT_LAYOUTS:
         raise ExportError(f"layout must be one of {list(SPLIT_LAYOUTS)}, got {layout!r}")
@@ -100,7 +104,8 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
     if layout == "factored":
         first_layers = FIRST_LAYERS_FILE
         np.savez(directory / first_layers, **first_layer_weights(model))
-    for spec in segment_specs(model.config, head_chunk_seeds, head_layouts, crop_chunk_points, layout):
+    for spec in segment_specs(model.config, head_chunk_seeds, head_layouts, crop_chunk_points, layout,
+                              sa1_chunk_groups):
         path = directory / f"{spec.name}.onnx"
         example = torch.zeros(spec.input_shape, dtype=torch.float32)
         try:
@@ -112,7 +117,7 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
         check_segment(path, spec.input_shape, spec.output_shape)
         files[spec.name] = {"onnxruntime": path.name}
     manifest = manifest_for_model(model, directory, head_chunk_seeds, files, source, head_layouts, crop_chunk_points,
-                                  layout, first_layers)
+                                  layout, first_layers, sa1_chunk_groups)
     manifest.save()
     return manifest
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from graspnet_edge_ros.contract import (CROP_FEATURES, FACTORED_SA, HEAD_LAYOUTS, SEGMENT_INPUT, SEGMENT_OUTPUT,
-                                        SPLIT_LAYOUTS, SegmentEntry, SplitManifest, geometry_steps)
+from graspnet_edge_ros.contract import (CROP_FEATURES, FACTORED_SA, HEAD_LAYOUTS, SA1_FEATURES, SEGMENT_INPUT,
+                                        SEGMENT_OUTPUT, SPLIT_LAYOUTS, SegmentEntry, SplitManifest, geometry_steps)
 from graspnet_edge_ros.errors import ConfigError
 from graspnet_edge_ros.model.config import GraspNetConfig
 from graspnet_edge_ros.model.graspnet import GraspNet
@@ -39,6 +39,10 @@ DEFAULT_HEAD_CHUNK_SEEDS = 64
 # Distinct crop points per crop_mlp call (shared_points head), whole seeds per call. The example
 # scene has ~35k over ~350 object seeds; 2048 keeps the zero padding of the last call small.
 DEFAULT_CROP_CHUNK_POINTS = 2048
+# SA1 groups per sa1 call in the CPU export. SA2 reads only ~38 % of SA1's 2048 groups (its ball
+# query keeps the first 32 in FPS order), so the runtime runs SA1 on those only, in calls of this
+# many groups; None = all groups in one call (the X5 kit's calibrated segment, the torch reference).
+DEFAULT_SA1_CHUNK_GROUPS = 128
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,13 @@ class SegmentSpec:
 
 def segment_specs(config: GraspNetConfig, head_chunk_seeds: int = DEFAULT_HEAD_CHUNK_SEEDS,
                   head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
-                  crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS, layout: str = "grouped") -> list[SegmentSpec]:
+                  crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS, layout: str = "grouped",
+                  sa1_chunk_groups: int | None = None) -> list[SegmentSpec]:
     """Segment names and fixed shapes: the backbone (``layout``) in execution order, then each head layout's."""
     (n1, _, k1), (n2, _, k2), (n3, _, k3), (n4, _, k4) = config.sa_layers
+    if sa1_chunk_groups is not None and not 1 <= sa1_chunk_groups <= n1:
+        raise ConfigError(f"sa1_chunk_groups must be in [1, {n1}], got {sa1_chunk_groups}")
+    g1 = sa1_chunk_groups or n1
     rows = head_chunk_seeds * config.num_depth
     head_out = 4 * config.num_angle
     heads = {
@@ -82,7 +90,8 @@ def segment_specs(config: GraspNetConfig, head_chunk_seeds: int = DEFAULT_HEAD_C
                     SegmentSpec("sa3", (1, 259, n3, k3), (1, 256, n3, 1), "SA3 MLP + max"),
                     SegmentSpec("sa4", (1, 259, n4, k4), (1, 256, n4, 1), "SA4 MLP + max")]
     return [
-        SegmentSpec("sa1", (1, 3, n1, k1), (1, 128, n1, 1), "SA1 MLP + max over ball samples"),
+        SegmentSpec("sa1", (1, 3, g1, k1), (1, SA1_FEATURES, g1, 1),
+                    "SA1 MLP + max over ball samples" + (f", {g1} groups per call" if g1 < n1 else "")),
         *sa_specs,
         SegmentSpec("fp1", (1, 512, n3, 1), (1, 256, n3, 1), "FP1 MLP on [interpolated, skip]"),
         SegmentSpec("fp2_approach", (1, 512, n2, 1), (1, 2 + config.num_view, n2, 1),
@@ -140,13 +149,14 @@ def segment_modules(model: GraspNet, layout: str = "grouped") -> dict[str, nn.Mo
 def manifest_for_model(model: GraspNet, directory: Path, head_chunk_seeds: int, files: dict[str, dict[str, str]],
                        source: dict | None = None, head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
                        crop_chunk_points: int | None = None, layout: str = "grouped",
-                       first_layers: str = "") -> SplitManifest:
+                       first_layers: str = "", sa1_chunk_groups: int | None = None) -> SplitManifest:
     """The manifest describing ``model``'s segments; ``files`` maps segment -> {backend: file}."""
     cfg = model.config
     entries = tuple(SegmentEntry(spec.name, dict(files.get(spec.name, {})), spec.input_shape, spec.output_shape,
                                  spec.description)
                     for spec in segment_specs(cfg, head_chunk_seeds, head_layouts,
-                                              crop_chunk_points or DEFAULT_CROP_CHUNK_POINTS, layout))
+                                              crop_chunk_points or DEFAULT_CROP_CHUNK_POINTS, layout,
+                                              sa1_chunk_groups))
     manifest = SplitManifest(directory=Path(directory), segments=entries, model=cfg,
                              head_chunk_seeds=head_chunk_seeds, source=source or {}, layout=layout,
                              first_layers=first_layers)

@@ -136,21 +136,22 @@ class SplitGraspNet:
     def _set_abstractions(self, points: np.ndarray, timer: StageTimer):
         """FPS indices, SA1..SA4 centres and SA2..SA4 features ((C, S) each)."""
         m = self.manifest.model
-        (n1, r1, k1), (n2, _, _), (n3, _, _), (n4, _, _) = m.sa_layers
+        (n1, r1, k1), (n2, r2, k2), (n3, _, _), (n4, _, _) = m.sa_layers
         with timer("fps"):
             fps_indices = native.furthest_point_sample(points, n1)
             sa1_xyz = points[fps_indices]
             # Prefix property of index-0 FPS: deeper SA centres are prefixes of SA1's order.
             centres = (sa1_xyz, sa1_xyz[:n2], sa1_xyz[:n3], sa1_xyz[:n4])
         with timer("ball_query"):
-            idx = native.ball_query(points, sa1_xyz, r1, k1)
-            sa1_in = native.group_xyz(points, sa1_xyz, idx, r1, out=self._buffer("sa1", (1, 3, n1, k1))[0])
-        features = self._run("sa1", sa1_in[None], timer)
+            sa2_idx = native.ball_query(sa1_xyz, centres[1], r2, k2)
+        sa1_kept, sa2_idx = self._sa1_groups_read(sa2_idx, n1)
+        features = self._sa1_features(points, sa1_xyz[sa1_kept], r1, k1, timer)
+        source_xyz = (sa1_xyz[sa1_kept], centres[1], centres[2])
         outputs = []
         for name, (_, radius, nsample), source_xyz, xyz in zip(("sa2", "sa3", "sa4"), m.sa_layers[1:],
-                                                                centres, centres[1:]):
+                                                                source_xyz, centres[1:]):
             with timer("ball_query"):
-                idx = native.ball_query(source_xyz, xyz, radius, nsample)
+                idx = sa2_idx if name == "sa2" else native.ball_query(source_xyz, xyz, radius, nsample)
             if self.first_layers is None:
                 with timer("ball_query"):
                     grouped = self._buffer(name, (1, 3 + len(features), len(xyz), nsample))
@@ -167,6 +168,36 @@ class SplitGraspNet:
             features = self._run(name, grouped, timer)
             outputs.append(features)
         return fps_indices, centres, tuple(outputs)
+
+    def _sa1_groups_read(self, sa2_idx: np.ndarray, n1: int) -> tuple[np.ndarray, np.ndarray]:
+        """(SA1 centres to compute, SA2's ball-query indices into them).
+
+        SA2's ball query keeps the first nsample SA1 centres in FPS order within its radius, so it
+        reads only ~40 % of SA1's groups; with an sa1 segment of fewer groups than SA1 has, only
+        those run. With a whole-SA1 segment (the X5 kit's) every group runs, as exported.
+        """
+        if self.manifest.sa1_chunk_groups >= n1:
+            return np.arange(n1), sa2_idx
+        kept = np.unique(sa2_idx)
+        position = np.empty(n1, sa2_idx.dtype)
+        position[kept] = np.arange(len(kept), dtype=sa2_idx.dtype)
+        return kept, position[sa2_idx]
+
+    def _sa1_features(self, points: np.ndarray, centres: np.ndarray, radius: float, nsample: int,
+                      timer: StageTimer) -> np.ndarray:
+        """(128, len(centres)) SA1 features, in sa1 calls of the segment's group count."""
+        chunk = self.manifest.sa1_chunk_groups
+        calls = -(-len(centres) // chunk)
+        with timer("ball_query"):
+            # Pad with the last centre: the padded groups are computed and dropped, never read.
+            padded = np.concatenate([centres, np.repeat(centres[-1:], calls * chunk - len(centres), axis=0)])
+            idx = native.ball_query(points, padded, radius, nsample)
+            grouped = self._buffer("sa1", (calls, 3, chunk, nsample))
+            for call in range(calls):
+                rows = slice(call * chunk, (call + 1) * chunk)
+                native.group_xyz(points, padded[rows], idx[rows], radius, out=grouped[call])
+        features = [self._run("sa1", grouped[call][None], timer) for call in range(calls)]
+        return np.concatenate(features, axis=1)[:, :len(centres)] if calls > 1 else features[0][:, :len(centres)]
 
     def _propagate(self, name: str, unknown: np.ndarray, known: np.ndarray, known_features: np.ndarray,
                    skip_features: np.ndarray, timer: StageTimer) -> np.ndarray:

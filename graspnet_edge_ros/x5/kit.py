@@ -269,9 +269,9 @@ def prepare_x5_kit(checkpoint, output, frames: FrameSource, num_samples: int = 1
     # The BPU runs the grouped backbone (whole SA MLPs; the factored layout's first SA2-SA4 layers
     # would run on the board's CPU, their calibration not checked there) and the per_depth grasp
     # head (calibrated, int16 output tail; shared_points would add a numba pooling step on the
-    # board's CPU between two BPU calls, not measured there).
+    # board's CPU between two BPU calls, not measured there), SA1 on all 2048 groups in one call.
     manifest = export_split(model, kit, head_chunk_seeds=head_chunk_seeds, source=source, layout="grouped",
-                            head_layouts=("per_depth",))
+                            head_layouts=("per_depth",), sa1_chunk_groups=None)
     progress(f"exported {len(manifest.segments)} segments to {kit} in {time.perf_counter() - start:.1f} s")
     checks = check_segments(manifest)
     progress("X5 check: every segment fits the limits, every op on the BPU")
