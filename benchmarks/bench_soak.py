@@ -12,6 +12,8 @@ frames / rate seconds of input plus a bounded drain.
     python benchmarks/bench_soak.py                 # 1000 frames, 30 Hz, full resolution
     python benchmarks/bench_soak.py --frames 300 --downscale 2 --json soak.json
     python benchmarks/bench_soak.py --frames 600 --pipeline compare --rounds 2   # pipelining on vs off
+    git worktree add /tmp/before <commit>
+    python benchmarks/bench_soak.py --frames 600 --pipeline on --before /tmp/before --rounds 2  # vs that node
 """
 from __future__ import annotations
 
@@ -76,10 +78,34 @@ def rss_at(samples, when: float) -> float:
     return min(samples, key=lambda s: abs(s[0] - when))[1]
 
 
+def source_environment(source: Path) -> dict[str, str]:
+    """The node's environment with ``source`` (another checkout of this package) in place of this tree."""
+    import graspnet_edge_ros
+
+    from graspnet_edge_ros.ros.replay_cli import node_environment
+
+    env = node_environment()
+    this_tree = str(Path(graspnet_edge_ros.__file__).resolve().parents[1])
+    parts = [p for p in env["PYTHONPATH"].split(os.pathsep) if p and p != this_tree]
+    env["PYTHONPATH"] = os.pathsep.join([str(source.resolve())] + parts)
+    return env
+
+
+def export_with(source: Path, checkpoint: Path, output: Path) -> Path:
+    """Split export of ``checkpoint`` by the ``source`` checkout's own CLI (its format, its defaults)."""
+    import subprocess
+
+    if not (output / "manifest.json").is_file():
+        subprocess.run([sys.executable, "-m", "graspnet_edge_ros.cli", "export", "--checkpoint", str(checkpoint),
+                        "--output", str(output), "--split"], env=source_environment(source), cwd=source,
+                       check=True, stdout=subprocess.DEVNULL)
+    return output
+
+
 def run_soak(bag, resolution: str, model: Path, mask: Path, work: Path, args,
-             pipeline_frames: bool | None) -> dict | None:
-    """Play ``bag`` into a fresh node (``pipeline_frames`` None = the node's default); its figures, or
-    None when the node died."""
+             pipeline_frames: bool | None, source: Path | None = None) -> dict | None:
+    """Play ``bag`` into a fresh node (``pipeline_frames`` None = the node's default; ``source``: run the
+    node of that checkout instead of this tree's, with its defaults); its figures, or None when the node died."""
     from graspnet_edge_ros.ros.replay import replay_bag
     from graspnet_edge_ros.ros.replay_cli import NodeProcess, node_command
 
@@ -90,7 +116,8 @@ def run_soak(bag, resolution: str, model: Path, mask: Path, work: Path, args,
     if pipeline_frames is not None:
         params["pipeline_frames"] = "true" if pipeline_frames else "false"
     command = node_command(model, params=params)
-    with NodeProcess(command, work / "node.log") as node:
+    env = source_environment(source) if source else None
+    with NodeProcess(command, work / "node.log", env=env, cwd=source) as node:
         sampler = ProcessSampler(node.pid)
         sampler.start()
         sampler.mark("spawned")
@@ -114,6 +141,7 @@ def run_soak(bag, resolution: str, model: Path, mask: Path, work: Path, args,
     stages = summary.stage_latency()
     e2e = summary.e2e_latency_ms
     figures = {
+        "node": f"before: {source}" if source else "this tree",
         "pipeline_frames": "default" if pipeline_frames is None else pipeline_frames,
         "frames_in_bag": args.frames, "resolution": resolution,
         "bag_rate_hz": args.rate_hz, "frames_published": summary.frames_in,
@@ -158,20 +186,51 @@ def compare_modes(runs: list[dict]) -> dict:
     return comparison
 
 
-def soak_headline(runs: list[dict], comparison: dict) -> dict:
+def compare_with_before(runs: list[dict]) -> dict:
+    """This tree's node (its default settings) against the earlier checkout's, over interleaved runs."""
+    before = [r for r in runs if r["node"] != "this tree"]
+    now = [r for r in runs if r["node"] == "this tree" and r["pipeline_frames"] in ("default", True)]
+    if not before or not now:
+        return {}
+
+    def median(group, name):
+        values = [float(r[name]) for r in group if r[name] is not None]  # diagnostics counters are strings
+        return float(np.median(values)) if values else float("nan")
+
+    comparison = {name: {"now": round(median(now, name), 2), "before": round(median(before, name), 2)}
+                  for name in ("output_rate_hz", "node_frames_received", "total_ms_median", "model_ms_median",
+                               "e2e_ms_median", "e2e_ms_p95", "rss_mb_ready", "rss_mb_peak", "node_cpu_percent")}
+    comparison["output_rate_ratio"] = round(median(now, "output_rate_hz") / median(before, "output_rate_hz"), 2)
+    comparison["rounds"] = len(before)
+    comparison["before"] = before[0]["node"]
+    return comparison
+
+
+def soak_headline(runs: list[dict], comparison: dict, before: dict | None = None) -> dict:
     """run_all.py's summary rows."""
     first = runs[0]
     label = f"soak {first['frames_in_bag']} frames {first['resolution']} at {first['bag_rate_hz']:g} Hz"
+    rows = {}
+    if before:
+        rates = before["output_rate_hz"]
+        rows = {f"{label}: results/s, this node / before": f"{rates['now']:.2f} / {rates['before']:.2f} "
+                                                           f"({before['output_rate_ratio']:.2f}x)",
+                f"{label}: latency p50 now / before": f"{before['e2e_ms_median']['now']:.0f} / "
+                                                      f"{before['e2e_ms_median']['before']:.0f} ms",
+                f"{label}: node RSS peak now / before": f"{before['rss_mb_peak']['now']:.0f} / "
+                                                        f"{before['rss_mb_peak']['before']:.0f} MB"}
+        first = next(r for r in runs if r["node"] == "this tree")
     if comparison:
         rates, p50, p95 = (comparison[k] for k in ("output_rate_hz", "e2e_ms_median", "e2e_ms_p95"))
         return {
+            **rows,
             f"{label}: results/s, pipelining on / off": f"{rates['pipelined']:.2f} / {rates['one_at_a_time']:.2f} "
                                                         f"({comparison['output_rate_ratio']:.2f}x)",
             f"{label}: latency p50 on / off": f"{p50['pipelined']:.0f} / {p50['one_at_a_time']:.0f} ms",
             f"{label}: latency p95 on / off": f"{p95['pipelined']:.0f} / {p95['one_at_a_time']:.0f} ms",
             f"{label}: node RSS peak": f"{comparison['rss_mb_peak']['pipelined']:.0f} MB",
         }
-    return {f"{label}: results/s": f"{first['output_rate_hz']:.2f}",
+    return {**rows, f"{label}: results/s": f"{first['output_rate_hz']:.2f}",
             f"{label}: latency p50 / p95": f"{first['e2e_ms_median']} / {first['e2e_ms_p95']} ms",
             f"{label}: node RSS ready / peak / end": f"{first['rss_mb_ready']:.0f} / {first['rss_mb_peak']:.0f} / "
                                                     f"{first['rss_mb_end']:.0f} MB"}
@@ -187,7 +246,11 @@ def main(argv=None) -> int:
     parser.add_argument("--pipeline", choices=["default", "on", "off", "compare"], default="default",
                         help="the node's pipeline_frames: its default, on, off, or compare = on and off "
                              "alternately (--rounds times each) with the ratio of their output rates")
-    parser.add_argument("--rounds", type=int, default=1, help="with --pipeline compare: runs per mode")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per mode (--pipeline compare, --before)")
+    parser.add_argument("--before", metavar="CHECKOUT",
+                        help="another checkout of this package (e.g. `git worktree add /tmp/before <commit>`): "
+                             "its node, with a model its own CLI exports, runs in alternation with this tree's "
+                             "and the ratio of their output rates is printed")
     parser.add_argument("--work-dir", help="keep the bag, recording and node log here (default: temp, removed)")
     parser.add_argument("--json", help="write the figures as JSON here")
     args = parser.parse_args(argv)
@@ -222,15 +285,20 @@ def main(argv=None) -> int:
         print(f"bag: {args.frames} frames {capture.width}x{capture.height} at {args.rate_hz:g} Hz, "
               f"{bag_mb:.0f} MB, {args.storage} ({time.monotonic() - start:.1f} s to write)", flush=True)
 
-        modes = {"default": [None], "on": [True], "off": [False], "compare": [True, False] * max(1, args.rounds)}
+        modes = {"default": [None], "on": [True], "off": [False], "compare": [True, False]}[args.pipeline]
+        before = Path(args.before) if args.before else None
+        before_model = export_with(before, shared / "models" / "graspnet_edge_grasp.pth",
+                                   work / "before_split") if before else None
+        round_runs = ([(before_model, None, before)] if before else []) + [(model, mode, None) for mode in modes]
         runs = []
-        for pipeline_frames in modes[args.pipeline]:
-            figures = run_soak(bag, f"{capture.width}x{capture.height}", model, mask, work, args, pipeline_frames)
+        for run_model, pipeline_frames, source in round_runs * max(1, args.rounds):
+            figures = run_soak(bag, f"{capture.width}x{capture.height}", run_model, mask, work, args,
+                               pipeline_frames, source)
             if figures is None:
                 return 1
             runs.append(figures)
-            print_table(f"soak: {args.frames} frames at {args.rate_hz:g} Hz into the node, pipeline_frames "
-                        f"{figures['pipeline_frames']} ({machine_line()})",
+            print_table(f"soak: {args.frames} frames at {args.rate_hz:g} Hz into the node ({figures['node']}), "
+                        f"pipeline_frames {figures['pipeline_frames']} ({machine_line()})",
                         ["figure", "value"], [[k, v] for k, v in figures.items()])
         output = dict(runs[0]) if len(runs) == 1 else {"runs": runs}
         comparison = compare_modes(runs)
@@ -242,8 +310,17 @@ def main(argv=None) -> int:
             print(f"\noutput rate with pipelining: {comparison['output_rate_ratio']:.2f}x (target >= 1.3x); "
                   f"median latency added: {comparison['e2e_p50_added_ms']:+.0f} ms")
             output["comparison"] = comparison
+        against_before = compare_with_before(runs)
+        if against_before:
+            rows = [[name, value["now"], value["before"]] for name, value in against_before.items()
+                    if isinstance(value, dict)]
+            print_table(f"this node vs {against_before['before']}, medians of {against_before['rounds']} "
+                        f"interleaved run(s) each ({machine_line()})", ["figure", "now", "before"], rows)
+            print(f"\noutput rate against the earlier node: {against_before['output_rate_ratio']:.2f}x "
+                  f"(issue 14: >= 1.3x)")
+            output["against_before"] = against_before
         output["machine"] = machine_line()
-        output["headline"] = soak_headline(runs, comparison)
+        output["headline"] = soak_headline(runs, comparison, against_before)
         if args.json:
             Path(args.json).write_text(json.dumps(output, indent=2) + "\n")
         return 0

@@ -39,7 +39,7 @@ BENCHMARKS = (
     ("bench_cold_start.py", [], "the first frame of a fresh process vs a warm one"),
     ("bench_memory.py", [], "where the memory goes (imports, sessions, ONNX Runtime arenas)"),
     ("bench_soak.py", ["--frames", "300", "--pipeline", "compare"],
-     "the node: 300 real 1280x720 frames at 30 Hz, pipelining on vs off"),
+     "the node: 300 real 1280x720 frames at 30 Hz, pipelining on vs off, and the node before the speed work"),
 )
 # Long runs, only with --full.
 FULL_BENCHMARKS = (
@@ -47,6 +47,9 @@ FULL_BENCHMARKS = (
     ("sim_pick.py", [], "pick success in simulation (50 scenes x 2 views x 3 parameter sets + GR-ConvNet)"),
     ("bench_targeting.py", ["--scenes", "8"], "grasps on one object: targeting settings"),
 )
+# The node of the commit before the speed and memory work (issue 14) runs beside this one in the
+# soak (bench_soak.py --before), so "output rate against before" is a ratio of one run.
+BEFORE_SPEED_WORK = "70b93da"
 # Benchmarks without a --json option: their output is printed, their rows are not in the summary.
 WITHOUT_JSON = {"sim_pick.py", "bench_targeting.py", "bench_cold_start.py", "bench_memory.py"}
 
@@ -61,6 +64,19 @@ def print_backends() -> None:
     print("backends (graspnet_edge_ros.formats):")
     for fmt in FORMATS:
         print(f"  {fmt.name:12s} {status[fmt.name].splitlines()[0][:100]}  [{fmt.describe()}]")
+
+
+def before_checkout(commit: str, path: Path) -> Path | None:
+    """A detached git worktree of ``commit`` at ``path`` (made once), or None with a note why not."""
+    if path.exists():
+        return path
+    made = subprocess.run(["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(path), commit],
+                          capture_output=True, text=True)
+    if made.returncode != 0:
+        print(f"(no comparison with the node of {commit}: {made.stderr.strip().splitlines()[-1:] or 'git failed'}; "
+              "a shallow clone lacks it: git fetch --unshallow)")
+        return None
+    return path
 
 
 def versions() -> str:
@@ -79,6 +95,9 @@ def main(argv=None) -> int:
                                                             "targeting)")
     parser.add_argument("--only", nargs="+", metavar="SCRIPT", help="run only these benchmark scripts")
     parser.add_argument("--json", help="write the summary (every benchmark's headline figures) here")
+    parser.add_argument("--before", default=BEFORE_SPEED_WORK, metavar="COMMIT",
+                        help=f"the soak also runs the node of this commit (a git worktree of it), default "
+                             f"{BEFORE_SPEED_WORK} (before the speed and memory work); 'none' to skip")
     args = parser.parse_args(argv)
 
     plan = list(BENCHMARKS) + (list(FULL_BENCHMARKS) if args.full else [])
@@ -97,6 +116,9 @@ def main(argv=None) -> int:
             print(f"\n\n## {' '.join([script, *extra])}\n\n{what}\n", flush=True)
             json_path = Path(tmp) / f"{index}_{Path(script).stem}.json"
             command = [sys.executable, str(HERE / script), *extra]
+            if script == "bench_soak.py" and args.before != "none":
+                checkout = before_checkout(args.before, Path(tmp) / "before")
+                command += ["--before", str(checkout)] if checkout else []
             if script not in WITHOUT_JSON:
                 command += ["--json", str(json_path)]
             start = time.monotonic()
@@ -109,6 +131,9 @@ def main(argv=None) -> int:
                 headline = json.loads(json_path.read_text()).get("headline", {})
                 summary.extend([script, label, value] for label, value in headline.items())
 
+        if (Path(tmp) / "before").exists():
+            subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(Path(tmp) / "before")],
+                           capture_output=True)
     print(f"\n\n## Summary ({machine_line()})")
     print_table("Headline figures", ["benchmark", "figure", "value"], summary or [["-", "no figures", "-"]])
     print_table("Runs", ["benchmark", "wall time", "result"], durations)

@@ -118,9 +118,11 @@ def _die_with_parent() -> None:
 class NodeProcess:
     """The node as a child process: started on enter, stopped with SIGINT (then SIGTERM, SIGKILL)."""
 
-    def __init__(self, command: list[str], log_path=None):
+    def __init__(self, command: list[str], log_path=None, env: dict[str, str] | None = None, cwd=None):
         self.command = command
         self.log_path = log_path
+        self.env = env  # default: node_environment()
+        self.cwd = cwd  # `python -m` puts the working directory first on sys.path
         self.process: subprocess.Popen | None = None
         self._log = None
         self.died_early: int | None = None  # exit code if it exited before stop()
@@ -133,7 +135,7 @@ class NodeProcess:
             self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
             output = self._log
         # Own process group: a Ctrl-C in the terminal reaches the replay only, which forwards it.
-        self.process = subprocess.Popen(self.command, env=node_environment(), stdout=output,
+        self.process = subprocess.Popen(self.command, env=self.env or node_environment(), cwd=self.cwd, stdout=output,
                                         stderr=subprocess.STDOUT if output else None, stdin=subprocess.DEVNULL,
                                         start_new_session=True,
                                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
