@@ -166,44 +166,51 @@ def run_soak(bag, resolution: str, model: Path, mask: Path, work: Path, args,
     return figures
 
 
-def compare_modes(runs: list[dict]) -> dict:
-    """Pipelining on vs off over interleaved runs: medians per mode and the output-rate ratio."""
-    by_mode = {mode: [r for r in runs if r["pipeline_frames"] is mode] for mode in (True, False)}
-    if not all(by_mode.values()):
+COMPARED_FIGURES = ("output_rate_hz", "node_frames_received", "e2e_ms_median", "e2e_ms_p95", "total_ms_median",
+                    "model_ms_median", "node_cpu_percent", "rss_mb_ready", "rss_mb_peak")
+
+
+def compare_runs(groups: dict[str, list[dict]]) -> dict:
+    """Medians of two groups of runs ({label: runs}, the first compared with the second) and the
+    ratio of their output rates; {} when a group is empty."""
+    (first, first_runs), (second, second_runs) = groups.items()
+    if not first_runs or not second_runs:
         return {}
 
-    def median(mode, name):
-        values = [r[name] for r in by_mode[mode] if r[name] is not None]
+    def median(runs, name):
+        values = [float(r[name]) for r in runs if r[name] is not None]  # diagnostics counters are strings
         return float(np.median(values)) if values else float("nan")
 
-    comparison = {}
-    for name in ("output_rate_hz", "e2e_ms_median", "e2e_ms_p95", "total_ms_median", "model_ms_median",
-                 "node_cpu_percent", "rss_mb_peak"):
-        comparison[name] = {"pipelined": round(median(True, name), 2), "one_at_a_time": round(median(False, name), 2)}
-    comparison["output_rate_ratio"] = round(median(True, "output_rate_hz") / median(False, "output_rate_hz"), 2)
-    comparison["e2e_p50_added_ms"] = round(median(True, "e2e_ms_median") - median(False, "e2e_ms_median"), 1)
-    comparison["rounds"] = len(by_mode[True])
+    comparison = {name: {first: round(median(first_runs, name), 2), second: round(median(second_runs, name), 2)}
+                  for name in COMPARED_FIGURES}
+    comparison["output_rate_ratio"] = round(median(first_runs, "output_rate_hz")
+                                            / median(second_runs, "output_rate_hz"), 2)
+    comparison["e2e_p50_added_ms"] = round(median(first_runs, "e2e_ms_median")
+                                           - median(second_runs, "e2e_ms_median"), 1)
+    comparison["rounds"] = len(second_runs)
     return comparison
+
+
+def compare_modes(runs: list[dict]) -> dict:
+    """This tree's node with pipelining on vs off, over interleaved runs."""
+    ours = [r for r in runs if r["node"] == "this tree"]
+    return compare_runs({"pipelined": [r for r in ours if r["pipeline_frames"] is True],
+                         "one_at_a_time": [r for r in ours if r["pipeline_frames"] is False]})
 
 
 def compare_with_before(runs: list[dict]) -> dict:
     """This tree's node (its default settings) against the earlier checkout's, over interleaved runs."""
     before = [r for r in runs if r["node"] != "this tree"]
-    now = [r for r in runs if r["node"] == "this tree" and r["pipeline_frames"] in ("default", True)]
-    if not before or not now:
-        return {}
+    comparison = compare_runs({"now": [r for r in runs if r["node"] == "this tree"
+                                       and r["pipeline_frames"] in ("default", True)], "before": before})
+    return {**comparison, "before": before[0]["node"]} if comparison else {}
 
-    def median(group, name):
-        values = [float(r[name]) for r in group if r[name] is not None]  # diagnostics counters are strings
-        return float(np.median(values)) if values else float("nan")
 
-    comparison = {name: {"now": round(median(now, name), 2), "before": round(median(before, name), 2)}
-                  for name in ("output_rate_hz", "node_frames_received", "total_ms_median", "model_ms_median",
-                               "e2e_ms_median", "e2e_ms_p95", "rss_mb_ready", "rss_mb_peak", "node_cpu_percent")}
-    comparison["output_rate_ratio"] = round(median(now, "output_rate_hz") / median(before, "output_rate_hz"), 2)
-    comparison["rounds"] = len(before)
-    comparison["before"] = before[0]["node"]
-    return comparison
+def print_comparison(title: str, comparison: dict, headers: list[str], conclusion: str) -> None:
+    rows = [[name] + list(value.values()) for name, value in comparison.items() if isinstance(value, dict)]
+    print_table(f"{title}, medians of {comparison['rounds']} interleaved run(s) each ({machine_line()})",
+                ["figure"] + headers, rows)
+    print(f"\n{conclusion}")
 
 
 def soak_headline(runs: list[dict], comparison: dict, before: dict | None = None) -> dict:
@@ -303,21 +310,15 @@ def main(argv=None) -> int:
         output = dict(runs[0]) if len(runs) == 1 else {"runs": runs}
         comparison = compare_modes(runs)
         if comparison:
-            rows = [[name, value["pipelined"], value["one_at_a_time"]] for name, value in comparison.items()
-                    if isinstance(value, dict)]
-            print_table(f"pipelining on vs off, medians of {comparison['rounds']} interleaved run(s) per mode "
-                        f"({machine_line()})", ["figure", "pipeline_frames true", "false"], rows)
-            print(f"\noutput rate with pipelining: {comparison['output_rate_ratio']:.2f}x (target >= 1.3x); "
-                  f"median latency added: {comparison['e2e_p50_added_ms']:+.0f} ms")
+            print_comparison("pipelining on vs off", comparison, ["pipeline_frames true", "false"],
+                             f"output rate with pipelining: {comparison['output_rate_ratio']:.2f}x; median latency "
+                             f"added: {comparison['e2e_p50_added_ms']:+.0f} ms")
             output["comparison"] = comparison
         against_before = compare_with_before(runs)
         if against_before:
-            rows = [[name, value["now"], value["before"]] for name, value in against_before.items()
-                    if isinstance(value, dict)]
-            print_table(f"this node vs {against_before['before']}, medians of {against_before['rounds']} "
-                        f"interleaved run(s) each ({machine_line()})", ["figure", "now", "before"], rows)
-            print(f"\noutput rate against the earlier node: {against_before['output_rate_ratio']:.2f}x "
-                  f"(issue 14: >= 1.3x)")
+            print_comparison(f"this node vs {against_before['before']}", against_before, ["now", "before"],
+                             f"output rate against the earlier node: {against_before['output_rate_ratio']:.2f}x "
+                             f"(issue 14: >= 1.3x)")
             output["against_before"] = against_before
         output["machine"] = machine_line()
         output["headline"] = soak_headline(runs, comparison, against_before)
