@@ -63,12 +63,13 @@ def offline_result(capture, split_model, mask_path):
     return result
 
 
-def run_replay(bag: Path, record: Path, model: Path, mask: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_replay(bag: Path, record: Path, model: Path, mask: Path, *extra: str,
+               rate: float = REPLAY_RATE) -> subprocess.CompletedProcess:
     """``python -m graspnet_edge_ros.cli replay`` as a user runs it (source tree first on the path)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     command = [sys.executable, "-m", "graspnet_edge_ros.cli", "replay", str(bag), "--model", str(model),
-               "--rate", str(REPLAY_RATE), "--record", str(record), "--param", "sampling_seed=0",
+               "--rate", str(rate), "--record", str(record), "--param", "sampling_seed=0",
                "--param", f"workspace_mask_path={mask}", "--node-log", str(record.with_suffix(".node.log")),
                *extra]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
@@ -319,6 +320,26 @@ def test_malformed_bag_gives_error_statuses_and_node_survives(
     last = {kv.key: kv.value for kv in statuses[-1].values}
     assert last["frames_rejected"] == "1" and last["frames_dropped"] == "0"
     assert int(last["frames_processed"]) == len(info.frames)
+
+
+def test_node_takes_every_frame_of_a_30hz_hd_stream_while_it_detects(
+        ros_interfaces, capture, split_model, mask_path, tmp_path):
+    """3 s of 1280x720 frames at 30 Hz, played at their pace while the node detects on the newest:
+    its executor must still take every frame. rclpy's MultiThreadedExecutor, which the node used
+    before, busy-spun under this load (it re-yields tasks its pool has not started), took 17-60 %
+    of the frames and slowed detection ~10x (README, "The ROS 2 node")."""
+    from graspnet_edge_ros.ros import bags
+
+    frames = 90
+    bags.write_capture_bag(tmp_path / "in", capture, num_frames=frames, rate_hz=30.0, storage="mcap")
+    record = tmp_path / "out.mcap"
+    done = run_replay(tmp_path / "in", record, split_model, mask_path, rate=1.0)
+    assert done.returncode == 0, explain(done, record)
+    outputs = recorded_messages(record)
+    assert outputs[GRASPS_TOPIC] and {r.status for r in outputs[GRASPS_TOPIC]} == {STATUS_OK}, explain(done, record)
+    last = {kv.key: kv.value for kv in outputs["/diagnostics"][-1].status[0].values}
+    assert int(last["frames_received"]) >= 0.8 * frames, f"{last}\n{explain(done, record)}"
+    assert int(last["frames_processed"]) >= 2, last
 
 
 def test_replay_fails_cleanly_when_the_node_cannot_start(ros_interfaces, capture, mask_path, tmp_path):

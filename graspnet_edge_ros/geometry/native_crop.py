@@ -214,4 +214,5 @@ def warmup() -> None:
     points = np.array([[0.0, 0.0, 0.5], [0.01, 0.0, 0.5], [0.0, 0.01, 0.5]], np.float32)
     layout = crop_union_layout(points, points[:1], np.eye(3, dtype=np.float32)[None],
                                np.array([[[0, 1], [0, 2]]], np.int32), 5)
-    pool_crop_features(np.ones((2, 5), np.float32), layout, 0, np.empty((2, 2), np.float32))
+    # ``out`` as the runtime passes it: a column slice of the pooled rows (numba's 'A' layout).
+    pool_crop_features(np.ones((2, 5), np.float32), layout, 0, np.empty((2, 4), np.float32)[:, :2])

@@ -44,7 +44,7 @@ try:
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    from graspnet_edge_ros.camera import CameraIntrinsics, prepare_points
+    from graspnet_edge_ros.camera import prepare_points
     from graspnet_edge_ros.errors import ConfigError, GraspNetEdgeError, ModelError
     from graspnet_edge_ros.grasps import GraspGroup
     from graspnet_edge_ros.pipeline import STATUS_ERROR, STATUS_NO_GRASP, STATUS_NO_VALID_INPUT, STATUS_OK
@@ -168,13 +168,12 @@ class _TargetFrameTransformer:
 
 
 def synthetic_warmup_frame(height: int = 120, width: int = 160):
-    """(colour, depth in metres, intrinsics) of a box on a table, 0.5-0.6 m away."""
-    depth = np.full((height, width), 0.6, np.float32)
-    depth[height // 3:2 * height // 3, 3 * width // 8:5 * width // 8] = 0.52
+    """(colour, depth in metres, intrinsics) of ``warmup.synthetic_tabletop``'s box on a table, the box red."""
+    from graspnet_edge_ros.warmup import synthetic_tabletop
+
+    depth, intrinsics = synthetic_tabletop(height, width)
     color = np.full((height, width, 3), 120, np.uint8)
-    color[depth < 0.6] = (200, 60, 40)
-    focal = 0.94 * width
-    intrinsics = CameraIntrinsics(fx=focal, fy=focal, cx=width / 2, cy=height / 2, width=width, height=height)
+    color[(depth > 0) & (depth < 0.6)] = (200, 60, 40)
     return color, depth, intrinsics
 
 
