@@ -32,7 +32,7 @@ INT8_CACHE = REPO / "artifacts" / "graspnet_int8"
 def int8_model(model, checkpoint: Path, samples: int) -> Path:
     """artifacts/graspnet_int8, exported when missing or made from another checkpoint / sample count."""
     from graspnet_edge_ros.digest import file_digest
-    from graspnet_edge_ros.model.segments import DEFAULT_SA1_CHUNK_GROUPS
+    from graspnet_edge_ros.contract import DEFAULT_SA1_CHUNK_GROUPS
     from graspnet_edge_ros.quantize import export_int8_split
     from graspnet_edge_ros.x5.frames import open_frame_source
 

@@ -264,8 +264,9 @@ def main(argv=None) -> int:
 
     from graspnet_edge_ros.ros.bags import RgbdCapture, write_capture_bag
 
-    shared = shared_dir()
-    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="graspnet_soak_"))
+    shared = shared_dir().resolve()
+    # Absolute paths: the --before node and its export run in the other checkout's directory.
+    work = (Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="graspnet_soak_"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     try:
         data = shared / "data" / "graspnet_example"
@@ -277,7 +278,7 @@ def main(argv=None) -> int:
             small = np.asarray(Image.open(mask))[::args.downscale, ::args.downscale]
             mask = work / "workspace_mask.png"
             Image.fromarray(small).save(mask)
-        model = Path(args.model) if args.model else work / "graspnet_split"
+        model = Path(args.model).resolve() if args.model else work / "graspnet_split"
         if not args.model and not model.is_dir():
             from graspnet_edge_ros.export.onnx_export import export_split
             from graspnet_edge_ros.model.checkpoint import load_graspnet
@@ -293,7 +294,7 @@ def main(argv=None) -> int:
               f"{bag_mb:.0f} MB, {args.storage} ({time.monotonic() - start:.1f} s to write)", flush=True)
 
         modes = {"default": [None], "on": [True], "off": [False], "compare": [True, False]}[args.pipeline]
-        before = Path(args.before) if args.before else None
+        before = Path(args.before).resolve() if args.before else None
         before_model = export_with(before, shared / "models" / "graspnet_edge_grasp.pth",
                                    work / "before_split") if before else None
         round_runs = ([(before_model, None, before)] if before else []) + [(model, mode, None) for mode in modes]

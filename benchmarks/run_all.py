@@ -73,8 +73,8 @@ def before_checkout(commit: str, path: Path) -> Path | None:
     made = subprocess.run(["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(path), commit],
                           capture_output=True, text=True)
     if made.returncode != 0:
-        print(f"(no comparison with the node of {commit}: {made.stderr.strip().splitlines()[-1:] or 'git failed'}; "
-              "a shallow clone lacks it: git fetch --unshallow)")
+        reason = (made.stderr.strip().splitlines() or ["git failed"])[-1]
+        print(f"(no comparison with the node of {commit}: {reason}; a shallow clone lacks it: git fetch --unshallow)")
         return None
     return path
 
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
             print(f"\n\n## {' '.join([script, *extra])}\n\n{what}\n", flush=True)
             json_path = Path(tmp) / f"{index}_{Path(script).stem}.json"
             command = [sys.executable, str(HERE / script), *extra]
-            if script == "bench_soak.py" and args.before != "none":
+            if script == "bench_soak.py" and "compare" in extra and args.before != "none":  # not the long soak
                 checkout = before_checkout(args.before, Path(tmp) / "before")
                 command += ["--before", str(checkout)] if checkout else []
             if script not in WITHOUT_JSON:

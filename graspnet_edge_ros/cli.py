@@ -28,6 +28,7 @@ from graspnet_edge_ros.errors import EXIT_ERROR, EXIT_INPUT, EXIT_MODEL, EXIT_OK
 from graspnet_edge_ros.config import NODE_ONLY_PARAMETERS, detector_parameters  # noqa: F401
 from graspnet_edge_ros.files import (check_output_directory, check_output_file, load_points,  # noqa: F401
                                      read_color, read_depth, read_intrinsics, read_labels)
+from graspnet_edge_ros.contract import DEFAULT_SA1_CHUNK_GROUPS
 from graspnet_edge_ros.formats import MODEL_TYPES, backend_names
 
 PROVIDERS_HELP = ("onnxruntime execution providers, comma-separated, in order of preference: cpu, cuda, tensorrt, "
@@ -63,6 +64,9 @@ def cmd_export(args) -> int:
         raise ConfigError("--quantize int8 applies to split exports: add --split")
     if args.quantize and not args.calibration_source:
         raise ConfigError("--quantize int8 needs --calibration-source (a bag, GraspNet capture or frame directory)")
+    if args.sa1_groups_per_call < 0:
+        raise ConfigError(f"--sa1-groups-per-call must be >= 0 (0 = all SA1 groups in one call), "
+                          f"got {args.sa1_groups_per_call}")
     if args.calibration_samples < 1:
         raise ConfigError(f"--calibration-samples must be >= 1, got {args.calibration_samples}")
     model_type = args.model_type or detect_planar_model_type(args.checkpoint) or "graspnet"
@@ -74,7 +78,7 @@ def cmd_export(args) -> int:
     print(export(ExportRequest(
         checkpoint=Path(args.checkpoint), output=Path(args.output), model_type=model_type, split=args.split,
         num_points=args.num_points, opset=args.opset, head_chunk_seeds=args.head_chunk_seeds,
-        split_layout=args.split_layout,
+        split_layout=args.split_layout, sa1_chunk_groups=args.sa1_groups_per_call or None,
         input_size=args.input_size, angle_output="logits" if args.angle_logits else "argmax")))
     return EXIT_OK
 
@@ -94,6 +98,7 @@ def _export_int8(args) -> int:
     manifest, report = export_int8_split(model, args.output, frames, args.calibration_samples,
                                          head_chunk_seeds=args.head_chunk_seeds, source=source,
                                          layout=args.split_layout,
+                                         sa1_chunk_groups=args.sa1_groups_per_call or None,
                                          report_frames=report_frames,
                                          progress=lambda line: print(line, flush=True))
     print(f"wrote {len(manifest.segments)} int8 segments ({manifest.layout} backbone) + manifest.json to {args.output} "
@@ -303,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-layout", choices=["factored", "grouped"], default="factored",
                    help="split: 'factored' (fastest on a CPU: SA2-SA4 first layers run in the runtime) or "
                         "'grouped' (whole SA MLPs in the segments; the X5 kit's layout)")
+    p.add_argument("--sa1-groups-per-call", type=int, default=DEFAULT_SA1_CHUNK_GROUPS, metavar="N",
+                   help=f"split: SA1 groups per sa1 segment call (default {DEFAULT_SA1_CHUNK_GROUPS}: the runtime "
+                        "runs only the ~40 %% "
+                        "of SA1's groups that SA2 reads); 0 = all SA1 groups in one call, as x5-prepare exports")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("infer-points", help="one forward pass on exact input points")

@@ -75,6 +75,10 @@ MANIFEST_FORMAT = "graspnet_edge_split"
 MANIFEST_VERSION = 1
 CROP_FEATURES = 256  # CloudCrop MLP output channels (official SharedMLP [3, 64, 128, 256])
 SA1_FEATURES = 128   # SA1 output channels (official mlp [0, 64, 64, 128])
+# SA1 groups per sa1 call in the CPU export. SA2 reads only ~38 % of SA1's 2048 groups (its ball
+# query keeps the first 32 in FPS order), so the runtime runs SA1 on those only, in calls of this
+# many groups; None = all groups in one call (the X5 kit's calibrated segment, the torch reference).
+DEFAULT_SA1_CHUNK_GROUPS = 128
 # What the split runtime calls, in order (runtime/split.py), before the grasp head.
 BACKBONE_SEGMENTS = ("sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach")
 # The grasp head's two layouts (runtime/split.py): a manifest lists the segments of one or both.

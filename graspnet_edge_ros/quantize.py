@@ -28,7 +28,8 @@ from typing import Callable
 import numpy as np
 
 from graspnet_edge_ros.errors import ExportError, InputError
-from graspnet_edge_ros.contract import DEFAULT_HEAD_LAYOUT_PREFERENCE, HEAD_LAYOUT_PREFERENCE, SplitManifest
+from graspnet_edge_ros.contract import (DEFAULT_HEAD_LAYOUT_PREFERENCE, DEFAULT_SA1_CHUNK_GROUPS,
+                                        HEAD_LAYOUT_PREFERENCE, SplitManifest)
 
 PRECISION_INT8 = "int8"
 DEFAULT_CALIBRATION_SAMPLES = 16
@@ -178,10 +179,12 @@ def quantize_split(float_dir, output, frames, num_samples: int = DEFAULT_CALIBRA
 def export_int8_split(model, output, frames, num_samples: int = DEFAULT_CALIBRATION_SAMPLES,
                       head_chunk_seeds: int = 64, params: dict | None = None, source: dict | None = None,
                       report_frames=None, report_seeds: int = 2, layout: str = "factored",
-                      progress: Callable[[str], None] = lambda _: None):
+                      progress: Callable[[str], None] = lambda _: None,
+                      sa1_chunk_groups: int | None = DEFAULT_SA1_CHUNK_GROUPS):
     """Float split export (temporary) -> int8 split model in ``output``; returns (manifest, report or None).
 
-    ``layout``: the float export's backbone layout (``export_split``), kept by the int8 model.
+    ``layout``, ``sa1_chunk_groups``: the float export's backbone layout and SA1 groups per call
+    (``export_split``), kept by the int8 model.
     ``report_frames``: frames the fp32 and int8 models are compared on (``compare_split_models``)
     before the float export is removed; the report is written to ``output/int8_report.json``.
     """
@@ -194,6 +197,7 @@ def export_int8_split(model, output, frames, num_samples: int = DEFAULT_CALIBRAT
         start = time.perf_counter()
         # Only the grasp-head layout the CPU runs: calibration records what the pipeline calls.
         export_split(model, float_dir, head_chunk_seeds=head_chunk_seeds, source=source, layout=layout,
+                     sa1_chunk_groups=sa1_chunk_groups,
                      head_layouts=HEAD_LAYOUT_PREFERENCE.get("onnxruntime", DEFAULT_HEAD_LAYOUT_PREFERENCE)[:1])
         progress(f"float32 segments exported in {time.perf_counter() - start:.1f} s")
         manifest = quantize_split(float_dir, output, frames, num_samples, params, progress=progress)

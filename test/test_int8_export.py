@@ -109,6 +109,8 @@ def test_int8_directory_loads_through_the_node_loader(int8_export, example_cloud
     (["--split", "--quantize", "int8", "--calibration-source", "SCENE", "--calibration-samples", "0"], EXIT_USAGE,
      "--calibration-samples must be >= 1"),
     (["--split", "--quantize", "int8", "--calibration-source", "MISSING"], EXIT_INPUT, "frame source not found"),
+    (["--split", "--sa1-groups-per-call", "-1"], EXIT_USAGE, "--sa1-groups-per-call must be >= 0"),
+    (["--split", "--sa1-groups-per-call", "4096"], EXIT_USAGE, "sa1_chunk_groups must be in [1, 2048]"),
 ])
 def test_int8_export_bad_options_are_one_line(graspnet_checkpoint, shared_dir, tmp_path, capsys, extra, code,
                                               fragment):

@@ -198,3 +198,14 @@ def test_sa1_segment_wider_than_sa1_is_refused(split_model_dir, tmp_path):
     (broken / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(ModelFormatError, match="'sa1' input shape"):
         SplitManifest.load(broken)
+
+
+def test_cli_export_sets_the_sa1_groups_per_call(graspnet_checkpoint, tmp_path):
+    from graspnet_edge_ros.cli import main
+
+    for value, groups in (("0", 2048), ("256", 256)):
+        directory = tmp_path / f"split_{value}"
+        assert main(["export", "--checkpoint", str(graspnet_checkpoint), "--split", "--split-layout", "grouped",
+                     "--output", str(directory), "--sa1-groups-per-call", value]) == 0
+        manifest = SplitManifest.load(directory)
+        assert manifest.segment("sa1").input_shape == (1, 3, groups, 64) == (1, 3, manifest.sa1_chunk_groups, 64)

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from graspnet_edge_ros.contract import DEFAULT_SA1_CHUNK_GROUPS
 from graspnet_edge_ros.digest import file_digest
 from graspnet_edge_ros.errors import ConfigError
 
@@ -28,6 +29,7 @@ class ExportRequest:
     opset: int | None = None           # single file (GraspNet 17, planar 11)
     head_chunk_seeds: int = 64         # GraspNet split: seeds per grasp-head call
     split_layout: str = "factored"     # GraspNet split: backbone layout, "factored" or "grouped" (X5 kit)
+    sa1_chunk_groups: int | None = DEFAULT_SA1_CHUNK_GROUPS  # GraspNet split: SA1 groups per call; None = all
     input_size: int | None = None      # planar: square input side
     angle_output: str = "argmax"       # AFFGA-Net: "argmax" or "logits"
 
@@ -47,7 +49,8 @@ def export_graspnet(request: ExportRequest) -> str:
     start = time.perf_counter()
     if request.split:
         manifest = export_split(model, request.output, head_chunk_seeds=request.head_chunk_seeds,
-                                source=request.source(), layout=request.split_layout)
+                                source=request.source(), layout=request.split_layout,
+                                sa1_chunk_groups=request.sa1_chunk_groups)
         return (f"wrote {len(manifest.segments)} segments ({manifest.layout} backbone, grasp head layouts: "
                 f"{', '.join(manifest.head_layouts)}) + manifest.json to {request.output} "
                 f"in {time.perf_counter() - start:.1f} s")

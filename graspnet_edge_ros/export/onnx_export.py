@@ -16,12 +16,11 @@ from torch import nn
 
 from graspnet_edge_ros import __version__
 from graspnet_edge_ros.errors import ExportError
-from graspnet_edge_ros.contract import (FIRST_LAYERS_FILE, HEAD_LAYOUTS, SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS,
-                                        SPLIT_LAYOUTS, SplitManifest)
+from graspnet_edge_ros.contract import (DEFAULT_SA1_CHUNK_GROUPS, FIRST_LAYERS_FILE, HEAD_LAYOUTS, SINGLE_FILE_INPUT,
+                                        SINGLE_FILE_OUTPUTS, SPLIT_LAYOUTS, SplitManifest)
 from graspnet_edge_ros.model.graspnet import GraspNet
-from graspnet_edge_ros.model.segments import (DEFAULT_CROP_CHUNK_POINTS, DEFAULT_SA1_CHUNK_GROUPS, INPUT_NAME,
-                                              OUTPUT_NAME, first_layer_weights, manifest_for_model, segment_modules,
-                                              segment_specs)
+from graspnet_edge_ros.model.segments import (DEFAULT_CROP_CHUNK_POINTS, INPUT_NAME, OUTPUT_NAME, first_layer_weights,
+                                              manifest_for_model, segment_modules, segment_specs)
 
 # What the X5 BPU runs natively (edge_deploy.md §0/§2.5); anything else in a segment is an error.
 BPU_SEGMENT_OPS = frozenset({"Conv", "Relu", "MaxPool", "ReduceMax", "Concat", "Reshape", "Flatten",

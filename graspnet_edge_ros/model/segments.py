@@ -39,10 +39,6 @@ DEFAULT_HEAD_CHUNK_SEEDS = 64
 # Distinct crop points per crop_mlp call (shared_points head), whole seeds per call. The example
 # scene has ~35k over ~350 object seeds; 2048 keeps the zero padding of the last call small.
 DEFAULT_CROP_CHUNK_POINTS = 2048
-# SA1 groups per sa1 call in the CPU export. SA2 reads only ~38 % of SA1's 2048 groups (its ball
-# query keeps the first 32 in FPS order), so the runtime runs SA1 on those only, in calls of this
-# many groups; None = all groups in one call (the X5 kit's calibrated segment, the torch reference).
-DEFAULT_SA1_CHUNK_GROUPS = 128
 
 
 @dataclass(frozen=True)

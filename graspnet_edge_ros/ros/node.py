@@ -136,7 +136,7 @@ class _TargetFrameTransformer:
                 self.implementation = "tf2_ros"
                 self._exception = tf2_ros.TransformException
                 self._buffer = tf2_ros.Buffer()
-                # The executor's other threads fill the buffer while the worker waits in lookup_transform.
+                # The executor thread fills the buffer while a phase thread waits in lookup_transform.
                 self._listener = tf2_ros.TransformListener(self._buffer, node)
             else:
                 from graspnet_edge_ros.ros import tf_fallback

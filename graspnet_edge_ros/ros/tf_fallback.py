@@ -18,8 +18,8 @@ What it does, as tf2 does:
   sample, which is then used as is. Time zero means "the latest": the newest time all dynamic
   edges of the chain share.
 * Dynamic samples older than ``cache_time_s`` before the newest of their edge are dropped.
-* ``lookup_transform`` waits up to ``timeout`` for data to arrive (filled from the executor's
-  other threads), then raises.
+* ``lookup_transform`` waits up to ``timeout`` for data to arrive (filled by the executor thread
+  while a detection thread waits), then raises.
 
 The maths (quaternion <-> matrix) is ``conversions.transform_to_matrix`` /
 ``conversions.matrix_to_transform``, the same the node uses on tf2_ros's answers.
