@@ -85,14 +85,16 @@ def small_K(width=64, height=48):
 class GraphClient:
     """The test's side of the graph: camera publishers, result subscribers, service and parameter clients.
 
-    Spun by a MultiThreadedExecutor in a background thread; received messages are collected.
+    Spun by a MultiThreadedExecutor in a background thread; received messages are collected. The
+    nodes under test (``executor_nodes``) spin apart, on one SingleThreadedExecutor thread, as
+    ``graspnet_edge_ros.ros.node.main`` spins the node.
     """
 
     def __init__(self, context, node_name: str, topics: tuple, executor_nodes=(), best_effort: bool = False):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rcl_interfaces.srv import GetParameters, SetParameters
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
         from visualization_msgs.msg import MarkerArray
@@ -120,10 +122,14 @@ class GraphClient:
         self.set_client = self.node.create_client(SetParameters, f"/{node_name}/set_parameters")
         self.get_client = self.node.create_client(GetParameters, f"/{node_name}/get_parameters")
         self.executor = MultiThreadedExecutor(num_threads=4, context=context)
-        for node in (self.node, *executor_nodes):
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.executor.add_node(self.node)
+        self.node_executor = SingleThreadedExecutor(context=context)
+        for node in executor_nodes:
+            self.node_executor.add_node(node)
+        self.threads = [threading.Thread(target=executor.spin, daemon=True)
+                        for executor in (self.executor, self.node_executor)]
+        for thread in self.threads:
+            thread.start()
 
     def _collect(self, store):
         def callback(msg):
@@ -193,8 +199,9 @@ class GraphClient:
         return parameter_value_to_python(response.values[0])
 
     def close(self):
-        self.executor.shutdown()
-        self.thread.join(timeout=10)
+        for executor, thread in zip((self.node_executor, self.executor), self.threads[::-1]):
+            executor.shutdown()
+            thread.join(timeout=10)
         self.node.destroy_node()
 
 
