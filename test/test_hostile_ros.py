@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_ros_node import (NODE_NAME, GraphClient, StandInDetector, frame_messages, key, poll, ros,  # noqa: F401
-                           stamp, stand_in_node, tiny_frame, tiny_frame_streamer, wait_until)
+from test_ros_node import (NODE_NAME, GraphClient, StandInDetector, frame_messages, key, node_under_test,  # noqa: F401
+                           poll, ros, stamp, stand_in_node, tiny_frame, tiny_frame_streamer, wait_until)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_DIR = Path(__file__).resolve().parent
@@ -143,16 +143,10 @@ class _FaultOnce:
 @pytest.fixture
 def faulty_real_node(ros, split_model_dir, shared_dir):
     """The node in this process with the real split model; the grasp head raises on frame 1, fp2 is NaN on frame 2."""
-    from rclpy.parameter import Parameter
-
     from graspnet_edge_ros.pipeline import GraspDetector, load_model_runner
-    from graspnet_edge_ros.ros.node import GraspDetectorNode
 
-    name = "faulty_real_node"
-    topics = (f"/{name}/color", f"/{name}/depth", f"/{name}/info")
     mask = shared_dir / "data" / "graspnet_example" / "workspace_mask.png"
-    overrides = {"color_topic": topics[0], "depth_topic": topics[1], "camera_info_topic": topics[2],
-                 "warmup": False, "qos_reliability": "reliable", "diagnostics_period_s": 0.2,
+    overrides = {"warmup": False, "qos_reliability": "reliable", "diagnostics_period_s": 0.2,
                  "model_path": str(split_model_dir), "sampling_seed": 0, "workspace_mask_path": str(mask)}
 
     def factory(config):
@@ -163,18 +157,8 @@ def faulty_real_node(ros, split_model_dir, shared_dir):
         net.runners["fp2_approach"] = approach
         return GraspDetector(config, runner=runner)
 
-    context = ros.Context()
-    ros.init(context=context)
-    node = GraspDetectorNode(name, context=context, detector_factory=factory,
-                             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-    client = GraphClient(context, name, topics, executor_nodes=(node,))
-    try:
-        client.wait_for_node(60.0)
+    with node_under_test(ros, "faulty_real_node", overrides, factory, wait_s=60.0) as (node, client):
         yield node, client
-    finally:
-        client.close()
-        node.destroy_node()
-        context.try_shutdown()
 
 
 def test_backend_failure_and_nan_segment_give_error_then_the_node_recovers(faulty_real_node, example_scene):

@@ -39,23 +39,13 @@ def mask_path(shared_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def split_model(shared_dir, tmp_path_factory) -> Path:
-    from graspnet_edge_ros.export.onnx_export import export_split
-    from graspnet_edge_ros.model.checkpoint import load_graspnet
-
-    directory = tmp_path_factory.mktemp("model") / "graspnet_split"
-    export_split(load_graspnet(shared_dir / "models" / "graspnet_edge_grasp.pth"), directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def offline_result(capture, split_model, mask_path):
+def offline_result(capture, split_model_dir, mask_path):
     """The offline pipeline on the same frame with the node's settings (same seed, same mask)."""
     from graspnet_edge_ros.camera import CameraIntrinsics
     from graspnet_edge_ros.config import DetectorConfig
     from graspnet_edge_ros.pipeline import GraspDetector
 
-    config = DetectorConfig.from_flat(model_path=str(split_model), sampling_seed=0, workspace_mask_path=str(mask_path),
+    config = DetectorConfig.from_flat(model_path=str(split_model_dir), sampling_seed=0, workspace_mask_path=str(mask_path),
                             depth_scale=capture.depth_scale)
     intrinsics = CameraIntrinsics.from_matrix(capture.K, capture.width, capture.height)
     result = GraspDetector(config).detect(capture.color, capture.depth, "16UC1", intrinsics)
@@ -220,7 +210,7 @@ def test_replay_node_reads_reliably_only_under_fast_dds_2_and_never_against_the_
 # ------------------------------------------------------------------ replay into the node
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_replay_gives_one_result_per_frame_equal_to_offline_pipeline(
-        ros_interfaces, capture, split_model, mask_path, offline_result, tmp_path, storage):
+        ros_interfaces, capture, split_model_dir, mask_path, offline_result, tmp_path, storage):
     from graspnet_edge_ros.postprocess.filters import fit_table_plane
     from graspnet_edge_ros.ros import bags
     from graspnet_edge_ros.ros.conversions import grasp_group_from_msg
@@ -228,7 +218,7 @@ def test_replay_gives_one_result_per_frame_equal_to_offline_pipeline(
     info = bags.write_capture_bag(tmp_path / "in", capture, num_frames=NUM_FRAMES, rate_hz=1.0, storage=storage)
     record = tmp_path / "out.mcap"
     extra = ("--overlay-dir", str(tmp_path / "overlays")) if storage == "mcap" else ()
-    done = run_replay(tmp_path / "in", record, split_model, mask_path, *extra)
+    done = run_replay(tmp_path / "in", record, split_model_dir, mask_path, *extra)
     assert done.returncode == 0, explain(done, record)
     assert "results out" in done.stdout and "top 10 of" in done.stdout
     from graspnet_edge_ros.ros.fastdds_profile import best_effort_large_images_are_lossy
@@ -281,7 +271,7 @@ def test_replay_gives_one_result_per_frame_equal_to_offline_pipeline(
 
 
 def test_malformed_bag_gives_error_statuses_and_node_survives(
-        ros_interfaces, capture, split_model, mask_path, tmp_path):
+        ros_interfaces, capture, split_model_dir, mask_path, tmp_path):
     from graspnet_edge_ros.ros import bags
 
     info = bags.write_malformed_bag(tmp_path / "bad", capture, rate_hz=1.0, storage="mcap")
@@ -289,7 +279,7 @@ def test_malformed_bag_gives_error_statuses_and_node_survives(
     # --every-frame: one answer per frame whatever the machine's speed. Played live, reliable
     # inputs on Jazzy (Fast DDS 2) sometimes deliver two repaired frames at once, and the node then
     # rightly keeps only the newer: a drop that says nothing about malformed frames.
-    done = run_replay(tmp_path / "bad", record, split_model, mask_path, "--every-frame")
+    done = run_replay(tmp_path / "bad", record, split_model_dir, mask_path, "--every-frame")
     # exit 0: the node was alive until the CLI stopped it, and published results
     assert done.returncode == 0, explain(done, record)
     assert "node stopped (SIGINT" in done.stdout
@@ -323,7 +313,7 @@ def test_malformed_bag_gives_error_statuses_and_node_survives(
 
 
 def test_node_takes_every_frame_of_a_30hz_hd_stream_while_it_detects(
-        ros_interfaces, capture, split_model, mask_path, tmp_path):
+        ros_interfaces, capture, split_model_dir, mask_path, tmp_path):
     """3 s of 1280x720 frames at 30 Hz, played at their pace while the node detects on the newest:
     its executor must still take every frame. rclpy's MultiThreadedExecutor, which the node used
     before, busy-spun under this load (it re-yields tasks its pool has not started), took 17-60 %
@@ -333,7 +323,7 @@ def test_node_takes_every_frame_of_a_30hz_hd_stream_while_it_detects(
     frames = 90
     bags.write_capture_bag(tmp_path / "in", capture, num_frames=frames, rate_hz=30.0, storage="mcap")
     record = tmp_path / "out.mcap"
-    done = run_replay(tmp_path / "in", record, split_model, mask_path, rate=1.0)
+    done = run_replay(tmp_path / "in", record, split_model_dir, mask_path, rate=1.0)
     assert done.returncode == 0, explain(done, record)
     outputs = recorded_messages(record)
     assert outputs[GRASPS_TOPIC] and {r.status for r in outputs[GRASPS_TOPIC]} == {STATUS_OK}, explain(done, record)

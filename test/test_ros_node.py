@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +206,36 @@ class GraphClient:
         self.node.destroy_node()
 
 
+def node_topics(name: str) -> tuple[str, str, str]:
+    """Colour, depth and CameraInfo topics of a node under test, under its own name."""
+    return f"/{name}/color", f"/{name}/depth", f"/{name}/info"
+
+
+@contextmanager
+def node_under_test(ros, name: str, overrides: dict, detector_factory=None, best_effort: bool = False,
+                    wait_s: float = 30.0):
+    """(GraspDetectorNode, GraphClient): the node in a context of its own, reading ``node_topics(name)``,
+    with ``overrides`` as parameters; the client is waited for; all torn down on exit."""
+    from rclpy.parameter import Parameter
+
+    from graspnet_edge_ros.ros.node import GraspDetectorNode
+
+    topics = node_topics(name)
+    parameters = {"color_topic": topics[0], "depth_topic": topics[1], "camera_info_topic": topics[2], **overrides}
+    context = ros.Context()
+    ros.init(context=context)
+    node = GraspDetectorNode(name, context=context, detector_factory=detector_factory,
+                             parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
+    client = GraphClient(context, name, topics, executor_nodes=(node,), best_effort=best_effort)
+    try:
+        client.wait_for_node(wait_s)
+        yield node, client
+    finally:
+        client.close()
+        node.destroy_node()
+        context.try_shutdown()
+
+
 # ------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def ros():
@@ -212,22 +243,12 @@ def ros():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, shared_dir):
-    from graspnet_edge_ros.export.onnx_export import export_split
-    from graspnet_edge_ros.model.checkpoint import load_graspnet
-
-    directory = tmp_path_factory.mktemp("graspnet_split")
-    export_split(load_graspnet(shared_dir / "models" / "graspnet_edge_grasp.pth"), directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def scene_config(model_dir, shared_dir, example_scene):
+def scene_config(split_model_dir, shared_dir, example_scene):
     from graspnet_edge_ros.config import DetectorConfig
 
     # The scene's depth is in millimetres: the node's default depth_scale of 0.001 m must fit.
     assert example_scene["factor_depth"] == 1000.0
-    return DetectorConfig.from_flat(model_path=str(model_dir), sampling_seed=0,
+    return DetectorConfig.from_flat(model_path=str(split_model_dir), sampling_seed=0,
                           workspace_mask_path=str(shared_dir / "data" / "graspnet_example" / "workspace_mask.png"))
 
 
@@ -524,31 +545,18 @@ class StandInDetector:
 @pytest.fixture
 def stand_in_node(ros, request, monkeypatch):
     """(GraspDetectorNode with a StandInDetector, its GraphClient); extra overrides via indirect params."""
-    from rclpy.parameter import Parameter
-
-    from graspnet_edge_ros.ros.node import GraspDetectorNode
-
     name = f"stand_in_{request.node.name.split('[')[0][-20:]}"
-    topics = (f"/{name}/color", f"/{name}/depth", f"/{name}/info")
     options = dict(getattr(request, "param", {}))
     if options.pop("hide_tf2_ros", False):
         monkeypatch.setitem(sys.modules, "tf2_ros", None)  # `import tf2_ros` fails, as without tf2_ros
-    overrides = {"color_topic": topics[0], "depth_topic": topics[1], "camera_info_topic": topics[2],
-                 "warmup": False, "diagnostics_period_s": 0.2, **options}
     detectors = []
-    context = ros.Context()
-    ros.init(context=context)
-    node = GraspDetectorNode(name, context=context, detector_factory=lambda c: detectors.append(
-        StandInDetector(c)) or detectors[-1], parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-    client = GraphClient(context, name, topics, executor_nodes=(node,), best_effort=True)
-    try:
-        client.wait_for_node(30.0)
-        yield node, detectors[0], client
-    finally:
-        detectors[0].release.set()
-        client.close()
-        node.destroy_node()
-        context.try_shutdown()
+    with node_under_test(ros, name, {"warmup": False, "diagnostics_period_s": 0.2, **options},
+                         lambda c: detectors.append(StandInDetector(c)) or detectors[-1], best_effort=True) \
+            as (node, client):
+        try:
+            yield node, detectors[0], client
+        finally:
+            detectors[0].release.set()
 
 
 def tiny_frame(seconds: float):

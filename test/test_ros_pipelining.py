@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from test_ros_node import (GraphClient, StandInDetector, assert_matches_offline, frame_messages, key, poll,  # noqa: F401
-                           ros, stamp, tiny_frame, tiny_frame_streamer, wait_until)
+from test_ros_node import (GraphClient, StandInDetector, assert_matches_offline, frame_messages, key,  # noqa: F401
+                           node_under_test, poll, ros, stamp, tiny_frame, tiny_frame_streamer, wait_until)
 
 RESULT_TIMEOUT_S = 120.0
 
@@ -156,23 +156,13 @@ def scene_frames(example_scene) -> list:
 
 
 @pytest.fixture(scope="module")
-def split_model(tmp_path_factory, shared_dir):
-    from graspnet_edge_ros.export.onnx_export import export_split
-    from graspnet_edge_ros.model.checkpoint import load_graspnet
-
-    directory = tmp_path_factory.mktemp("graspnet_split")
-    export_split(load_graspnet(shared_dir / "models" / "graspnet_edge_grasp.pth"), directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
-def offline(split_model, shared_dir, example_scene):
+def offline(split_model_dir, shared_dir, example_scene):
     """(config, runner, the ROS-free detector's results on scene_frames in order)."""
     from graspnet_edge_ros.camera import CameraIntrinsics
     from graspnet_edge_ros.config import DetectorConfig
     from graspnet_edge_ros.pipeline import GraspDetector
 
-    config = DetectorConfig.from_flat(model_path=str(split_model), sampling_seed=0,
+    config = DetectorConfig.from_flat(model_path=str(split_model_dir), sampling_seed=0,
                             workspace_mask_path=str(shared_dir / "data" / "graspnet_example" / "workspace_mask.png"))
     detector = GraspDetector(config)
     results = []
@@ -188,14 +178,10 @@ def offline(split_model, shared_dir, example_scene):
 @pytest.mark.parametrize("pipelined", [True, False], ids=["pipelined", "one_at_a_time"])
 def test_node_results_equal_the_detector_on_the_same_frames_and_a_call_gets_the_next_frame(
         ros, offline, example_scene, pipelined):
-    from rclpy.parameter import Parameter
-
     from graspnet_edge_ros.pipeline import GraspDetector
-    from graspnet_edge_ros.ros.node import GraspDetectorNode
 
     config, runner, expected = offline
     name = f"pipelining_{'on' if pipelined else 'off'}"
-    topics = (f"/{name}/color", f"/{name}/depth", f"/{name}/info")
     preparing = [threading.Event() for _ in range(4)]
     recorders = []
 
@@ -205,17 +191,10 @@ def test_node_results_equal_the_detector_on_the_same_frames_and_a_call_gets_the_
                                        on_prepare=lambda index: preparing[index].set()))
         return recorders[-1]
 
-    overrides = {"color_topic": topics[0], "depth_topic": topics[1], "camera_info_topic": topics[2],
-                 "warmup": False, "qos_reliability": "reliable", "pipeline_frames": pipelined,
+    overrides = {"warmup": False, "qos_reliability": "reliable", "pipeline_frames": pipelined,
                  "model_path": config.model.model_path, "sampling_seed": 0,
                  "workspace_mask_path": config.camera.workspace_mask_path}
-    context = ros.Context()
-    ros.init(context=context)
-    node = GraspDetectorNode(name, context=context, detector_factory=factory,
-                             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-    client = GraphClient(context, name, topics, executor_nodes=(node,))
-    try:
-        client.wait_for_node(30.0)
+    with node_under_test(ros, name, overrides, factory) as (node, client):
         stamps = [stamp(2000.0 + 0.5 * i) for i in range(4)]
         messages = [frame_messages(c, d, K, t) for (c, d, K), t in zip(scene_frames(example_scene), stamps)]
         call = None
@@ -230,10 +209,6 @@ def test_node_results_equal_the_detector_on_the_same_frames_and_a_call_gets_the_
             wait_until(preparing[index].is_set, RESULT_TIMEOUT_S, f"frame {index} to be taken")
         results = [client.wait_for_result(t, RESULT_TIMEOUT_S) for t in stamps]
         response = client.call(call, RESULT_TIMEOUT_S)
-    finally:
-        client.close()
-        node.destroy_node()
-        context.try_shutdown()
 
     assert node.statistics.frames_dropped == 0 and node.statistics.frames_processed == 4
     with client.lock:

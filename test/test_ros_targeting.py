@@ -3,7 +3,7 @@ parameter, the support plane in diagnostics, bad label images named (analytic ta
 import numpy as np
 import pytest
 from scenes import Box, render_tabletop
-from test_ros_node import GraphClient, frame_messages, ros, stamp, wait_until  # noqa: F401 (ros: fixture)
+from test_ros_node import frame_messages, node_under_test, ros, stamp, wait_until  # noqa: F401 (ros: fixture)
 
 from graspnet_edge_ros.ros.conversions import image_from_array
 
@@ -21,31 +21,16 @@ def scene():
 @pytest.fixture(scope="module")
 def targeting_node(ros, split_model_dir):
     """(GraspDetectorNode with the real model and an object mask topic, GraphClient, mask publisher)."""
-    from rclpy.parameter import Parameter
     from sensor_msgs.msg import Image
 
-    from graspnet_edge_ros.ros.node import GraspDetectorNode
-
     name = "targeting_node"
-    topics = (f"/{name}/color", f"/{name}/depth", f"/{name}/info")
-    overrides = {"color_topic": topics[0], "depth_topic": topics[1], "camera_info_topic": topics[2],
-                 "object_mask_topic": f"/{name}/labels", "model_path": str(split_model_dir), "sampling_seed": 0,
+    overrides = {"object_mask_topic": f"/{name}/labels", "model_path": str(split_model_dir), "sampling_seed": 0,
                  "target_context_m": 0.2, "warmup": False, "diagnostics_period_s": 0.2,
                  "qos_reliability": "reliable"}
-    context = ros.Context()
-    ros.init(context=context)
-    node = GraspDetectorNode(name, context=context,
-                             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
-    client = GraphClient(context, name, topics, executor_nodes=(node,))
-    mask_publisher = client.node.create_publisher(Image, f"/{name}/labels", 5)
-    try:
-        client.wait_for_node(60.0)
+    with node_under_test(ros, name, overrides, wait_s=60.0) as (node, client):
+        mask_publisher = client.node.create_publisher(Image, f"/{name}/labels", 5)
         wait_until(lambda: mask_publisher.get_subscription_count() > 0, 30.0, "the label subscription")
         yield node, client, mask_publisher
-    finally:
-        client.close()
-        node.destroy_node()
-        context.try_shutdown()
 
 
 def publish(client, mask_publisher, scene, seconds, labels=None, encoding="mono16"):

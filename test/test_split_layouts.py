@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,17 @@ from graspnet_edge_ros.contract import SplitManifest
 from graspnet_edge_ros.runtime.split import SplitGraspNet
 
 pytest.importorskip("torch", reason="exporting the model needs PyTorch")
+
+
+def edited_copy(source: Path, target: Path, edit_manifest=None, without: tuple = ()) -> Path:
+    """A copy of the split directory ``source`` (files in ``without`` left out) whose manifest
+    ``edit_manifest(data)`` changed in place: old or broken directories, made from a fresh one."""
+    shutil.copytree(source, target, ignore=lambda _, names: [name for name in names if name in without])
+    if edit_manifest is not None:
+        data = json.loads((target / "manifest.json").read_text())
+        edit_manifest(data)
+        (target / "manifest.json").write_text(json.dumps(data))
+    return target
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +69,7 @@ def test_factored_layout_gives_the_grouped_outputs_and_the_same_grasps(split_mod
 
 def test_directory_without_a_layout_entry_runs_as_grouped(grouped_dir, grouped_raw, example_cloud, tmp_path):
     """Split directories written before layouts existed have no "layout" key: they still load and run."""
-    old = tmp_path / "old_split"
-    old.mkdir()
-    for path in grouped_dir.iterdir():
-        (old / path.name).write_bytes(path.read_bytes())
-    data = json.loads((old / "manifest.json").read_text())
-    del data["layout"]
-    (old / "manifest.json").write_text(json.dumps(data))
+    old = edited_copy(grouped_dir, tmp_path / "old_split", lambda data: data.pop("layout"))
     net = SplitGraspNet.from_directory(old)
     assert net.manifest.layout == "grouped" and net.first_layers is None
     raw = net(example_cloud.sampled, skip_background_seeds=False)
@@ -72,15 +79,12 @@ def test_directory_without_a_layout_entry_runs_as_grouped(grouped_dir, grouped_r
 
 def test_directory_from_before_both_layout_axes_runs_as_grouped_per_depth(grouped_dir, example_cloud, tmp_path):
     """No "layout", no "head_layouts", only the grasp_head segment: how split directories used to look."""
-    old = tmp_path / "old_split"
-    old.mkdir()
-    for path in grouped_dir.iterdir():
-        if path.name not in ("crop_mlp.onnx", "grasp_head_post.onnx"):
-            (old / path.name).write_bytes(path.read_bytes())
-    data = json.loads((old / "manifest.json").read_text())
-    del data["layout"], data["head_layouts"]
-    data["segments"] = [s for s in data["segments"] if s["name"] not in ("crop_mlp", "grasp_head_post")]
-    (old / "manifest.json").write_text(json.dumps(data))
+    def as_before_both_axes(data):
+        del data["layout"], data["head_layouts"]
+        data["segments"] = [s for s in data["segments"] if s["name"] not in ("crop_mlp", "grasp_head_post")]
+
+    old = edited_copy(grouped_dir, tmp_path / "old_split", as_before_both_axes,
+                      without=("crop_mlp.onnx", "grasp_head_post.onnx"))
     net = SplitGraspNet.from_directory(old)
     assert (net.manifest.layout, net.head_layout, net.first_layers) == ("grouped", "per_depth", None)
     raw = net(example_cloud.sampled, skip_background_seeds=False)
@@ -96,27 +100,21 @@ def test_directory_from_before_both_layout_axes_runs_as_grouped_per_depth(groupe
     ({"first_layers": "missing.npz"}, "unreadable first-layer weights"),
 ])
 def test_bad_layout_entries_are_model_format_errors(split_model_dir, tmp_path, change, message):
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for path in split_model_dir.iterdir():
-        (broken / path.name).write_bytes(path.read_bytes())
-    data = json.loads((broken / "manifest.json").read_text())
-    for key, value in change.items():
-        if value is None:
-            del data[key]
-        else:
-            data[key] = value
-    (broken / "manifest.json").write_text(json.dumps(data))
+    def apply(data):
+        for key, value in change.items():
+            if value is None:
+                del data[key]
+            else:
+                data[key] = value
+
+    broken = edited_copy(split_model_dir, tmp_path / "broken", apply)
     with pytest.raises(ModelFormatError, match=message):
         SplitGraspNet.from_directory(broken)
 
 
 def test_first_layer_weights_that_read_the_wrong_feature_width_are_refused_at_load(split_model_dir, tmp_path):
     """A first_layers.npz whose sa3 weights read 128 features (sa2 gives 256) fails at load, not in a frame."""
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    for path in split_model_dir.iterdir():
-        (broken / path.name).write_bytes(path.read_bytes())
+    broken = edited_copy(split_model_dir, tmp_path / "broken")
     manifest = SplitManifest.load(broken)
     with np.load(broken / manifest.first_layers) as data:
         arrays = dict(data)
@@ -188,14 +186,11 @@ def test_sa1_runs_only_the_groups_sa2_reads_with_the_same_outputs(split_model_di
 
 
 def test_sa1_segment_wider_than_sa1_is_refused(split_model_dir, tmp_path):
-    broken = tmp_path / "split"
-    broken.mkdir()
-    for path in split_model_dir.iterdir():
-        (broken / path.name).write_bytes(path.read_bytes())
-    data = json.loads((broken / "manifest.json").read_text())
-    sa1 = next(entry for entry in data["segments"] if entry["name"] == "sa1")
-    sa1["input"]["shape"][2] = sa1["output"]["shape"][2] = 4096
-    (broken / "manifest.json").write_text(json.dumps(data))
+    def widen_sa1(data):
+        sa1 = next(entry for entry in data["segments"] if entry["name"] == "sa1")
+        sa1["input"]["shape"][2] = sa1["output"]["shape"][2] = 4096
+
+    broken = edited_copy(split_model_dir, tmp_path / "split", widen_sa1)
     with pytest.raises(ModelFormatError, match="'sa1' input shape"):
         SplitManifest.load(broken)
 
