@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--overlap-frames", type=int, default=8, help="frames per overlap run (0 = skip)")
     parser.add_argument("--overlap-rounds", type=int, default=2, help="runs per mode, alternating")
+    parser.add_argument("--gate-scenes", type=int, default=3,
+                        help="rendered table scenes for the seed-gate comparison (0 = skip it)")
     parser.add_argument("--json", help="write the figures here (run_all.py's summary)")
     args = parser.parse_args(argv)
 
@@ -64,6 +66,7 @@ def main(argv=None) -> int:
                                                                              runs[-1].cloud.sampled, model_s))
                 overlap[f"model off the CPU (simulated, {model_s * 1e3:.0f} ms)"] = compare_phases(
                     off_cpu, frames, args.overlap_rounds)
+        gate_rows = compare_seed_gate(tmp, args, mask_path) if args.gate_scenes > 0 else []
     rows = []
     for stage in STAGES:
         row = [stage]
@@ -103,8 +106,58 @@ def main(argv=None) -> int:
         print_table(f"Phases overlapped vs one frame at a time (frames/s; masked frame, {args.overlap_frames} "
                     f"frames waiting, median of {args.overlap_rounds} alternating runs each)",
                     ["model", "overlapped (3 threads)", "one at a time", "ratio", "same grasps"], table)
+    if gate_rows:
+        print_table("Seed gate: grasp heads only for seeds some grasp of which can pass the filters (model ms, "
+                    f"median of {args.repeat} alternating runs; rendered scenes: whole frame, table in view)",
+                    ["frame", "object seeds", "heads run", "model, gate on", "model, gate off", "ratio",
+                     "same grasps"], gate_rows)
+        figures["seed_gate"] = gate_rows
+        same = all(row[6] for row in gate_rows)
+        for label, rows in (("example frame, masked", gate_rows[:1]),
+                            ("rendered table scenes, median", gate_rows[2::2]),
+                            ("rendered scenes, one target object, median", gate_rows[3::2])):
+            on, off = (statistics.median(float(row[column]) for row in rows) for column in (3, 4))
+            headline[f"pipeline: model with / without the seed gate ({label})"] = (
+                f"{on:.0f} / {off:.0f} ms ({off / on:.2f}x), same grasps in every frame: {same}")
     write_figures(args.json, figures, headline)
     return 0
+
+
+def compare_seed_gate(model_dir: str, args, mask_path) -> list[list]:
+    """Model time with the seed gate on and off, alternating, on the example frame (masked, unmasked)
+    and on rendered table scenes (whole frame); published grasps compared."""
+    from graspnet_edge_ros.config import DetectorConfig
+    from graspnet_edge_ros.pipeline import GraspDetector
+    from graspnet_edge_ros.sim.scenes import render_scene
+
+    color, depth, _, intrinsics, scale = example_frame()
+    frames = [("example, masked", (color, depth, "16UC1", intrinsics), {}, {"workspace_mask_path": str(mask_path),
+                                                                            "depth_scale": scale}),
+              ("example, unmasked", (color, depth, "16UC1", intrinsics), {}, {"depth_scale": scale})]
+    for seed in range(500, 500 + args.gate_scenes):
+        scene = render_scene(seed, view="oblique")
+        frame = (scene.color, scene.depth_mm, "16UC1", scene.intrinsics)
+        frames.append((f"rendered scene {seed}", frame, {}, {}))
+        target = int(np.max(scene.labels))
+        frames.append((f"rendered scene {seed}, object {target} only", frame,
+                       {"object_labels": scene.labels, "target_object_ids": [target]}, {}))
+    rows = []
+    for name, frame, request, options in frames:
+        detector = GraspDetector(DetectorConfig.from_flat(model_path=model_dir, num_threads=args.threads,
+                                                          sampling_seed=0, **options))
+        detector.detect(*frame, **request)
+        runs = {True: [], False: []}
+        for _ in range(args.repeat):
+            for gated in (True, False):
+                detector.gate_seeds = gated
+                detector.reset_support_plane()
+                runs[gated].append(detector.detect(*frame, **request))
+        on, off = (statistics.median(r.timings_ms["model"] for r in runs[g]) for g in (True, False))
+        same = all(np.array_equal(a.grasps.array, b.grasps.array) for a, b in zip(runs[True], runs[False]))
+        counts = runs[True][-1].counts
+        rows.append([name, counts.get("decoded", 0), counts.get("decoded", 0) - counts.get("heads_skipped", 0),
+                     f"{on:.1f}", f"{off:.1f}", f"{off / on:.2f}x", same])
+    return rows
 
 
 class OffCpuRunner:
@@ -118,7 +171,8 @@ class OffCpuRunner:
     def __getattr__(self, name):  # model_id, num_points, backend_name, ...
         return getattr(self._runner, name)
 
-    def __call__(self, points):
+    def __call__(self, points, seed_gate=None):
+        # Every head was recorded: the detector applies seed_gate after the model, as for the torch reference.
         time.sleep(self._seconds)
         return {name: value.copy() for name, value in self._raw.items()}
 

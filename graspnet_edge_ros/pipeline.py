@@ -8,7 +8,9 @@ and the benchmarks all call this object.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -75,6 +77,9 @@ class GraspDetector:
         self.candidates.configure(config)
         self._mask_cache: tuple[str, np.ndarray] | None = None
         self._plane_tracker = SupportPlaneTracker()
+        # Skip the grasp heads of seeds no grasp of which can pass the filters (``candidates.SeedGate``);
+        # the published grasps are the same either way (benchmarks and tests compare the two).
+        self.gate_seeds = True
         # Load the numba kernels from their on-disk cache now rather than in the first frame (about
         # 1 s on x86; compiles them when `graspnet-edge warmup` has not run since the install).
         ensure_kernels_loaded()
@@ -323,6 +328,8 @@ class GraspDetector:
     # ----------------------------------------------------------------------------- the stages
     def _candidates(self, cloud: PreparedCloud, timer: StageTimer, result: DetectionResult,
                     frame: ImageFrame | None, context: "_FrameContext") -> tuple[GraspGroup, list]:
+        context.head_free_filters = (functools.partial(self._head_free_filters, context)
+                                     if self.gate_seeds and self._filters_read_geometry(context) else None)
         return self.candidates.generate(self.config, cloud, frame, timer, result.counts, context)
 
     def _post_process(self, grasps: GraspGroup, extra_filters: list, cloud: PreparedCloud, timer: StageTimer,
@@ -331,11 +338,12 @@ class GraspDetector:
         with timer("filters"):
             if context.labels is not None:
                 grasps = with_object_ids(grasps, grasp_object_ids(grasps, context.labels, context.intrinsics))
-            if context.targets:
-                extra_filters.append(filters.FilterResult("not_target", np.isin(grasps.object_ids, context.targets)))
-            outcome = filters.apply_filters(grasps, extra_filters + self._filter_results(grasps, context))
+            outcome = filters.apply_filters(grasps, extra_filters + self._target_filters(grasps.object_ids, context)
+                                            + self._filter_results(grasps, context))
             grasps = outcome.grasps
-        result.counts.update({f"rejected_{k}": v for k, v in outcome.rejected.items()})
+        for reason, count in outcome.rejected.items():
+            # Seeds the model skipped (every grasp they could make failed) are already counted.
+            result.counts[f"rejected_{reason}"] = result.counts.get(f"rejected_{reason}", 0) + count
         with timer("collision"):
             collision = cfg.collision
             if collision.collision_thresh > 0 and len(grasps):
@@ -362,13 +370,35 @@ class GraspDetector:
             result.poses = tcp_poses(grasps, cfg.poses.pose_convention, cfg.poses.tcp_offset_m,
                                      cfg.poses.pre_grasp_distance_m, cfg.poses.twin_policy)
 
-    def _filter_results(self, grasps: GraspGroup, context: "_FrameContext") -> list:
+    @staticmethod
+    def _target_filters(object_ids: np.ndarray, context: "_FrameContext") -> list:
+        return [filters.FilterResult("not_target", np.isin(object_ids, context.targets))] if context.targets else []
+
+    def _filters_read_geometry(self, context: "_FrameContext") -> bool:
+        """Whether a filter beyond score and width applies: only those can reject a seed before its head runs."""
         cfg = self.config
-        results = [
-            filters.score_filter(grasps, cfg.filters.min_score),
-            filters.width_filter(grasps, cfg.gripper.gripper_max_width_m, cfg.gripper.width_margin_m,
-                                 cfg.gripper.gripper_min_width_m),
-        ]
+        return bool(context.targets or context.plane is not None or cfg.gripper.executability_filter
+                    or cfg.filters.approach_max_angle_deg < 180)
+
+    def _head_free_filters(self, context: "_FrameContext", grasps: GraspGroup) -> list:
+        """The filters of ``_post_process`` but the score filter, for the grasps a seed could make.
+
+        Called with ``candidates.SeedGate``'s rows (each seed at every angle and depth class, at
+        the gripper's minimum width): each of these filters passes a grasp at the minimum width if
+        it passes it at any larger one (the fingers, palm and fingertips only get lower with the
+        width; the rest ignores it), so a seed none of whose rows passes makes no grasp that passes.
+        """
+        ids = None
+        if context.targets:
+            ids = (grasp_object_ids(grasps, context.labels, context.intrinsics) if context.labels is not None
+                   else grasps.object_ids)
+        return self._target_filters(ids, context) + self._filter_results(grasps, context, with_score=False)
+
+    def _filter_results(self, grasps: GraspGroup, context: "_FrameContext", with_score: bool = True) -> list:
+        cfg = self.config
+        results = [filters.score_filter(grasps, cfg.filters.min_score)] if with_score else []
+        results.append(filters.width_filter(grasps, cfg.gripper.gripper_max_width_m, cfg.gripper.width_margin_m,
+                                            cfg.gripper.gripper_min_width_m))
         if cfg.filters.approach_max_angle_deg < 180:
             results.append(filters.approach_cone_filter(grasps, np.asarray(cfg.filters.approach_direction),
                                                         np.radians(cfg.filters.approach_max_angle_deg)))
@@ -462,6 +492,8 @@ class _FrameContext:
     targets: tuple = ()
     auto_workspace: bool = False
     warnings: list = field(default_factory=list)
+    # grasps -> [FilterResult] of the filters that do not read the grasp head (None: none applies).
+    head_free_filters: Callable[[GraspGroup], list] | None = None
 
 
 def check_table_plane_frame(config: DetectorConfig, support_plane: SupportPlane | None = None) -> None:

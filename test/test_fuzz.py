@@ -70,7 +70,8 @@ class TinyRunner:
 
         self.views = generate_grasp_views(self.VIEWS)
 
-    def __call__(self, points, skip_background_seeds=True):
+    def __call__(self, points, skip_background_seeds=True, seed_gate=None):
+        # Computes every head (like a single ONNX file): the pipeline applies seed_gate itself.
         points = np.asarray(points, np.float32)
         rng = np.random.default_rng(len(points))
         seeds = points[rng.integers(0, len(points), self.SEEDS)]

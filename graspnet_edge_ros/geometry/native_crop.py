@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from graspnet_edge_ros.errors import InputError
 
@@ -169,27 +169,31 @@ def crop_union_layout(xyz, centers, rotations, idx, chunk_points: int) -> CropLa
     return CropLayout(*_layout_kernel(points, query, frames, indices, int(chunk_points)), indices.shape[1])
 
 
-@njit(cache=True, nogil=True)
+_POOL_CHANNEL_BLOCK = 16  # channels per parallel task (each task reuses one piece buffer)
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def _pool_kernel(features, piece_starts, bounds, row_ranges, out):
     channels = features.shape[0]
     pieces = piece_starts.shape[0] - 1  # the last piece is the chunk's padding
     rows = row_ranges.shape[0] - 1
-    piece_max = np.empty(pieces, np.float32)
-    for c in range(channels):
-        values = features[c]
-        for i in range(pieces):  # every column once
-            best = values[piece_starts[i]]
-            for j in range(piece_starts[i] + 1, piece_starts[i + 1]):
-                if values[j] > best:
-                    best = values[j]
-            piece_max[i] = best
-        for r in range(rows):
-            best = piece_max[bounds[2 * row_ranges[r]]]
-            for q in range(row_ranges[r], row_ranges[r + 1]):
-                for i in range(bounds[2 * q], bounds[2 * q + 1]):
-                    if piece_max[i] > best:
-                        best = piece_max[i]
-            out[c, r] = best
+    for block in prange((channels + _POOL_CHANNEL_BLOCK - 1) // _POOL_CHANNEL_BLOCK):
+        piece_max = np.empty(pieces, np.float32)
+        for c in range(block * _POOL_CHANNEL_BLOCK, min(channels, (block + 1) * _POOL_CHANNEL_BLOCK)):
+            values = features[c]
+            for i in range(pieces):  # every column once
+                best = values[piece_starts[i]]
+                for j in range(piece_starts[i] + 1, piece_starts[i + 1]):
+                    if values[j] > best:
+                        best = values[j]
+                piece_max[i] = best
+            for r in range(rows):
+                best = piece_max[bounds[2 * row_ranges[r]]]
+                for q in range(row_ranges[r], row_ranges[r + 1]):
+                    for i in range(bounds[2 * q], bounds[2 * q + 1]):
+                        if piece_max[i] > best:
+                            best = piece_max[i]
+                out[c, r] = best
 
 
 def pool_crop_features(features: np.ndarray, layout: CropLayout, chunk: int, out: np.ndarray) -> None:

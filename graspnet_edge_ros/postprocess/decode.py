@@ -39,7 +39,15 @@ def object_seed_mask(objectness_score: np.ndarray) -> np.ndarray:
     return objectness_score[1] > objectness_score[0]
 
 
-def decode_grasps(raw: dict[str, np.ndarray], config: DecodeConfig = DecodeConfig()) -> GraspGroup:
+def require_decode_inputs(raw: dict) -> None:
+    """ModelError naming the raw outputs the decoder reads that ``raw`` lacks."""
+    missing = [name for name in DECODE_INPUTS if name not in raw]
+    if missing:
+        raise ModelError(f"raw outputs lack {missing}")
+
+
+def decode_grasps(raw: dict[str, np.ndarray], config: DecodeConfig = DecodeConfig(),
+                  seed_mask: np.ndarray | None = None) -> GraspGroup:
     """Decode batch item 0 of the raw outputs.
 
     Args:
@@ -47,15 +55,20 @@ def decode_grasps(raw: dict[str, np.ndarray], config: DecodeConfig = DecodeConfi
             objectness_score (1,2,S), fp2_xyz (1,S,3) camera frame m, grasp_top_view_xyz (1,S,3),
             grasp_score_pred / grasp_angle_cls_pred / grasp_width_pred / grasp_tolerance_pred (1,A,S,D).
             Rows of seeds that are not objects may hold anything (NaN included): they are dropped
-            before any arithmetic touches them.
+            before any arithmetic touches them. So may those of seeds whose optional
+            ``grasp_seed_gate`` (1, S) bool is False: the split runtime skipped their heads.
+        seed_mask: (S,) bool, optional: decode only these of the object seeds (the rows of the
+            others may hold anything too).
 
     Returns:
         GraspGroup of the object seeds in seed order (not sorted), object_id -1.
     """
-    missing = [name for name in DECODE_INPUTS if name not in raw]
-    if missing:
-        raise ModelError(f"raw outputs lack {missing}")
+    require_decode_inputs(raw)
     keep = object_seed_mask(np.asarray(raw["objectness_score"][0], np.float32))
+    if "grasp_seed_gate" in raw:
+        keep &= np.asarray(raw["grasp_seed_gate"], bool)[0]
+    if seed_mask is not None:
+        keep &= np.asarray(seed_mask, bool)
     if not keep.any():
         return GraspGroup.empty()
     seeds = np.flatnonzero(keep)
@@ -76,14 +89,41 @@ def decode_grasps(raw: dict[str, np.ndarray], config: DecodeConfig = DecodeConfi
     score = np.take_along_axis(score, depth_class, axis=1)[:, 0]
     width = np.take_along_axis(width, depth_class, axis=1)[:, 0]
     tolerance = np.take_along_axis(tolerance, depth_class, axis=1)[:, 0]
-    # Same float32 operation order as the official ``class.float() / 12 * np.pi``.
-    angle = np.take_along_axis(angle_class, depth_class, axis=1)[:, 0].astype(np.float32) \
-        / np.float32(num_angle) * np.float32(np.pi)
-    depth = (depth_class[:, 0].astype(np.float32) + 1.0) * np.float32(config.depth_step_m)
-
     final_score = score * tolerance / np.float32(config.grasp_max_tolerance_m)
     approaching = -np.asarray(raw["grasp_top_view_xyz"][0], np.float32)[seeds]
-    rotation = viewpoint_params_to_matrix(approaching, angle)
     centers = np.asarray(raw["fp2_xyz"][0], np.float32)[seeds]
-    return GraspGroup.from_parts(final_score, width, depth, rotation, centers,
+    angle_class = np.take_along_axis(angle_class, depth_class, axis=1)[:, 0]
+    return _grasp_rows(final_score, width, angle_class, depth_class[:, 0], num_angle, approaching, centers, config)
+
+
+def head_outcomes(centers: np.ndarray, approaching: np.ndarray, num_angle: int, num_depth: int,
+                  width: float, config: DecodeConfig = DecodeConfig()) -> GraspGroup:
+    """Every grasp the decoder could make of each seed before its grasp head has run.
+
+    A seed's grasp differs by the head's angle class, depth class, width and score only; this is
+    the seed's row for each (angle, depth) class, at ``width`` and score 0, seed-major
+    (row ``(seed * num_angle + angle) * num_depth + depth``). Rows are built as ``decode_grasps``
+    builds them, so geometry filters decide on them exactly as on the decoded grasp.
+
+    Args:
+        centers: (Ns, 3) seed points (``fp2_xyz``); approaching: (Ns, 3) ``-grasp_top_view_xyz``.
+    """
+    per_seed = num_angle * num_depth
+    angle_class = np.repeat(np.arange(num_angle), num_depth)
+    depth_class = np.tile(np.arange(num_depth), num_angle)
+    count = len(centers)
+    return _grasp_rows(np.zeros(count * per_seed, np.float32), np.full(count * per_seed, width, np.float32),
+                       np.tile(angle_class, count), np.tile(depth_class, count), num_angle,
+                       np.repeat(np.asarray(approaching, np.float32), per_seed, axis=0),
+                       np.repeat(np.asarray(centers, np.float32), per_seed, axis=0), config)
+
+
+def _grasp_rows(score: np.ndarray, width: np.ndarray, angle_class: np.ndarray, depth_class: np.ndarray,
+                num_angle: int, approaching: np.ndarray, centers: np.ndarray, config: DecodeConfig) -> GraspGroup:
+    """Rows of seeds from their chosen classes (one element per row)."""
+    # Same float32 operation order as the official ``class.float() / 12 * np.pi``.
+    angle = angle_class.astype(np.float32) / np.float32(num_angle) * np.float32(np.pi)
+    depth = (depth_class.astype(np.float32) + 1.0) * np.float32(config.depth_step_m)
+    rotation = viewpoint_params_to_matrix(approaching, angle)
+    return GraspGroup.from_parts(score, width, depth, rotation, centers,
                                  heights=config.grasp_height_m, object_ids=-1)

@@ -34,15 +34,20 @@ class GraspNetRunner:
         self._call = call
         self._timings_source = timings_source
 
-    def __call__(self, points: np.ndarray, skip_background_seeds: bool = True) -> dict[str, np.ndarray]:
-        """Args: points (N, 3) float32 camera frame, metres. Returns official raw outputs, batch 1."""
+    def __call__(self, points: np.ndarray, skip_background_seeds: bool = True,
+                 seed_gate=None) -> dict[str, np.ndarray]:
+        """Args: points (N, 3) float32 camera frame, metres. Returns official raw outputs, batch 1.
+
+        ``seed_gate`` (``candidates.SeedGate``): the split runtime computes the grasp head only of
+        the seeds it passes; single files and the torch reference compute every head (ignored).
+        """
         points = np.ascontiguousarray(points, dtype=np.float32)
         if points.ndim != 2 or points.shape[1] != 3:
             raise InputError(f"points must be (N, 3), got {points.shape}")
         if self.num_points is not None and len(points) != self.num_points:
             raise InputError(f"this model takes exactly {self.num_points} points, got {len(points)} "
                              f"(re-export with --num-points {len(points)} or sample to {self.num_points})")
-        return self._call(points, skip_background_seeds)
+        return self._call(points, skip_background_seeds, seed_gate)
 
     @property
     def last_timings_ms(self) -> dict[str, float]:
@@ -91,7 +96,7 @@ def load_graspnet_runner(model_path, backend: str | None = None, **backend_optio
     _check_single_file_contract(engine)
     declared_points = engine.inputs[0].shape[1]
 
-    def call(points: np.ndarray, _skip_background_seeds: bool) -> dict[str, np.ndarray]:
+    def call(points: np.ndarray, _skip_background_seeds: bool, _seed_gate) -> dict[str, np.ndarray]:
         outputs = engine.run({SINGLE_FILE_INPUT: points[None]})
         outputs["point_clouds"] = points[None]
         return outputs

@@ -19,7 +19,8 @@ def check_raw_outputs(raw: dict) -> None:
     """Raise ModelError naming the first raw output with a non-finite value the decoder would read.
 
     The split runtime leaves the grasp-head rows of background seeds NaN on purpose (never
-    computed, never decoded), so head outputs are checked at object seeds only.
+    computed, never decoded), and those of seeds its ``seed_gate`` dropped (``grasp_seed_gate``
+    False), so head outputs are checked at the object seeds it computed only.
     """
     for name in _SEED_OUTPUTS:
         if name in raw:
@@ -27,7 +28,10 @@ def check_raw_outputs(raw: dict) -> None:
     objectness = np.asarray(raw["objectness_score"])[0] if "objectness_score" in raw else None
     if objectness is None:
         return
-    seeds = np.flatnonzero(objectness[1] > objectness[0])
+    computed = objectness[1] > objectness[0]
+    if "grasp_seed_gate" in raw:
+        computed &= np.asarray(raw["grasp_seed_gate"], bool)[0]
+    seeds = np.flatnonzero(computed)
     for name in _HEAD_OUTPUTS:
         if name in raw and len(seeds):
             _require_finite(name, np.asarray(raw[name])[0][:, seeds])

@@ -30,6 +30,8 @@ from graspnet_edge_ros.model.views import generate_grasp_views, viewpoint_params
 from graspnet_edge_ros.timing import StageTimer
 
 SegmentRunner = Callable[[np.ndarray], np.ndarray]
+# (centers (Ns,3), approaching (Ns,3), num_angle, num_depth) -> (Ns,) bool: candidates.SeedGate.
+SeedGate = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
 
 
 class SplitGraspNet:
@@ -80,12 +82,16 @@ class SplitGraspNet:
             out = self.runners[name](np.ascontiguousarray(tensor, dtype=np.float32))
         return out[0, :, :, 0]
 
-    def __call__(self, points: np.ndarray, skip_background_seeds: bool = True) -> dict[str, np.ndarray]:
+    def __call__(self, points: np.ndarray, skip_background_seeds: bool = True,
+                 seed_gate: SeedGate | None = None) -> dict[str, np.ndarray]:
         """Run the network on one cloud.
 
         Args:
             points: (N, 3) float32 camera-frame xyz in metres (the model's sampled input).
             skip_background_seeds: compute the grasp head only where objectness says "object".
+            seed_gate: ``gate(centers, approaching, num_angle, num_depth) -> (Ns,) bool`` over those
+                seeds (``candidates.SeedGate``): the head runs only where it is True; the raw outputs
+                then hold ``grasp_seed_gate`` (1, S) bool, False where a seed's head was skipped.
 
         Returns:
             Official end_points names with a batch axis of 1 (see ``postprocess.decode``).
@@ -113,6 +119,12 @@ class SplitGraspNet:
             top_view_rot = viewpoint_params_to_matrix(-top_view_xyz, np.zeros(n2, np.float32))
             selected = np.flatnonzero(objectness[1] > objectness[0]) if skip_background_seeds \
                 else np.arange(n2)
+        gate_mask = None
+        if seed_gate is not None:
+            with timer("seed_gate"):
+                selected = selected[seed_gate(sa2_xyz[selected], -top_view_xyz[selected], m.num_angle, m.num_depth)]
+                gate_mask = np.zeros(n2, bool)
+                gate_mask[selected] = True
         head = self._grasp_head(points, sa2_xyz, top_view_rot, selected, timer)
         a = m.num_angle
         outputs = {
@@ -130,6 +142,8 @@ class SplitGraspNet:
             "grasp_width_pred": head[None, 2 * a:3 * a],
             "grasp_tolerance_pred": head[None, 3 * a:4 * a],
         }
+        if gate_mask is not None:
+            outputs["grasp_seed_gate"] = gate_mask[None]
         self.last_timings_ms = dict(timer.ms)
         return outputs
 

@@ -175,8 +175,8 @@ class _RecordingRunner:
         self._runner = runner
         self.last_raw = None
 
-    def __call__(self, points, skip_background_seeds: bool = True):
-        self.last_raw = self._runner(points, skip_background_seeds)
+    def __call__(self, points, skip_background_seeds: bool = True, seed_gate=None):
+        self.last_raw = self._runner(points, skip_background_seeds, seed_gate)
         return self.last_raw
 
     def __getattr__(self, name):
