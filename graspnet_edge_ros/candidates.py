@@ -10,6 +10,7 @@ around it has no model-specific branches.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -74,6 +75,8 @@ class GraspNetCandidates:
 
     def __init__(self, runner: GraspModelRunner):
         self.runner = runner
+        # Runners written before the seed gate take only the points: the gate then runs after them.
+        self._runner_takes_gate = accepts_keyword(runner, "seed_gate")
 
     def configure(self, config: DetectorConfig) -> None:
         """Nothing to pass on: the decode settings are read per frame."""
@@ -88,7 +91,8 @@ class GraspNetCandidates:
         gate = (SeedGate(context.head_free_filters, config.gripper.gripper_min_width_m, decode_config)
                 if getattr(context, "head_free_filters", None) is not None else None)
         with timer("model"):
-            raw = self.runner(cloud.sampled) if gate is None else self.runner(cloud.sampled, seed_gate=gate)
+            raw = (self.runner(cloud.sampled, seed_gate=gate) if gate is not None and self._runner_takes_gate
+                   else self.runner(cloud.sampled))
             check_raw_outputs(raw)
         record_model_timings(self.runner, timer)
         with timer("decode"):
@@ -219,6 +223,16 @@ class PlanarCandidates:
             centre = self._crop_centre_cache[1]
         if self.runner.decode_options.crop_center_rc != centre:
             self.runner.decode_options = dataclasses.replace(self.runner.decode_options, crop_center_rc=centre)
+
+
+def accepts_keyword(function, name: str) -> bool:
+    """Whether ``function`` (any callable) can be called with the keyword argument ``name``."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    return any(p.name == name and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) or p.kind is p.VAR_KEYWORD
+               for p in parameters)
 
 
 CandidateGenerator = GraspNetCandidates | PlanarCandidates

@@ -114,7 +114,12 @@ class GraspDetector:
         self._plane_tracker.reset()
 
     def update_config(self, config: DetectorConfig) -> None:
-        """Swap tunables at runtime (model/backend fields must stay unchanged)."""
+        """Swap tunables at runtime (model/backend fields must stay unchanged).
+
+        Call it between frames: a frame prepared and run under one config (its seed gate) and
+        finished under another may lack grasps the new filters would pass (the ROS node waits for
+        its frames in flight before swapping).
+        """
         self.config = config
         self.candidates.configure(config)
 

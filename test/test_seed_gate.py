@@ -21,15 +21,15 @@ from graspnet_edge_ros.support_plane import SupportPlane
 
 
 class _EveryHead:
-    """The split runner, called without the gate: every object seed's head is computed (as the
-    torch reference and single ONNX files do), so the pipeline applies the gate after the model."""
+    """A runner written before the seed gate (it takes the points only), over the split runner: every
+    object seed's head is computed, as by the torch reference, so the detector gates after the model."""
 
     def __init__(self, runner):
         self._runner = runner
         self.model_id, self.model_type, self.num_points = runner.model_id, runner.model_type, runner.num_points
         self.last_timings_ms = {}
 
-    def __call__(self, points, skip_background_seeds=True, seed_gate=None):
+    def __call__(self, points):
         return self._runner(points)
 
 

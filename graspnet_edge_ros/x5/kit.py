@@ -99,6 +99,8 @@ def record_calibration(kit: Path, manifest: SplitManifest, frames: FrameSource, 
         raise InputError(f"num_samples must be >= 1, got {num_samples}")
     start = time.perf_counter()
     recorders = {name: _RecordingRunner(r) for name, r in backend_runners(manifest, "onnxruntime").items()}
+    # The detector skips the heads of seeds no grasp of which can pass the filters (candidates.SeedGate),
+    # as it does on the robot: the head segments are calibrated on the seeds they run on there.
     detector = GraspDetector(base_config, runner=split_runner(manifest, recorders, "x5-calibration"))
     for name in manifest.segment_names:
         directory = calibration_dir(kit, name)
