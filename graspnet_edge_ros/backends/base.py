@@ -33,6 +33,9 @@ class InferenceBackend(ABC):
     name: ClassVar[str] = ""
     # The format table's suffixes of the record named ``name`` (set for each subclass, never repeated there).
     suffixes: ClassVar[tuple[str, ...]] = ()
+    # True when every ``execute`` returns arrays of their own, which no later run writes into: ``run``
+    # then hands them over without copying. False (the safe default): outputs may view runtime buffers.
+    fresh_outputs: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -99,7 +102,7 @@ class InferenceBackend(ABC):
                 raise ModelFormatError(f"{self.name}: runtime returned no output {spec.name!r}")
             array = raw[spec.name]
             # Arrays that view runtime buffers would change under the caller at the next run.
-            owned = array.flags.owndata and array.flags.writeable and array.base is None
+            owned = self.fresh_outputs or (array.flags.owndata and array.flags.writeable and array.base is None)
             outputs[spec.name] = array if owned else np.array(array, copy=True)
         return outputs
 

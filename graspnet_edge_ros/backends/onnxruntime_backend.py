@@ -126,6 +126,10 @@ class OnnxRuntimeBackend(InferenceBackend):
     def version(cls) -> str:
         return cls.import_runtime().__version__
 
+    # Each run allocates its outputs (arrays over their own OrtValues, kept alive by the array):
+    # a later run never writes into them, so ``run`` need not copy them (~4 ms per split forward).
+    fresh_outputs = True
+
     def execute(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self._session.run(self._output_names, inputs)
         return dict(zip(self._output_names, values))
