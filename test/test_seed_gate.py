@@ -145,3 +145,32 @@ def test_no_grasp_of_a_dropped_seed_passes_at_any_angle_depth_or_width(split_run
         outcome = apply_filters(grasps, detector._filter_results(grasps, context))
         assert len(outcome.grasps) == 0
     assert sum(gate.rejected.values()) == len(dropped)
+
+
+def test_gate_rows_are_the_decoders_rows_bit_for_bit():
+    """Each decoded grasp equals its (angle, depth) row of head_outcomes in every geometry column,
+    so a filter cannot decide differently on the two (a 1-ulp difference could flip a threshold)."""
+    from graspnet_edge_ros.grasps import DEPTH, HEIGHT, ROTATION, TRANSLATION
+    from graspnet_edge_ros.postprocess.decode import decode_grasps
+
+    rng = np.random.default_rng(3)
+    seeds, angles, depths = 200, 12, 4
+    views = generate_grasp_views(300)
+    top_view = views[rng.integers(0, len(views), seeds)].astype(np.float32)
+    centers = rng.normal(scale=0.2, size=(seeds, 3)).astype(np.float32)
+    angle_class = rng.integers(0, angles, (seeds, depths))
+    angle_logits = np.zeros((angles, seeds, depths), np.float32)
+    np.put_along_axis(angle_logits, angle_class[None], 1.0, axis=0)
+    raw = {"objectness_score": np.stack([np.zeros(seeds), np.ones(seeds)])[None].astype(np.float32),
+           "fp2_xyz": centers[None], "grasp_top_view_xyz": top_view[None],
+           "grasp_score_pred": rng.uniform(size=(1, angles, seeds, depths)).astype(np.float32),
+           "grasp_angle_cls_pred": angle_logits[None],
+           "grasp_width_pred": rng.uniform(0, 0.08, (1, angles, seeds, depths)).astype(np.float32),
+           "grasp_tolerance_pred": rng.uniform(0, 0.05, (1, angles, seeds, depths)).astype(np.float32)}
+    decoded = decode_grasps(raw)
+    outcomes = head_outcomes(centers, -top_view, angles, depths, 0.0)
+    depth_class = np.rint(decoded.depths / 0.01).astype(int) - 1
+    chosen_angle = angle_class[np.arange(seeds), depth_class]
+    rows = outcomes.array[(np.arange(seeds) * angles + chosen_angle) * depths + depth_class]
+    for columns in (ROTATION, TRANSLATION, DEPTH, HEIGHT):
+        np.testing.assert_array_equal(rows[:, columns], decoded.array[:, columns])

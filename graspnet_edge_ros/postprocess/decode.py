@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graspnet_edge_ros.errors import ModelError
-from graspnet_edge_ros.grasps import GraspGroup
+from graspnet_edge_ros.grasps import DEPTH, GraspGroup
 from graspnet_edge_ros.model.views import viewpoint_params_to_matrix
 
 # Names of the raw outputs the decoder reads (official end_points keys, batch 1).
@@ -108,14 +108,21 @@ def head_outcomes(centers: np.ndarray, approaching: np.ndarray, num_angle: int, 
     Args:
         centers: (Ns, 3) seed points (``fp2_xyz``); approaching: (Ns, 3) ``-grasp_top_view_xyz``.
     """
-    per_seed = num_angle * num_depth
-    angle_class = np.repeat(np.arange(num_angle), num_depth)
-    depth_class = np.tile(np.arange(num_depth), num_angle)
-    count = len(centers)
-    return _grasp_rows(np.zeros(count * per_seed, np.float32), np.full(count * per_seed, width, np.float32),
-                       np.tile(angle_class, count), np.tile(depth_class, count), num_angle,
-                       np.repeat(np.asarray(approaching, np.float32), per_seed, axis=0),
-                       np.repeat(np.asarray(centers, np.float32), per_seed, axis=0), config)
+    rows = len(centers) * num_angle
+    # One row per (seed, angle) at depth class 0 (the rotation, the costly part, does not depend on
+    # the depth), repeated per depth class with the decoder's depth values: elementwise, so each
+    # row equals the one built for its (angle, depth) directly.
+    per_angle = _grasp_rows(np.zeros(rows, np.float32), np.full(rows, width, np.float32),
+                            np.tile(np.arange(num_angle), len(centers)), np.zeros(rows, np.int64), num_angle,
+                            np.repeat(np.asarray(approaching, np.float32), num_angle, axis=0),
+                            np.repeat(np.asarray(centers, np.float32), num_angle, axis=0), config)
+    array = np.repeat(per_angle.array, num_depth, axis=0)
+    array[:, DEPTH] = np.tile(_depth_values(np.arange(num_depth), config), rows)
+    return GraspGroup(array)
+
+
+def _depth_values(depth_class: np.ndarray, config: DecodeConfig) -> np.ndarray:
+    return (depth_class.astype(np.float32) + 1.0) * np.float32(config.depth_step_m)
 
 
 def _grasp_rows(score: np.ndarray, width: np.ndarray, angle_class: np.ndarray, depth_class: np.ndarray,
@@ -123,7 +130,7 @@ def _grasp_rows(score: np.ndarray, width: np.ndarray, angle_class: np.ndarray, d
     """Rows of seeds from their chosen classes (one element per row)."""
     # Same float32 operation order as the official ``class.float() / 12 * np.pi``.
     angle = angle_class.astype(np.float32) / np.float32(num_angle) * np.float32(np.pi)
-    depth = (depth_class.astype(np.float32) + 1.0) * np.float32(config.depth_step_m)
+    depth = _depth_values(depth_class, config)
     rotation = viewpoint_params_to_matrix(approaching, angle)
     return GraspGroup.from_parts(score, width, depth, rotation, centers,
                                  heights=config.grasp_height_m, object_ids=-1)
