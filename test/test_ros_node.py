@@ -86,16 +86,19 @@ def small_K(width=64, height=48):
 class GraphClient:
     """The test's side of the graph: camera publishers, result subscribers, service and parameter clients.
 
-    Spun by a MultiThreadedExecutor in a background thread; received messages are collected. The
-    nodes under test (``executor_nodes``) spin apart, on one SingleThreadedExecutor thread, as
-    ``graspnet_edge_ros.ros.node.main`` spins the node.
+    Spun by a SingleThreadedExecutor in a background thread; received messages are collected. The
+    nodes under test (``executor_nodes``) spin apart, on a SingleThreadedExecutor thread of their
+    own, as ``graspnet_edge_ros.ros.node.main`` spins the node. Not a MultiThreadedExecutor: with
+    many calls pending (16 callers at once) it re-yields its unstarted tasks on every pass and holds
+    the GIL, which starved the node's thread in the same process (its diagnostics timer fired 3
+    times in 2.4 s instead of 12 in one CI run). The client's callbacks only collect, none waits.
     """
 
     def __init__(self, context, node_name: str, topics: tuple, executor_nodes=(), best_effort: bool = False):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rcl_interfaces.srv import GetParameters, SetParameters
-        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
         from visualization_msgs.msg import MarkerArray
@@ -122,7 +125,7 @@ class GraphClient:
         self.detect_client = self.node.create_client(DetectGrasps, f"/{node_name}/detect_grasps")
         self.set_client = self.node.create_client(SetParameters, f"/{node_name}/set_parameters")
         self.get_client = self.node.create_client(GetParameters, f"/{node_name}/get_parameters")
-        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.node_executor = SingleThreadedExecutor(context=context)
         for node in executor_nodes:
