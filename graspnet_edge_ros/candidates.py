@@ -114,7 +114,7 @@ class SeedGate:
     they reject at the minimum). What is published is then what it would be with every head
     computed; the split runtime skips those seeds' heads. That is 15 % of the object seeds on the
     masked example frame, and 80-95 % on rendered table scenes, where the network takes much of
-    the table for objects (``benchmarks/bench_pipeline.py``: model 1.5-1.9x faster there).
+    the table for objects (``benchmarks/bench_pipeline.py``: model 1.2-1.9x faster there).
 
     Per frame. Called by the runner (``runner(points, seed_gate=gate)``) or, for runners that
     compute every head, by ``seed_mask``; ``rejected`` counts dropped seeds per reason: the first
