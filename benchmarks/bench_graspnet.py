@@ -129,17 +129,16 @@ def main(argv=None) -> int:
         # spinning after a call (OpenMP, ORT's default) and slowed whichever variant ran next (the
         # default export looked 10-20 % slower than the grouped one it beats per stage). The split
         # runners' ORT threads do not spin, so those are interleaved call by call.
-        times = {}
+        samples = {}
         for name, runner in runners.items():
-            times.update(interleaved_samples({name: runner}, points, args.repeat, clock))
-        times.update(interleaved_samples({labels[name]: runner for name, runner in split_variants.items()}, points,
-                                    args.repeat, clock))
+            samples.update(interleaved_samples({name: runner}, points, args.repeat, clock))
+        samples.update(interleaved_samples({labels[name]: runner for name, runner in split_variants.items()}, points,
+                                           args.repeat, clock))
         stage_samples = {name: [] for name in split_variants}
         for _ in range(args.repeat):
             for name, runner in split_variants.items():
                 runner(points)
                 stage_samples[name].append(runner.last_timings_ms)
-        samples = times
         times = {name: statistics.median(values) for name, values in samples.items()}
         results = [[name, ms] for name, ms in times.items()]
         torch_ms = times["torch reference (checkpoint)"]
@@ -156,7 +155,8 @@ def main(argv=None) -> int:
     print(f"GraspNet forward, 20000 points, example scene ({machine_line()}, {unit}{args.threads} threads)")
     # The reference's time moves the most between runs (much of it is page faults of its large
     # temporaries): the minima's ratio is printed next to the medians'.
-    torch_min = min(samples["torch reference (checkpoint)"])
+    torch_samples = samples["torch reference (checkpoint)"]
+    torch_min = min(torch_samples)
     print_table(f"End-to-end forward ({args.repeat} runs each)",
                 ["variant", "median ms", "min ms", "speed-up vs torch (medians)", "(minima)"],
                 [[name, f"{ms:.0f}", f"{min(samples[name]):.0f}", f"{torch_ms / ms:.1f}x",
@@ -189,8 +189,8 @@ def main(argv=None) -> int:
     split_min = min(samples[labels["fp32"]])
     print(f"split runtime (default export): {split_ms:.0f} ms, {torch_ms / split_ms:.1f}x the torch reference "
           f"(minima: {torch_min / split_min:.1f}x; issue 14: >= 2.2x the ratio before its work, which was 8.6x on "
-          f"the 2-core VM of the README); torch reference {min(samples['torch reference (checkpoint)']):.0f}-"
-          f"{max(samples['torch reference (checkpoint)']):.0f} ms over its {args.repeat} runs")
+          f"the 2-core VM of the README); torch reference {torch_min:.0f}-{max(torch_samples):.0f} ms over its "
+          f"{args.repeat} runs")
     if "int8" in split_times:
         segments = {kind: sum(float(median_stage(kind, n)) for n in names if n.startswith("segment_"))
                     for kind in stage_samples}

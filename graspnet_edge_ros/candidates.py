@@ -89,7 +89,7 @@ class GraspNetCandidates:
         """(decoded grasps, extra filter results) of one frame."""
         decode_config = DecodeConfig(config.decode.decode_width_clamp_m, config.decode.grasp_max_tolerance_m)
         gate = (SeedGate(context.head_free_filters, config.gripper.gripper_min_width_m, decode_config)
-                if getattr(context, "head_free_filters", None) is not None else None)
+                if context.head_free_filters is not None else None)
         with timer("model"):
             raw = (self.runner(cloud.sampled, seed_gate=gate) if gate is not None and self._runner_takes_gate
                    else self.runner(cloud.sampled))
@@ -97,8 +97,9 @@ class GraspNetCandidates:
         record_model_timings(self.runner, timer)
         with timer("decode"):
             grasps = decode_grasps(raw, decode_config, seed_mask=None if gate is None else gate.seed_mask(raw))
-        counts["decoded"] = len(grasps) + (gate.rejected_total if gate is not None else 0)
-        if gate is not None:
+        counts["decoded"] = len(grasps)
+        if gate is not None:  # the skipped seeds' grasps count as decoded, and as rejected by their filter
+            counts["decoded"] += gate.rejected_total
             counts["heads_skipped"] = gate.rejected_total
             counts.update({f"rejected_{reason}": count for reason, count in gate.rejected.items()})
         return grasps, []
@@ -109,9 +110,9 @@ class SeedGate:
 
     Before the grasp head runs, a seed's point and approach are known; its angle class, depth
     class, width and score are not. A seed is dropped when no (angle, depth) class at the
-    gripper's minimum width passes the filters that do not read the score (``head_free_filters``:
-    table, executability, approach cone, target; they never pass a grasp at a larger width that
-    they reject at the minimum). What is published is then what it would be with every head
+    gripper's minimum width passes the filters that read neither score nor width
+    (``head_free_filters``: table, executability, approach cone, target; they never pass a grasp at a
+    larger width that they reject at the minimum). What is published is then what it would be with every head
     computed; the split runtime skips those seeds' heads. That is 15 % of the object seeds on the
     masked example frame, and 80-95 % on rendered table scenes, where the network takes much of
     the table for objects (``benchmarks/bench_pipeline.py``: model 1.2-1.9x faster there).

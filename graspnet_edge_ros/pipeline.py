@@ -380,30 +380,33 @@ class GraspDetector:
         return [filters.FilterResult("not_target", np.isin(object_ids, context.targets))] if context.targets else []
 
     def _filters_read_geometry(self, context: "_FrameContext") -> bool:
-        """Whether a filter beyond score and width applies: only those can reject a seed before its head runs."""
-        cfg = self.config
-        return bool(context.targets or context.plane is not None or cfg.gripper.executability_filter
-                    or cfg.filters.approach_max_angle_deg < 180)
+        """Whether any filter of ``_head_free_filters`` applies this frame: only those can reject a seed
+        before its head runs (asked of the filters themselves, on no grasps)."""
+        return bool(self._head_free_filters(context, GraspGroup.empty()))
 
     def _head_free_filters(self, context: "_FrameContext", grasps: GraspGroup) -> list:
-        """The filters of ``_post_process`` but the score filter, for the grasps a seed could make.
+        """The filters of ``_post_process`` but score and width, for the grasps a seed could make.
 
         Called with ``candidates.SeedGate``'s rows (each seed at every angle and depth class, at
-        the gripper's minimum width): each of these filters passes a grasp at the minimum width if
-        it passes it at any larger one (the fingers, palm and fingertips only get lower with the
-        width; the rest ignores it), so a seed none of whose rows passes makes no grasp that passes.
+        the gripper's minimum width, which the width filter always passes): each of these filters
+        passes a grasp at the minimum width if it passes it at any larger one (the fingers, palm
+        and fingertips only get lower with the width; the rest ignores it), so a seed none of whose
+        rows passes makes no grasp that passes.
         """
         ids = None
         if context.targets:
             ids = (grasp_object_ids(grasps, context.labels, context.intrinsics) if context.labels is not None
                    else grasps.object_ids)
-        return self._target_filters(ids, context) + self._filter_results(grasps, context, with_score=False)
+        return self._target_filters(ids, context) + self._filter_results(grasps, context, head_free=True)
 
-    def _filter_results(self, grasps: GraspGroup, context: "_FrameContext", with_score: bool = True) -> list:
+    def _filter_results(self, grasps: GraspGroup, context: "_FrameContext", head_free: bool = False) -> list:
+        """The filter results of ``grasps``; ``head_free``: only those that read neither score nor width."""
         cfg = self.config
-        results = [filters.score_filter(grasps, cfg.filters.min_score)] if with_score else []
-        results.append(filters.width_filter(grasps, cfg.gripper.gripper_max_width_m, cfg.gripper.width_margin_m,
-                                            cfg.gripper.gripper_min_width_m))
+        results = [] if head_free else [
+            filters.score_filter(grasps, cfg.filters.min_score),
+            filters.width_filter(grasps, cfg.gripper.gripper_max_width_m, cfg.gripper.width_margin_m,
+                                 cfg.gripper.gripper_min_width_m),
+        ]
         if cfg.filters.approach_max_angle_deg < 180:
             results.append(filters.approach_cone_filter(grasps, np.asarray(cfg.filters.approach_direction),
                                                         np.radians(cfg.filters.approach_max_angle_deg)))
