@@ -7,9 +7,9 @@ import statistics
 import time
 from pathlib import Path
 
-from graspnet_edge_ros.blas_threads import prefer_single_threaded_blas
+from graspnet_edge_ros.thread_pools import prefer_sleeping_thread_pools
 
-prefer_single_threaded_blas()  # as in the CLI and the node, before numpy loads
+prefer_sleeping_thread_pools()  # as in the CLI and the node, before numpy and OpenMP load
 
 import numpy as np  # noqa: E402
 

@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from graspnet_edge_ros.blas_threads import prefer_single_threaded_blas
+from graspnet_edge_ros.thread_pools import prefer_sleeping_thread_pools
 
-prefer_single_threaded_blas()  # before numpy loads (see blas_threads)
+prefer_sleeping_thread_pools()  # before numpy and OpenMP load (see thread_pools)
 
 import numpy as np  # noqa: E402
 

@@ -335,7 +335,7 @@ def test_no_library_module_imports_the_cli():
 # are paths under graspnet_edge_ros/ (fnmatch), the first match wins. The format table names
 # backend classes and exporters as strings, imported on use: a plug-in table, not an import.
 IMPORT_LAYERS = (
-    ("foundation", ("__init__.py", "blas_threads.py", "errors.py", "status.py", "timing.py", "digest.py", "compat.py",
+    ("foundation", ("__init__.py", "thread_pools.py", "errors.py", "status.py", "timing.py", "digest.py", "compat.py",
                     "dependencies.py", "cdr.py", "topics.py", "grasps.py", "config.py", "contract.py", "formats.py", "memory.py",
                     "model/config.py", "planar/types.py", "planar/formats.py"), ()),
     ("geometry", ("geometry/*", "model/views.py", "camera.py"), ("foundation",)),

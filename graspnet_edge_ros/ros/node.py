@@ -29,9 +29,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from graspnet_edge_ros.blas_threads import prefer_single_threaded_blas
+from graspnet_edge_ros.thread_pools import prefer_sleeping_thread_pools
 
-prefer_single_threaded_blas()  # before numpy loads (see blas_threads)
+prefer_sleeping_thread_pools()  # before numpy and OpenMP load (see thread_pools)
 
 from graspnet_edge_ros import NODE_NAME  # noqa: E402
 from graspnet_edge_ros.dependencies import missing_dependency_message
