@@ -38,17 +38,24 @@ REPORT_NAME = "int8_report.json"
 MIN_TOP_K_AGREEMENT = 0.8  # issue 14's goal: >= 80 % of the fp32 top-10 reproduced by int8
 
 
+_MAX_OPS = ("MaxPool", "ReduceMax")
+
+
 def float_output_tail(graph) -> list[str]:
     """Names of the nodes kept in float: the producers of graph outputs and, for a Concat, its Convs.
 
     The X5 kit's int16 tail (``x5.kit.int16_output_tail``) covers the Concat case; a Conv that
-    writes a graph output directly (fp2_approach's objectness and view scores) is kept too.
+    writes a graph output directly (fp2_approach's objectness and view scores) is kept too. The max
+    that ends an SA segment is not: dequantising is increasing, so the max of the uint8 values,
+    dequantised, equals the max of the dequantised values bit for bit, and the quantiser gives a
+    MaxPool its input's scale. Kept quantised, it reads the 8-bit activations instead of a float
+    copy four times their size (int8 SA2 9.8 -> 7.9 ms, same output; 2026-12-07).
     """
     outputs = {o.name for o in graph.output}
     producers = {out: node for node in graph.node for out in node.output}
     names: list[str] = []
     for node in graph.node:
-        if not any(o in outputs for o in node.output):
+        if not any(o in outputs for o in node.output) or node.op_type in _MAX_OPS:
             continue
         if node.op_type == "Concat":
             names += [producers[i].name for i in node.input if i in producers and producers[i].op_type == "Conv"]

@@ -60,6 +60,40 @@ def test_int8_export_writes_quantised_segments_and_an_int8_manifest(int8_export,
     assert leftovers == []
 
 
+def test_int8_set_abstractions_take_their_max_on_the_8_bit_values_with_the_same_result(int8_export):
+    """quantize.float_output_tail leaves each SA segment's closing max quantised: exact, not an approximation.
+
+    The same segment with its max moved back to float (MaxPool on the dequantised activations, the
+    trailing QuantizeLinear/DequantizeLinear pair removed) gives the same output bit for bit.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    manifest = SplitManifest.load(int8_export)
+    rng = np.random.default_rng(7)
+    for name in ("sa1", "sa2", "sa3", "sa4"):
+        assert name not in manifest.quantization["float_nodes"] or not manifest.quantization["float_nodes"][name]
+        model = onnx.load(str(int8_export / manifest.segment(name).files["onnxruntime"]))
+        ops = [node.op_type for node in model.graph.node]
+        pool = ops.index("MaxPool")
+        assert ops[pool - 1:pool + 3] == ["DequantizeLinear", "MaxPool", "QuantizeLinear", "DequantizeLinear"], ops
+        float_max = onnx.ModelProto()
+        float_max.CopyFrom(model)
+        nodes = list(float_max.graph.node)
+        nodes[pool].output[0] = float_max.graph.output[0].name
+        del float_max.graph.node[:]
+        float_max.graph.node.extend(nodes[:pool + 1] + nodes[pool + 3:])
+        shape = manifest.segment(name).input_shape
+        # Inputs in the calibrated range: SA1 takes normalised xyz, SA2..SA4 first-layer ReLU outputs.
+        x = (rng.uniform(-1, 1, shape) if name == "sa1" else rng.exponential(0.5, shape)).astype(np.float32)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        outputs = [ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"])
+                   .run(None, {"input": x})[0] for m in (model, float_max)]
+        assert outputs[0].shape == outputs[1].shape and np.array_equal(outputs[0], outputs[1]), name
+        assert np.unique(outputs[0]).size > 10  # not a degenerate (all-zero or saturated) input
+
+
 def test_int8_report_numbers_are_computed_and_in_range(int8_export):
     report = json.loads((int8_export / "int8_report.json").read_text())
     frames = [row["frame"] for row in report["per_frame"]]

@@ -9,7 +9,19 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+def max_over_group(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, S, K) -> (B, C, S, 1): the max over each group's K samples.
+
+    Written as the official PointNet++ writes it (``max_pool2d`` with a [1, K] kernel), which exports
+    as one MaxPool: ONNX Runtime runs it inside its blocked (NCHWc) layout and re-lays out only the
+    pooled tensor, where a ReduceMax had the whole (C, S, K) activation re-laid out first (SA2 20.3 ->
+    18.1 ms, SA1 2.7 -> 1.4 ms per call, same values; 2026-12-07). The BPU runs MaxPool too.
+    """
+    return F.max_pool2d(features, kernel_size=[1, int(features.shape[3])])
 
 
 class _ConvBnRelu(nn.Module):
@@ -73,7 +85,7 @@ class SetAbstraction(nn.Module):
 
     def forward(self, grouped: torch.Tensor) -> torch.Tensor:
         """(B, 3 + C, S, K) grouped [normalised xyz, features] -> (B, C_out, S, 1)."""
-        return torch.amax(self.mlp_module(grouped), dim=3, keepdim=True)
+        return max_over_group(self.mlp_module(grouped))
 
 
 class FeaturePropagation(nn.Module):
@@ -97,4 +109,4 @@ class CloudCropMLP(nn.Module):
         self.mlps = SharedMLP(list(channels))
 
     def forward(self, grouped_local_xyz: torch.Tensor) -> torch.Tensor:
-        return torch.amax(self.mlps(grouped_local_xyz), dim=3, keepdim=True)
+        return max_over_group(self.mlps(grouped_local_xyz))

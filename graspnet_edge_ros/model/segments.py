@@ -1,7 +1,7 @@
 """The learned parts of GraspNet as fixed-shape 4-D segments, for the split runtime.
 
 Everything geometric (FPS, ball/cylinder queries, grouping, three-NN interpolation) runs between
-segments in native CPU kernels; each segment is only 1x1 Conv2d / BatchNorm / ReLU / ReduceMax /
+segments in native CPU kernels; each segment is only 1x1 Conv2d / BatchNorm / ReLU / MaxPool /
 Concat, the op set the Horizon X5 BPU runs. Every segment has one float32 NCHW input named
 ``input`` and one float32 output named ``output``, batch 1. Segments do not depend on the number of
 input points, so one export serves any ``num_points``.
@@ -30,6 +30,7 @@ from graspnet_edge_ros.contract import (CROP_FEATURES, FACTORED_SA, HEAD_LAYOUTS
 from graspnet_edge_ros.errors import ConfigError
 from graspnet_edge_ros.model.config import GraspNetConfig
 from graspnet_edge_ros.model.graspnet import GraspNet
+from graspnet_edge_ros.model.layers import max_over_group
 
 INPUT_NAME = SEGMENT_INPUT
 OUTPUT_NAME = SEGMENT_OUTPUT
@@ -122,7 +123,7 @@ class _AfterFirstLayer(nn.Module):
         self.layers = nn.Sequential(*list(set_abstraction.mlp_module)[1:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.amax(self.layers(x), dim=3, keepdim=True)
+        return max_over_group(self.layers(x))
 
 
 def segment_modules(model: GraspNet, layout: str = "grouped") -> dict[str, nn.Module]:
