@@ -33,7 +33,7 @@ def int8_model(model, checkpoint: Path, samples: int) -> Path:
     """artifacts/graspnet_int8, exported when missing or made from another checkpoint / sample count."""
     from graspnet_edge_ros.digest import file_digest
     from graspnet_edge_ros.contract import DEFAULT_SA1_CHUNK_GROUPS
-    from graspnet_edge_ros.quantize import export_int8_split
+    from graspnet_edge_ros.quantize import QUANTIZER_REVISION, export_int8_split
     from graspnet_edge_ros.x5.frames import open_frame_source
 
     source = {"source_checkpoint": checkpoint.name, "source_sha256": file_digest(checkpoint, 64)}
@@ -43,7 +43,8 @@ def int8_model(model, checkpoint: Path, samples: int) -> Path:
         sa1 = next((s for s in data.get("segments", ()) if s.get("name") == "sa1"), {})
         if (data.get("source") == source and data.get("layout") == "factored"
                 and sa1.get("input", {}).get("shape", [0] * 3)[2] == DEFAULT_SA1_CHUNK_GROUPS
-                and data.get("quantization", {}).get("calibration", {}).get("samples_per_segment") == samples):
+                and data.get("quantization", {}).get("calibration", {}).get("samples_per_segment") == samples
+                and data["quantization"].get("revision") == QUANTIZER_REVISION):
             return INT8_CACHE
     start = time.perf_counter()
     frames = open_frame_source(shared_dir() / "data" / "graspnet_example")

@@ -36,6 +36,8 @@ DEFAULT_CALIBRATION_SAMPLES = 16
 QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute) need opset >= 13
 REPORT_NAME = "int8_report.json"
 MIN_TOP_K_AGREEMENT = 0.8  # issue 14's goal: >= 80 % of the fp32 top-10 reproduced by int8
+# Bumped when the same float model and calibration would quantise differently (2: SA maxima on 8 bits).
+QUANTIZER_REVISION = 2
 
 
 _MAX_OPS = ("MaxPool", "ReduceMax")
@@ -170,7 +172,7 @@ def quantize_split(float_dir, output, frames, num_samples: int = DEFAULT_CALIBRA
         # The factored backbone's first SA2..SA4 layers run in the runtime, in float32: copied as they are.
         shutil.copyfile(float_manifest.directory / float_manifest.first_layers, output / float_manifest.first_layers)
     quantization = {
-        "method": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+        "method": "onnxruntime.quantization.quantize_static", "format": "QDQ", "revision": QUANTIZER_REVISION,
         "weights": "int8, per-channel, symmetric", "activations": "uint8, per-tensor, min/max calibration",
         "float_nodes": {k: v["float_nodes"] for k, v in details.items()},
         "calibration": {"source": frames.description, "samples_per_segment": num_samples, "runs": summary.runs,
