@@ -4,10 +4,11 @@
 real frames (the X5 kit's recorder, ``x5.kit.record_calibration``: the float pipeline runs and
 every segment call is kept), and quantises each segment file the manifest lists with
 ``onnxruntime.quantization.quantize_static``: QDQ format, per-channel symmetric int8 weights,
-uint8 activations calibrated with min/max over the recorded inputs. The nodes that write a
-segment's graph output stay float (see ``float_output_tail``): the grasp head's last layers mix
+uint8 activations calibrated with min/max over the recorded inputs. The nodes that write the
+decoder's inputs stay float (see ``float_output_tail``): the grasp head's last layers mix
 angle logits (|x| ~ 10) with widths and tolerances (~0.03) in one tensor, which one int8 scale
-cannot hold (the X5 kit keeps the same tail in int16). The result is an ordinary split directory
+cannot hold (the X5 kit keeps the same tail in int16); segments that end in a feature map for the
+next segment are quantised to the end. The result is an ordinary split directory
 (float32 inputs and outputs, the same manifest layout) whose manifest says ``precision: int8``.
 
 Nothing here depends on the segment layout: it quantises whatever segments the manifest lists
@@ -36,28 +37,35 @@ DEFAULT_CALIBRATION_SAMPLES = 16
 QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute) need opset >= 13
 REPORT_NAME = "int8_report.json"
 MIN_TOP_K_AGREEMENT = 0.8  # issue 14's goal: >= 80 % of the fp32 top-10 reproduced by int8
-# Bumped when the same float model and calibration would quantise differently (2: SA maxima on 8 bits).
+# Bumped when the same float model and calibration would quantise differently (2: feature outputs on 8 bits).
 QUANTIZER_REVISION = 2
 
 
-_MAX_OPS = ("MaxPool", "ReduceMax")
+# Ops whose output is a feature map for the next segment (non-negative, one range): quantised.
+_FEATURE_OUTPUT_OPS = ("MaxPool", "ReduceMax", "Relu")
 
 
 def float_output_tail(graph) -> list[str]:
-    """Names of the nodes kept in float: the producers of graph outputs and, for a Concat, its Convs.
+    """Names of the nodes kept in float: linear graph outputs (a Conv, or a Concat and its Convs).
 
-    The X5 kit's int16 tail (``x5.kit.int16_output_tail``) covers the Concat case; a Conv that
-    writes a graph output directly (fp2_approach's objectness and view scores) is kept too. The max
-    that ends an SA segment is not: dequantising is increasing, so the max of the uint8 values,
-    dequantised, equals the max of the dequantised values bit for bit, and the quantiser gives a
-    MaxPool its input's scale. Kept quantised, it reads the 8-bit activations instead of a float
-    copy four times their size (int8 SA2 9.8 -> 7.9 ms, same output; 2026-12-07).
+    Those are the decoder's inputs: the grasp head's Concat mixes angle logits (|x| ~ 10) with
+    widths and tolerances (~0.03), fp2_approach's last Conv writes objectness and view scores; the
+    X5 kit's int16 tail (``x5.kit.int16_output_tail``) covers the same nodes. A segment that ends in a
+    feature map (ReLU, or the max of an SA layer) for the next segment is quantised to the end:
+    - the max: dequantising is increasing, so the max of the uint8 values, dequantised, equals the
+      max of the dequantised values bit for bit (the quantiser gives a MaxPool its input's scale),
+      and it reads 8-bit activations instead of a float copy four times their size (int8 SA2 9.8 ->
+      7.9 ms, same output);
+    - a closing ReLU (fp1, crop_mlp) fuses into its QLinearConv, whose output range then starts at 0
+      (twice the resolution of the signed range it had); the next segment quantises its input anyway.
+      Segment cosines 0.9998 -> 0.9999 (fp1) and 0.9997 -> 0.9998 (crop_mlp); ~1 ms less per forward.
+    (2026-12-07.)
     """
     outputs = {o.name for o in graph.output}
     producers = {out: node for node in graph.node for out in node.output}
     names: list[str] = []
     for node in graph.node:
-        if not any(o in outputs for o in node.output) or node.op_type in _MAX_OPS:
+        if not any(o in outputs for o in node.output) or node.op_type in _FEATURE_OUTPUT_OPS:
             continue
         if node.op_type == "Concat":
             names += [producers[i].name for i in node.input if i in producers and producers[i].op_type == "Conv"]
@@ -249,7 +257,7 @@ def compare_split_models(float_dir, int8_dir, frames, num_seeds: int = 2, top_k:
 def _scheme(manifest: SplitManifest) -> str:
     q = manifest.quantization or {}
     return (f"onnxruntime static quantisation ({q.get('format', 'QDQ')}): weights {q.get('weights', '?')}; "
-            f"activations {q.get('activations', '?')}; graph-output nodes kept float")
+            f"activations {q.get('activations', '?')}; decoder-input nodes kept float")
 
 
 def _segment_cosines(floats: dict, quants: dict, count: int) -> dict[str, float]:
