@@ -157,6 +157,15 @@ class SplitManifest:
         return self.segment("crop_mlp").input_shape[2] if "crop_mlp" in names else 0
 
     @property
+    def crop_features_points_major(self) -> bool:
+        """crop_mlp gives (1, P, 1, C) (exports since 2026-12-07) rather than (1, C, P, 1) (earlier ones).
+
+        Told apart by the shape: P always exceeds one seed's D x K >= C crop samples.
+        """
+        chunk = self.crop_chunk_points
+        return bool(chunk) and tuple(self.segment("crop_mlp").output_shape) == (1, chunk, 1, CROP_FEATURES)
+
+    @property
     def sa1_chunk_groups(self) -> int:
         """SA1 groups per ``sa1`` call (its input height); fewer than SA1's centres: run only those SA2 reads."""
         return self.segment("sa1").input_shape[2]
@@ -325,7 +334,8 @@ class SplitManifest:
         if "shared_points" in self.head_layouts:
             chunk = self.crop_chunk_points
             expected[("crop_mlp", "input")] = (1, 3, chunk, 1)
-            expected[("crop_mlp", "output")] = (1, CROP_FEATURES, chunk, 1)
+            expected[("crop_mlp", "output")] = ((1, chunk, 1, CROP_FEATURES) if self.crop_features_points_major
+                                                else (1, CROP_FEATURES, chunk, 1))
             expected[("grasp_head_post", "input")] = (1, CROP_FEATURES, rows, 1)
             expected[("grasp_head_post", "output")] = (1, 4 * m.num_angle, rows, 1)
             if chunk <= m.num_depth * m.crop_nsample:  # whole seeds per call plus one padding column
@@ -384,7 +394,8 @@ def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
          "to_segment": "grasp_head (per_depth layout) or crop_mlp (shared_points layout)"},
         {"op": "crop_union_pool", "layout": "shared_points",
          "crop_mlp": "local xyz of each seed's distinct cylinder points (union over depths), whole seeds "
-                     "per call, zero-padded", "pool": "per (seed, depth): max of crop_mlp features over its "
+                     "per call, zero-padded; its output is points-major (1, P, 1, C) (channels-major (1, C, P, 1) in "
+                     "exports before 2026-12-07)", "pool": "per (seed, depth): max of crop_mlp features over its "
                      "members (padding repeats a member, so the max is the official one)",
          "rows": "seed*num_depth + depth", "to_segment": "grasp_head_post"},
         {"op": "decode", "head_channels": "0:12 score, 12:24 angle logits, 24:36 width, 36:48 tolerance"},

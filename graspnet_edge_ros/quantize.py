@@ -43,6 +43,7 @@ QUANTIZER_REVISION = 2
 
 # Ops whose output is a feature map for the next segment (non-negative, one range): quantised.
 _FEATURE_OUTPUT_OPS = ("MaxPool", "ReduceMax", "Relu")
+_LAYOUT_OPS = ("Transpose", "Reshape")  # move values only: quantised, they keep their input's scale
 
 
 def float_output_tail(graph) -> list[str]:
@@ -57,15 +58,22 @@ def float_output_tail(graph) -> list[str]:
       and it reads 8-bit activations instead of a float copy four times their size (int8 SA2 9.8 ->
       7.9 ms, same output);
     - a closing ReLU (fp1, crop_mlp) fuses into its QLinearConv, whose output range then starts at 0
-      (twice the resolution of the signed range it had); the next segment quantises its input anyway.
+      (twice the resolution of the signed range it had); the next segment quantises its input anyway;
+    - a Transpose or Reshape after either (crop_mlp's points-major output) moves the 8-bit values.
       Segment cosines 0.9998 -> 0.9999 (fp1) and 0.9997 -> 0.9998 (crop_mlp); ~1 ms less per forward.
     (2026-12-07.)
     """
     outputs = {o.name for o in graph.output}
     producers = {out: node for node in graph.node for out in node.output}
+
+    def feature_map(node) -> bool:  # looking through layout-only ops (crop_mlp's closing Transpose)
+        while node.op_type in _LAYOUT_OPS and node.input[0] in producers:
+            node = producers[node.input[0]]
+        return node.op_type in _FEATURE_OUTPUT_OPS
+
     names: list[str] = []
     for node in graph.node:
-        if not any(o in outputs for o in node.output) or node.op_type in _FEATURE_OUTPUT_OPS:
+        if not any(o in outputs for o in node.output) or feature_map(node):
             continue
         if node.op_type == "Concat":
             names += [producers[i].name for i in node.input if i in producers and producers[i].op_type == "Conv"]

@@ -282,7 +282,7 @@ def _pooled_by_layout(cloud, seeds, frames, idx, chunk_points):
     assert layout.crop_input.shape[1:] == (3, chunk_points)
     pooled = []
     for chunk, crop in enumerate(layout.crop_input):
-        features = _features(crop.T).T.astype(np.float32)                     # (4, P) as the segment gives
+        features = _features(crop.T).astype(np.float32)                       # (P, 4) as the segment gives
         rows = (layout.chunk_seeds[chunk + 1] - layout.chunk_seeds[chunk]) * idx.shape[1]
         pooled.append(np.full((4, rows), np.nan, np.float32))
         native_crop.pool_crop_features(features, layout, chunk, pooled[-1])
@@ -323,6 +323,13 @@ def test_crop_union_layout_is_exact_for_any_index_order():
         native_crop.crop_union_layout(cloud, seeds, frames, idx, 48)
     with pytest.raises(InputError, match="out of range"):
         native_crop.crop_union_layout(cloud, seeds, frames, idx + 300, 49)
+
+
+def test_points_major_transposes_channels_major_crop_features_of_older_exports():
+    rng = np.random.default_rng(3)
+    for shape in ((256, 2048), (4, 49), (17, 33), (1, 1)):
+        features = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_array_equal(native_crop.points_major(features), features.T)
 
 
 def test_cylinder_query_boundaries_are_strict():

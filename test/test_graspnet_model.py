@@ -214,6 +214,46 @@ def test_torch_segments_run_either_head_layout(model, example_cloud):
                                atol=1e-4)
 
 
+def test_a_split_export_with_channels_major_crop_features_still_runs(split_model_dir, example_cloud, split_raw,
+                                                                    tmp_path, caplog):
+    """Exports before 2026-12-07: crop_mlp gives (1, C, P, 1); same raw outputs, one warning at load."""
+    import json
+    import logging
+    import shutil
+
+    import onnx
+
+    from graspnet_edge_ros.contract import SplitManifest
+    from graspnet_edge_ros.runtime.split import SplitGraspNet
+
+    old = tmp_path / "channels_major"
+    shutil.copytree(split_model_dir, old)
+    crop = onnx.load(str(old / "crop_mlp.onnx"))
+    transpose = crop.graph.node[-1]
+    assert transpose.op_type == "Transpose" and crop.graph.output[0].name == transpose.output[0]
+    producer = next(n for n in crop.graph.node if transpose.input[0] in n.output)
+    producer.output[0] = crop.graph.output[0].name                            # the convolutions' NCHW output
+    points, channels = [d.dim_value for d in crop.graph.output[0].type.tensor_type.shape.dim][1::2]
+    for dim, value in zip(crop.graph.output[0].type.tensor_type.shape.dim, (1, channels, points, 1)):
+        dim.dim_value = value
+    crop.graph.node.remove(transpose)
+    onnx.save(crop, str(old / "crop_mlp_nchw.onnx"))
+    data = json.loads((old / "manifest.json").read_text())
+    entry = next(s for s in data["segments"] if s["name"] == "crop_mlp")
+    entry["output"]["shape"] = [1, channels, points, 1]
+    entry["files"] = {"onnxruntime": "crop_mlp_nchw.onnx"}
+    (old / "manifest.json").write_text(json.dumps(data))
+    manifest = SplitManifest.load(old)
+    assert manifest.problems() == [] and not manifest.crop_features_points_major
+    assert SplitManifest.load(split_model_dir).crop_features_points_major
+    with caplog.at_level(logging.WARNING, logger="graspnet_edge_ros.runtime.split"):
+        runner = SplitGraspNet.from_directory(old, "onnxruntime")
+    assert runner.head_layout == "shared_points" and "re-export" in caplog.text
+    raw = runner(example_cloud.sampled, skip_background_seeds=False)
+    for name in FLOAT_OUTPUTS:
+        np.testing.assert_array_equal(raw[name], split_raw[name], err_msg=name)
+
+
 def test_a_split_export_from_before_the_shared_points_head_still_runs(split_model_dir, example_cloud, split_raw,
                                                                       tmp_path):
     """Directories exported before the shared_points layout list only grasp_head (and no head_layouts)."""
@@ -304,7 +344,7 @@ def test_split_segments_fit_the_x5_bpu_constraints(split_model_dir):
     for entry in manifest.segments:
         graph = onnx.load(str(split_model_dir / entry.files["onnxruntime"]))
         ops = {node.op_type for node in graph.graph.node}
-        assert ops <= {"Conv", "Relu", "ReduceMax", "MaxPool", "Concat", "Reshape"}, (entry.name, ops)
+        assert ops <= {"Conv", "Relu", "ReduceMax", "MaxPool", "Concat", "Reshape", "Transpose"}, (entry.name, ops)
         assert "BatchNormalization" not in ops                        # folded into the convolutions
         assert graph.ir_version <= 7
         assert [o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")] == [11]

@@ -14,7 +14,7 @@ def test_every_split_segment_fits_the_x5_limits_with_every_op_on_the_bpu(split_m
         check = check_onnx_model(path, bpu_only=True)
         assert check.ok, check.format()
         assert {n.where for n in check.nodes} == {BPU}
-        assert {n.op_type for n in check.nodes} <= {"Conv", "Relu", "MaxPool", "Concat"}
+        assert {n.op_type for n in check.nodes} <= {"Conv", "Relu", "MaxPool", "Concat", "Transpose"}
     assert main(["x5-check", "--bpu-only", *paths]) == 0
     out = capsys.readouterr().out
     assert out.count("OK:") == len(SEGMENTS) and "ERROR" not in out

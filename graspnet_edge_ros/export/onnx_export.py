@@ -23,7 +23,7 @@ from graspnet_edge_ros.model.segments import (DEFAULT_CROP_CHUNK_POINTS, INPUT_N
                                               manifest_for_model, segment_modules, segment_specs)
 
 # What the X5 BPU runs natively (edge_deploy.md §0/§2.5); anything else in a segment is an error.
-BPU_SEGMENT_OPS = frozenset({"Conv", "Relu", "MaxPool", "ReduceMax", "Concat", "Reshape", "Flatten",
+BPU_SEGMENT_OPS = frozenset({"Conv", "Relu", "MaxPool", "ReduceMax", "Concat", "Reshape", "Flatten", "Transpose",
                              "Squeeze", "Unsqueeze", "BatchNormalization", "Identity"})
 BPU_OPSET = 11
 BPU_MAX_IR_VERSION = 7

@@ -67,8 +67,9 @@ def segment_specs(config: GraspNetConfig, head_chunk_seeds: int = DEFAULT_HEAD_C
                         "CloudCrop MLP + max + OperationNet + ToleranceNet; row = seed*4 + depth"),
         ],
         "shared_points": [
-            SegmentSpec("crop_mlp", (1, 3, crop_chunk_points, 1), (1, CROP_FEATURES, crop_chunk_points, 1),
-                        "CloudCrop MLP per distinct (seed, point) crop sample, whole seeds per call"),
+            SegmentSpec("crop_mlp", (1, 3, crop_chunk_points, 1), (1, crop_chunk_points, 1, CROP_FEATURES),
+                        "CloudCrop MLP per distinct (seed, point) crop sample, whole seeds per call; "
+                        "points-major output (a point's features contiguous, for the pooling)"),
             SegmentSpec("grasp_head_post", (1, CROP_FEATURES, rows, 1), (1, head_out, rows, 1),
                         "OperationNet + ToleranceNet on the per-depth max of crop_mlp; row = seed*4 + depth"),
         ],
@@ -115,6 +116,23 @@ class _GraspHeadPost(nn.Module):
         return self.grasp_generator.head(x)
 
 
+class _PointsMajor(nn.Module):
+    """(B, C, P, 1) -> (B, P, 1, C): each point's features contiguous.
+
+    The runtime pools them per depth over runs of points, vectorised over the channels (2.7 ms vs
+    4.6-6.3 ms per example frame channels-major). ONNX Runtime computes the convolutions with the
+    channels innermost anyway (NCHWc blocks in fp32, NHWC in int8), so the Transpose mostly replaces
+    the one it made back to NCHW (int8 crop_mlp 0.42 -> 0.35 ms per call, fp32 0.96 -> 1.03 ms).
+    """
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x).permute(0, 2, 3, 1)
+
+
 class _AfterFirstLayer(nn.Module):
     """An SA layer without its first MLP layer: (B, C1, S, K) first-layer activations -> (B, C_out, S, 1)."""
 
@@ -138,7 +156,7 @@ def segment_modules(model: GraspNet, layout: str = "grouped") -> dict[str, nn.Mo
         "fp1": backbone.fp1,
         "fp2_approach": _FP2Approach(model),
         "grasp_head": model.grasp_generator,
-        "crop_mlp": model.grasp_generator.crop.mlps,   # no max: pooled per depth outside
+        "crop_mlp": _PointsMajor(model.grasp_generator.crop.mlps),   # no max: pooled per depth outside
         "grasp_head_post": _GraspHeadPost(model),
     }
 

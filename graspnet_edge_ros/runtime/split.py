@@ -18,16 +18,20 @@ weights in ``first_layers.npz`` (feature half once per source point, xyz half pe
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Callable, Mapping
 
 import numpy as np
 
-from graspnet_edge_ros.contract import BACKBONE_SEGMENTS, DEFAULT_HEAD_LAYOUT_PREFERENCE, HEAD_LAYOUTS, SplitManifest
+from graspnet_edge_ros.contract import (BACKBONE_SEGMENTS, CROP_FEATURES, DEFAULT_HEAD_LAYOUT_PREFERENCE, HEAD_LAYOUTS,
+                                        SplitManifest)
 from graspnet_edge_ros.errors import InputError, ModelFormatError
 from graspnet_edge_ros.geometry import native, native_crop
 from graspnet_edge_ros.model.views import generate_grasp_views, viewpoint_params_to_matrix
 from graspnet_edge_ros.timing import StageTimer
+
+LOGGER = logging.getLogger(__name__)
 
 SegmentRunner = Callable[[np.ndarray], np.ndarray]
 # (centers (Ns,3), approaching (Ns,3), num_angle, num_depth) -> (Ns,) bool: candidates.SeedGate.
@@ -66,6 +70,10 @@ class SplitGraspNet:
         self.first_layers = manifest.load_first_layers() if manifest.layout == "factored" else None
         self._buffers = threading.local()
         self.last_timings_ms: dict[str, float] = {}
+        if head_layout == "shared_points" and not manifest.crop_features_points_major:
+            LOGGER.warning("%s: crop_mlp gives channels-major features (exported before 2026-12-07); they are "
+                           "transposed for the pooling, ~13 ms per frame: re-export it (graspnet-edge export "
+                           "--split) to save that", manifest.directory)
 
     @classmethod
     def from_directory(cls, directory, backend: str = "onnxruntime", head_layout: str | None = None,
@@ -77,10 +85,12 @@ class SplitGraspNet:
         return cls(manifest, backend_runners(manifest, backend, layout, **backend_options), layout)
 
     def _run(self, name: str, tensor: np.ndarray, timer: StageTimer) -> np.ndarray:
-        """Run one segment; returns its output without the batch and trailing unit axes when W == 1."""
+        """Run one segment; returns its (1, C, H, 1) output as (C, H)."""
+        return self._run_4d(name, tensor, timer)[0, :, :, 0]
+
+    def _run_4d(self, name: str, tensor: np.ndarray, timer: StageTimer) -> np.ndarray:
         with timer(f"segment_{name}"):
-            out = self.runners[name](np.ascontiguousarray(tensor, dtype=np.float32))
-        return out[0, :, :, 0]
+            return self.runners[name](np.ascontiguousarray(tensor, dtype=np.float32))
 
     def __call__(self, points: np.ndarray, skip_background_seeds: bool = True,
                  seed_gate: SeedGate | None = None) -> dict[str, np.ndarray]:
@@ -269,9 +279,16 @@ class SplitGraspNet:
         with timer("cylinder_query"):
             layout = native_crop.crop_union_layout(points, centers, rotations, idx, self.manifest.crop_chunk_points)
         rows_per_call = self.manifest.head_chunk_seeds * idx.shape[1]
-        pooled = np.zeros((self.manifest.segment("crop_mlp").output_shape[1], calls * rows_per_call), np.float32)
+        pooled = np.zeros((CROP_FEATURES, calls * rows_per_call), np.float32)
+        points_major = self.manifest.crop_features_points_major
         for chunk in range(len(layout.crop_input)):
-            crop_features = self._run("crop_mlp", layout.crop_input[chunk][None, :, :, None], timer)
+            crop_input = layout.crop_input[chunk][None, :, :, None]
+            if points_major:
+                crop_features = self._run_4d("crop_mlp", crop_input, timer)[0, :, 0, :]    # (P, C)
+            else:  # an export before 2026-12-07 gives (1, C, P, 1)
+                crop_features = self._run("crop_mlp", crop_input, timer)
+                with timer("crop_pool"):
+                    crop_features = native_crop.points_major(crop_features)
             with timer("crop_pool"):
                 first_row, last_row = layout.depths * layout.chunk_seeds[chunk:chunk + 2]
                 native_crop.pool_crop_features(crop_features, layout, chunk, pooled[:, first_row:last_row])
