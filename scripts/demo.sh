@@ -3,7 +3,7 @@
 # Run through `make demo`, which sets up the environment first and passes the paths below.
 #
 #   1. exports the trained checkpoint once to artifacts/graspnet_split (split ONNX; reused while
-#      newer than the checkpoint),
+#      newer than the checkpoint and the exporter's segment code),
 #   2. builds artifacts/example_bag (MCAP, 3 frames of the example capture at 1 Hz; reused),
 #   3. `graspnet-edge replay`: starts the node, plays the bag, records ~/grasps, ~/markers and
 #      /diagnostics to artifacts/demo/replay.mcap, prints per-stage latencies and the top grasps,
@@ -36,7 +36,10 @@ mkdir -p "$artifacts" "$out"
 start=$(date +%s)
 
 split=$artifacts/graspnet_split
-if [ -f "$split/manifest.json" ] && [ "$split/manifest.json" -nt "$model" ]; then
+# Reused while newer than the checkpoint and the code that lays the segments out.
+if [ -f "$split/manifest.json" ] && [ "$split/manifest.json" -nt "$model" ] \
+    && [ "$split/manifest.json" -nt "$repo/graspnet_edge_ros/model/segments.py" ] \
+    && [ "$split/manifest.json" -nt "$repo/graspnet_edge_ros/export/onnx_export.py" ]; then
   echo "demo: reusing $split"
 else
   rm -rf "$split"
