@@ -158,10 +158,7 @@ class SplitManifest:
 
     @property
     def crop_features_points_major(self) -> bool:
-        """crop_mlp gives (1, P, 1, C) (exports since 2026-12-07) rather than (1, C, P, 1) (earlier ones).
-
-        Told apart by the shape: P always exceeds one seed's D x K >= C crop samples.
-        """
+        """crop_mlp gives (1, P, 1, C) (exports since 2026-12-07) rather than (1, C, P, 1) (earlier ones)."""
         chunk = self.crop_chunk_points
         return bool(chunk) and tuple(self.segment("crop_mlp").output_shape) == (1, chunk, 1, CROP_FEATURES)
 

@@ -87,11 +87,7 @@ def load_kernels() -> KernelStats:
     keep = plane.in_band(selection.cloud, 0.005, 0.3, 0.02)
     cloud = sample_cloud(selection.subset(keep), 256, 0).cloud
     native.warmup()
-    native_crop.warmup()  # pools into a whole array; the split runtime also pools into column slices:
-    crop_points = np.array([[0.0, 0.0, 0.5], [0.01, 0.0, 0.5], [0.0, 0.01, 0.5]], np.float32)
-    layout = native_crop.crop_union_layout(crop_points, crop_points[:1], np.eye(3, dtype=np.float32)[None],
-                                           np.array([[[0, 1], [0, 2]]], np.int32), 5)
-    native_crop.pool_crop_features(np.ones((5, 2), np.float32), layout, 0, np.empty((2, 4), np.float32)[:, 1:3])
+    native_crop.warmup()
     grasps = _grasps_over(cloud)
     plane.in_band(grasps.translations, 0.005, 0.3, 0.02)
     ModelFreeCollisionDetector(cloud, crop_to=grasps).detect(grasps)

@@ -36,10 +36,11 @@ mkdir -p "$artifacts" "$out"
 start=$(date +%s)
 
 split=$artifacts/graspnet_split
-# Reused while newer than the checkpoint and the code that lays the segments out.
+# Reused while newer than the checkpoint and the code that builds the segments and the manifest.
+exporter_code=("$repo"/graspnet_edge_ros/model/*.py "$repo"/graspnet_edge_ros/export/*.py
+               "$repo"/graspnet_edge_ros/contract.py)
 if [ -f "$split/manifest.json" ] && [ "$split/manifest.json" -nt "$model" ] \
-    && [ "$split/manifest.json" -nt "$repo/graspnet_edge_ros/model/segments.py" ] \
-    && [ "$split/manifest.json" -nt "$repo/graspnet_edge_ros/export/onnx_export.py" ]; then
+    && [ -z "$(find "${exporter_code[@]}" -newer "$split/manifest.json" -print -quit)" ]; then
   echo "demo: reusing $split"
 else
   rm -rf "$split"

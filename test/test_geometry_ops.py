@@ -280,13 +280,12 @@ def _features(local: np.ndarray) -> np.ndarray:
 def _pooled_by_layout(cloud, seeds, frames, idx, chunk_points):
     layout = native_crop.crop_union_layout(cloud, seeds, frames, idx, chunk_points)
     assert layout.crop_input.shape[1:] == (3, chunk_points)
-    pooled = []
+    pooled = np.full((4, idx.shape[0] * idx.shape[1] + 3), np.nan, np.float32)  # + padding rows
     for chunk, crop in enumerate(layout.crop_input):
         features = _features(crop.T).astype(np.float32)                       # (P, 4) as the segment gives
-        rows = (layout.chunk_seeds[chunk + 1] - layout.chunk_seeds[chunk]) * idx.shape[1]
-        pooled.append(np.full((4, rows), np.nan, np.float32))
-        native_crop.pool_crop_features(features, layout, chunk, pooled[-1])
-    return layout, np.concatenate(pooled, axis=1).T.reshape(idx.shape[0], idx.shape[1], 4)
+        native_crop.pool_crop_features(features, layout, chunk, pooled)
+    assert np.isnan(pooled[:, -3:]).all()                                     # nothing past the last row
+    return layout, pooled[:, :-3].T.reshape(idx.shape[0], idx.shape[1], 4)
 
 
 @pytest.mark.parametrize("chunk_points", [257, 2048])

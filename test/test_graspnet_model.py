@@ -240,8 +240,12 @@ def test_a_split_export_with_channels_major_crop_features_still_runs(split_model
     onnx.save(crop, str(old / "crop_mlp_nchw.onnx"))
     data = json.loads((old / "manifest.json").read_text())
     entry = next(s for s in data["segments"] if s["name"] == "crop_mlp")
-    entry["output"]["shape"] = [1, channels, points, 1]
     entry["files"] = {"onnxruntime": "crop_mlp_nchw.onnx"}
+    (old / "manifest.json").write_text(json.dumps(data))
+    # Same size, other layout: a manifest that does not say so is refused, not read transposed.
+    with pytest.raises(ModelFormatError, match="crop_mlp.*different exports"):
+        SplitGraspNet.from_directory(old, "onnxruntime")
+    entry["output"]["shape"] = [1, channels, points, 1]
     (old / "manifest.json").write_text(json.dumps(data))
     manifest = SplitManifest.load(old)
     assert manifest.problems() == [] and not manifest.crop_features_points_major

@@ -32,15 +32,16 @@ def backend_runners(manifest: SplitManifest, backend: str, head_layout: str | No
     runners = {}
     for entry in (e for e in manifest.segments if e.name in wanted):
         engine = select_backend(manifest.segment_path(entry.name, backend), prefer=backend, **backend_options)
-        _check_segment_file(entry, engine)
+        _check_segment_file(entry, engine, exact=backend == "onnxruntime")
         runners[entry.name] = _BackendSegment(engine, entry.name)
     return runners
 
 
-def _check_segment_file(entry, engine) -> None:
+def _check_segment_file(entry, engine, exact: bool = False) -> None:
     """ModelFormatError when a segment file does not take/give what the manifest says.
 
-    Sizes are compared as element counts: a compiled .bin may store another layout (NHWC).
+    ``exact``: compare shapes (ONNX files; crop_mlp's two output layouts have the same size);
+    otherwise element counts: a compiled .bin may store another layout (NHWC).
     """
     for side, declared, specs in (("input", entry.input_shape, engine.inputs),
                                   ("output", entry.output_shape, engine.outputs)):
@@ -48,7 +49,8 @@ def _check_segment_file(entry, engine) -> None:
             raise ModelFormatError(f"segment {entry.name!r} ({engine.model_path}): expected one {side}, "
                                    f"the file has {len(specs)}")
         shape = specs[0].shape
-        if all(isinstance(d, int) for d in shape) and int(np.prod(shape)) != int(np.prod(declared)):
+        if all(isinstance(d, int) for d in shape) and (
+                tuple(shape) != tuple(declared) if exact else int(np.prod(shape)) != int(np.prod(declared))):
             raise ModelFormatError(f"segment {entry.name!r} ({engine.model_path}): {side} shape {list(shape)} "
                                    f"does not match the manifest's {list(declared)}: manifest and segment "
                                    "files come from different exports")
