@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import tempfile
@@ -131,8 +132,15 @@ def main(argv=None) -> int:
         # default export looked 10-20 % slower than the grouped one it beats per stage). The split
         # runners' ORT threads do not spin, so those are interleaved call by call.
         samples = {}
+        reference_usage = None
         for name, runner in runners.items():
+            before = resource.getrusage(resource.RUSAGE_SELF)
             samples.update(interleaved_samples({name: runner}, points, args.repeat, clock))
+            if reference_usage is None:  # the torch reference's block (its warm-up call included)
+                after = resource.getrusage(resource.RUSAGE_SELF)
+                reference_usage = {"calls": args.repeat + 1, "minor_faults": after.ru_minflt - before.ru_minflt,
+                                   "system_s": after.ru_stime - before.ru_stime,
+                                   "user_s": after.ru_utime - before.ru_utime}
         samples.update(interleaved_samples({labels[name]: runner for name, runner in split_variants.items()}, points,
                                            args.repeat, clock))
         stage_samples = {name: [] for name in split_variants}
@@ -192,6 +200,11 @@ def main(argv=None) -> int:
           f"(minima: {torch_min / split_min:.1f}x; issue 14: >= 2.2x the ratio before its work, which was 8.6x on "
           f"the 2-core VM of the README); torch reference {torch_min:.0f}-{max(torch_samples):.0f} ms over its "
           f"{args.repeat} runs")
+    cpu_s = reference_usage["system_s"] + reference_usage["user_s"]
+    print(f"torch reference: {reference_usage['minor_faults'] / reference_usage['calls'] / 1e3:.0f}k minor page "
+          f"faults per forward, {100 * reference_usage['system_s'] / max(cpu_s, 1e-9):.0f} % of its CPU time in the "
+          "kernel (its large temporaries are mapped afresh on every call; this is what moves its time, and the "
+          "ratios against it, between runs)")
     if "int8" in split_times:
         segments = {kind: sum(float(median_stage(kind, n)) for n in names if n.startswith("segment_"))
                     for kind in stage_samples}
@@ -204,7 +217,8 @@ def main(argv=None) -> int:
     write_figures(args.json, {"forward_ms": {name: round(ms, 1) for name, ms in results},
                               "forward_ms_min": {name: round(min(samples[name]), 1) for name, _ in results},
                               "split_stages_ms": {kind: {name: float(median_stage(kind, name)) for name in names}
-                                                  for kind in stage_samples}},
+                                                  for kind in stage_samples},
+                              "torch_reference_usage": reference_usage},
                   {f"forward: {name}": f"{ms:.0f} ms ({torch_ms / ms:.1f}x torch)" for name, ms in results})
     return 0
 
