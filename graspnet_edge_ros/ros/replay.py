@@ -45,7 +45,11 @@ from graspnet_edge_ros.ros.typestore import (DIAGNOSTIC_ARRAY_TYPE, GRASP_ARRAY_
 
 DEFAULT_NODE_NAME = NODE_NAME
 DEFAULT_FRAME_TOPIC = topics.absolute(topics.COLOR_TOPIC)
-SETTLE_S = 0.3  # after both ends report a match: lets the reverse direction of discovery finish
+# After the publishers report their match: lets the reverse direction of discovery finish. Data sent
+# before the node's reader has matched the writer is repaired only at the writer's next heartbeat
+# (3 s by default in Fast DDS): with 0.3 s, a CI run on 2 loaded cores saw the first frame reach the
+# node together with the second one, 2.5 s later, and the node kept only the newer (2026-12-08).
+SETTLE_S = 1.0
 OTHER_TOPICS_GRACE_S = 5.0
 # Diagnostics counters count as final only if published this long after the last frame went out
 # (frames still in transit would not be in them yet).
