@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import REPO, example_points, machine_line, print_table, shared_dir, write_figures  # noqa: E402
 
 INT8_CACHE = REPO / "artifacts" / "graspnet_int8"
+REFERENCE = "torch reference (checkpoint)"
 
 
 def int8_model(model, checkpoint: Path, samples: int) -> Path:
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     points, _ = example_points()
     model = load_graspnet(checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
-        runners = {"torch reference (checkpoint)": load_graspnet_runner(checkpoint, "torch", num_threads=args.threads)}
+        runners = {REFERENCE: load_graspnet_runner(checkpoint, "torch", num_threads=args.threads)}
         if not args.skip_single:
             onnx_path = export_single_file(model, Path(tmp) / "graspnet.onnx", num_points=len(points))
             runners["single ONNX file, onnxruntime"] = load_graspnet_runner(onnx_path, "onnxruntime",
@@ -136,7 +137,7 @@ def main(argv=None) -> int:
         for name, runner in runners.items():
             before = resource.getrusage(resource.RUSAGE_SELF)
             samples.update(interleaved_samples({name: runner}, points, args.repeat, clock))
-            if reference_usage is None:  # the torch reference's block (its warm-up call included)
+            if name == REFERENCE:  # its block, its warm-up call included
                 after = resource.getrusage(resource.RUSAGE_SELF)
                 reference_usage = {"calls": args.repeat + 1, "minor_faults": after.ru_minflt - before.ru_minflt,
                                    "system_s": after.ru_stime - before.ru_stime,
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
                 stage_samples[name].append(runner.last_timings_ms)
         times = {name: statistics.median(values) for name, values in samples.items()}
         results = [[name, ms] for name, ms in times.items()]
-        torch_ms = times["torch reference (checkpoint)"]
+        torch_ms = times[REFERENCE]
         split_ms = times[labels["fp32"]]
         split_times = {name: times[labels[name]] for name in split_variants}
         if "int8" in split_variants:
@@ -164,7 +165,7 @@ def main(argv=None) -> int:
     print(f"GraspNet forward, 20000 points, example scene ({machine_line()}, {unit}{args.threads} threads)")
     # The reference's time moves the most between runs (much of it is page faults of its large
     # temporaries): the minima's ratio is printed next to the medians'.
-    torch_samples = samples["torch reference (checkpoint)"]
+    torch_samples = samples[REFERENCE]
     torch_min = min(torch_samples)
     print_table(f"End-to-end forward ({args.repeat} runs each)",
                 ["variant", "median ms", "min ms", "speed-up vs torch (medians)", "(minima)"],

@@ -2,8 +2,8 @@
 
 Everything geometric (FPS, ball/cylinder queries, grouping, three-NN interpolation) runs between
 segments in native CPU kernels; each segment is only 1x1 Conv2d / BatchNorm / ReLU / MaxPool /
-Concat (and crop_mlp's closing Transpose), the op set the Horizon X5 BPU runs. Every segment has one float32 NCHW input named
-``input`` and one float32 output named ``output``, batch 1. Segments do not depend on the number of
+Concat (and crop_mlp's closing Transpose), the op set the Horizon X5 BPU runs. Every segment has
+one float32 NCHW input named ``input`` and one float32 output named ``output``, batch 1. Segments do not depend on the number of
 input points, so one export serves any ``num_points``.
 
 Two backbone layouts (``SPLIT_LAYOUTS``, manifest key ``layout``) differ only in where SA2..SA4 start:

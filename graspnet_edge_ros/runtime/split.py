@@ -284,14 +284,10 @@ class SplitGraspNet:
         pooled = np.zeros((CROP_FEATURES, calls * rows_per_call), np.float32)
         points_major = self.manifest.crop_features_points_major
         for chunk in range(len(layout.crop_input)):
-            crop_input = layout.crop_input[chunk][None, :, :, None]
-            if points_major:
-                crop_features = self._run_4d("crop_mlp", crop_input, timer)[0, :, 0, :]    # (P, C)
-            else:  # an export before 2026-12-07 gives (1, C, P, 1)
-                crop_features = self._run("crop_mlp", crop_input, timer)
-                with timer("crop_pool"):
-                    crop_features = native_crop.points_major(crop_features)
+            output = self._run_4d("crop_mlp", layout.crop_input[chunk][None, :, :, None], timer)
             with timer("crop_pool"):
+                # (P, C); an export before 2026-12-07 gives (1, C, P, 1), transposed here
+                crop_features = output[0, :, 0, :] if points_major else native_crop.points_major(output[0, :, :, 0])
                 native_crop.pool_crop_features(crop_features, layout, chunk, pooled)
         return [self._run("grasp_head_post", pooled[None, :, r:r + rows_per_call, None], timer)
                 for r in range(0, calls * rows_per_call, rows_per_call)]
