@@ -186,10 +186,12 @@ class SplitGraspNet:
             else:
                 weight_xyz, weight_features, bias = self.first_layers[name]
                 with timer("sa_first_layer"):
-                    # Linear in the features: once per source point, not once per (centre, neighbour).
-                    projected = weight_features @ features
+                    # Linear in the features: once per source point, not once per (centre, neighbour),
+                    # and only for the points the groups read (SA3 reads ~13 % of SA2's centres).
+                    read, idx = _columns_read(idx, len(source_xyz))
+                    projected = weight_features @ features[:, read]
                     grouped = self._buffer(name, (1, len(bias), len(xyz), nsample))
-                    native.group_first_layer(source_xyz, xyz, idx, radius, projected, weight_xyz, bias,
+                    native.group_first_layer(source_xyz[read], xyz, idx, radius, projected, weight_xyz, bias,
                                              out=grouped[0])
             features = self._run(name, grouped, timer)
             outputs.append(features)
@@ -204,10 +206,7 @@ class SplitGraspNet:
         """
         if self.manifest.sa1_chunk_groups >= n1:
             return np.arange(n1), sa2_idx
-        kept = np.unique(sa2_idx)
-        position = np.empty(n1, sa2_idx.dtype)
-        position[kept] = np.arange(len(kept), dtype=sa2_idx.dtype)
-        return kept, position[sa2_idx]
+        return _columns_read(sa2_idx, n1)
 
     def _sa1_features(self, points: np.ndarray, centres: np.ndarray, radius: float, nsample: int,
                       timer: StageTimer) -> np.ndarray:
@@ -292,3 +291,10 @@ class SplitGraspNet:
         return [self._run("grasp_head_post", pooled[None, :, r:r + rows_per_call, None], timer)
                 for r in range(0, calls * rows_per_call, rows_per_call)]
 
+
+def _columns_read(idx: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the sorted distinct entries of ``idx``, ``idx`` renumbered into them); entries are < count."""
+    read = np.unique(idx)
+    position = np.empty(count, idx.dtype)
+    position[read] = np.arange(len(read), dtype=idx.dtype)
+    return read, position[idx]
