@@ -207,6 +207,47 @@ def test_replay_node_reads_reliably_only_under_fast_dds_2_and_never_against_the_
         assert best_effort_large_images_are_lossy() == lossy, distro
 
 
+PROFILE_PROBE = """
+import os, sys
+from graspnet_edge_ros.ros import fastdds_profile
+major = int(sys.argv[1])
+path = sys.argv[2]
+with open(path, "w") as f:
+    f.write(fastdds_profile.large_data_profile(major))
+os.environ[fastdds_profile.profile_env_variable()] = path
+import rclpy
+from std_msgs.msg import String
+rclpy.init()
+node = rclpy.create_node("profile_probe")
+node.create_publisher(String, "/profile_probe", 10)
+node.destroy_node()
+rclpy.shutdown()
+"""
+
+
+def test_replay_fast_dds_profile_loads_in_the_installed_fast_dds(ros_interfaces, tmp_path):
+    """The player's profile (large shared-memory segment, 100 ms heartbeat) must parse in the Fast
+    DDS of this distribution, from the variable it reads: an unknown element voids the whole file
+    and Fast DDS only logs it. The other major version's spelling is the control: it must be
+    reported, or this check could not fail."""
+    from graspnet_edge_ros.ros.fastdds_profile import HEARTBEAT_PERIOD_ELEMENT, fast_dds_major
+
+    installed = fast_dds_major()
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               RMW_IMPLEMENTATION="rmw_fastrtps_cpp")
+    for name in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+        env.pop(name, None)
+    reports = {}
+    for major in HEARTBEAT_PERIOD_ELEMENT:
+        done = subprocess.run([sys.executable, "-c", PROFILE_PROBE, str(major), str(tmp_path / f"fastdds{major}.xml")],
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        reports[major] = done.stderr
+    assert "XMLPARSER" not in reports[installed], reports[installed]
+    other = 5 - installed
+    assert "XMLPARSER" in reports[other] and HEARTBEAT_PERIOD_ELEMENT[installed] not in reports[other], reports[other]
+
+
 # ------------------------------------------------------------------ replay into the node
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_replay_gives_one_result_per_frame_equal_to_offline_pipeline(

@@ -94,11 +94,12 @@ def node_environment() -> dict[str, str]:
     the replay's Fast DDS profile (the node runs with the user's DDS settings)."""
     import graspnet_edge_ros
 
-    from graspnet_edge_ros.ros.fastdds_profile import FASTDDS_PROFILE_ENV, large_data_profile_path
+    from graspnet_edge_ros.ros.fastdds_profile import large_data_profile_path, profile_env_variable
 
     env = dict(os.environ)
-    if env.get(FASTDDS_PROFILE_ENV) == str(large_data_profile_path()):
-        del env[FASTDDS_PROFILE_ENV]  # the replay's own transport tuning, not the node's
+    variable = profile_env_variable()
+    if env.get(variable) == str(large_data_profile_path()):
+        del env[variable]  # the replay's own transport tuning, not the node's
     root = str(Path(graspnet_edge_ros.__file__).resolve().parents[1])
     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in parts if p != root])
