@@ -112,9 +112,11 @@ def best_effort_large_images_are_lossy() -> bool:
     """True under Fast DDS 2.x (ROS 2 Humble, Iron, Jazzy: rclpy < 8).
 
     There, best-effort 1280x720 rgb8 images from another process were measured to arrive 0 to 2
-    times in 3, with or without LARGE_DATA_PROFILE in the publisher (FASTDDS_BUILTIN_TRANSPORTS=
-    LARGE_DATA and synchronous publishing did not help either); a reliable reader got 3 of 3. Fast
-    DDS 3 (Kilted) with the profile delivered 3 of 3 best effort. Other RMWs: not measured, False.
+    times in 3 (FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA and synchronous publishing did not help); a
+    reliable reader got 3 of 3. That measurement named the profile in FASTDDS_DEFAULT_PROFILES_FILE,
+    which Fast DDS 2.x does not read, so the profile was not tried there; reliable inputs stay the
+    choice until it is. Fast DDS 3 (Kilted) with the profile delivered 3 of 3 best effort. Other
+    RMWs: not measured, False.
     """
     if not os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp").startswith("rmw_fastrtps"):
         return False
