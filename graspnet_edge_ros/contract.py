@@ -79,6 +79,11 @@ SA1_FEATURES = 128   # SA1 output channels (official mlp [0, 64, 64, 128])
 # query keeps the first 32 in FPS order), so the runtime runs SA1 on those only, in calls of this
 # many groups; None = all groups in one call (the X5 kit's calibrated segment, the torch reference).
 DEFAULT_SA1_CHUNK_GROUPS = 128
+# Centres per sa2/sa3/sa4 call in the factored layout (the CPU export): SA2's 1024 centres in one
+# call need 50 MB of ONNX Runtime activations, first touched (page faults) in the first two runs of
+# a process (measured: 43 ms for each of the first two sa2 runs, 20 ms warm); in calls of 256 the
+# arena reuses a quarter of that. None = all centres in one call.
+DEFAULT_SA_CHUNK_CENTRES = 256
 # What the split runtime calls, in order (runtime/split.py), before the grasp head.
 BACKBONE_SEGMENTS = ("sa1", "sa2", "sa3", "sa4", "fp1", "fp2_approach")
 # The grasp head's two layouts (runtime/split.py): a manifest lists the segments of one or both.
@@ -161,6 +166,10 @@ class SplitManifest:
         """crop_mlp gives (1, P, 1, C) (exports since 2026-12-07) rather than (1, C, P, 1) (earlier ones)."""
         chunk = self.crop_chunk_points
         return bool(chunk) and tuple(self.segment("crop_mlp").output_shape) == (1, chunk, 1, CROP_FEATURES)
+
+    def sa_chunk_centres(self, name: str) -> int:
+        """Centres per call of SA segment ``name`` (its input height)."""
+        return self.segment(name).input_shape[2]
 
     @property
     def sa1_chunk_groups(self) -> int:
@@ -324,10 +333,20 @@ class SplitManifest:
             ("sa1", "output"): (1, SA1_FEATURES, min(groups, n1), 1),
             ("fp2_approach", "output"): (1, 2 + m.num_view, n2, 1),
         }
+        problems = []
+        for name, (centres, _, nsample) in zip(("sa2", "sa3", "sa4"), m.sa_layers[1:]):
+            height = self.sa_chunk_centres(name)
+            if not 1 <= height <= centres:
+                problems.append(f"segment {name!r} takes {height} centres per call, SA has {centres}")
+            expected[(name, "output")] = (1, 256, height, 1)
+            if self.layout == "factored":
+                expected[(name, "input")] = (1, 128, height, nsample)
+            elif height != centres:
+                problems.append(f"segment {name!r} of the grouped layout takes {height} centres per call, "
+                                f"it needs all {centres}")
         if "per_depth" in self.head_layouts:
             expected[("grasp_head", "input")] = (1, 3, rows, m.crop_nsample)
             expected[("grasp_head", "output")] = (1, 4 * m.num_angle, rows, 1)
-        problems = []
         if "shared_points" in self.head_layouts:
             chunk = self.crop_chunk_points
             expected[("crop_mlp", "input")] = (1, 3, chunk, 1)
@@ -354,6 +373,13 @@ def _shape(values) -> tuple[int, ...]:
     return shape
 
 
+def _centre_calls(manifest: SplitManifest, name: str, centres: int) -> dict:
+    height = manifest.sa_chunk_centres(name)
+    if height >= centres:
+        return {}
+    return {"centres": f"{height} per call, in FPS order, the last call padded with its last centre"}
+
+
 def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
     """Machine-readable description of what runs between segments (for ports to other runtimes)."""
     cfg = manifest.model
@@ -372,11 +398,11 @@ def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
                         f"order, {manifest.sa1_chunk_groups} per call, the last call padded with its last centre"}
             if manifest.sa1_chunk_groups < n1 else {})},
         {"op": "ball_query_group", "radius": r2, "nsample": k2, "normalize_xyz": True,
-         "concat": "[xyz, sa1 features]", **first_layer, "to_segment": "sa2"},
+         "concat": "[xyz, sa1 features]", **first_layer, **_centre_calls(manifest, "sa2", n2), "to_segment": "sa2"},
         {"op": "ball_query_group", "radius": r3, "nsample": k3, "normalize_xyz": True,
-         "concat": "[xyz, sa2 features]", **first_layer, "to_segment": "sa3"},
+         "concat": "[xyz, sa2 features]", **first_layer, **_centre_calls(manifest, "sa3", n3), "to_segment": "sa3"},
         {"op": "ball_query_group", "radius": r4, "nsample": k4, "normalize_xyz": True,
-         "concat": "[xyz, sa3 features]", **first_layer, "to_segment": "sa4"},
+         "concat": "[xyz, sa3 features]", **first_layer, **_centre_calls(manifest, "sa4", n4), "to_segment": "sa4"},
         {"op": "three_nn_interpolate", "unknown": "sa3 centres", "known": "sa4 centres",
          "weights": "1/(euclidean+1e-8) normalised", "concat": "[interpolated, sa3 features]",
          "to_segment": "fp1"},

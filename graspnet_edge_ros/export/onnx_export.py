@@ -16,8 +16,9 @@ from torch import nn
 
 from graspnet_edge_ros import __version__
 from graspnet_edge_ros.errors import ExportError
-from graspnet_edge_ros.contract import (DEFAULT_SA1_CHUNK_GROUPS, FIRST_LAYERS_FILE, HEAD_LAYOUTS, SINGLE_FILE_INPUT,
-                                        SINGLE_FILE_OUTPUTS, SPLIT_LAYOUTS, SplitManifest)
+from graspnet_edge_ros.contract import (DEFAULT_SA1_CHUNK_GROUPS, DEFAULT_SA_CHUNK_CENTRES, FIRST_LAYERS_FILE,
+                                        HEAD_LAYOUTS, SINGLE_FILE_INPUT, SINGLE_FILE_OUTPUTS, SPLIT_LAYOUTS,
+                                        SplitManifest)
 from graspnet_edge_ros.model.graspnet import GraspNet
 from graspnet_edge_ros.model.segments import (DEFAULT_CROP_CHUNK_POINTS, INPUT_NAME, OUTPUT_NAME, first_layer_weights,
                                               manifest_for_model, segment_modules, segment_specs)
@@ -82,7 +83,8 @@ def export_single_file(model: GraspNet, output: str | Path, num_points: int = 20
 def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int = 64,
                  source: dict | None = None, head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
                  crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS, layout: str = "factored",
-                 sa1_chunk_groups: int | None = DEFAULT_SA1_CHUNK_GROUPS) -> SplitManifest:
+                 sa1_chunk_groups: int | None = DEFAULT_SA1_CHUNK_GROUPS,
+                 sa_chunk_centres: int | None = DEFAULT_SA_CHUNK_CENTRES) -> SplitManifest:
     """Each learned segment as an opset-11, IR<=7, fixed-shape 4-D ONNX file, plus manifest.json.
 
     Two independent choices (see model/segments.py and README, "Split layouts"):
@@ -92,6 +94,8 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
     so one directory runs fastest on the CPU and as the X5 BPU runs it.
     ``sa1_chunk_groups``: SA1 groups per sa1 call (the runtime runs only the groups SA2 reads);
     None: all SA1 groups in one call, SA1's whole output computed.
+    ``sa_chunk_centres``: centres per sa2/sa3/sa4 call of the factored layout (the grouped one keeps
+    whole SA segments); None: all centres in one call.
     """
     if layout not in SPLIT_LAYOUTS:
         raise ExportError(f"layout must be one of {list(SPLIT_LAYOUTS)}, got {layout!r}")
@@ -103,8 +107,9 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
     if layout == "factored":
         first_layers = FIRST_LAYERS_FILE
         np.savez(directory / first_layers, **first_layer_weights(model))
+    sa_chunk_centres = sa_chunk_centres if layout == "factored" else None
     for spec in segment_specs(model.config, head_chunk_seeds, head_layouts, crop_chunk_points, layout,
-                              sa1_chunk_groups):
+                              sa1_chunk_groups, sa_chunk_centres):
         path = directory / f"{spec.name}.onnx"
         example = torch.zeros(spec.input_shape, dtype=torch.float32)
         try:
@@ -116,7 +121,7 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
         check_segment(path, spec.input_shape, spec.output_shape)
         files[spec.name] = {"onnxruntime": path.name}
     manifest = manifest_for_model(model, directory, head_chunk_seeds, files, source, head_layouts, crop_chunk_points,
-                                  layout, first_layers, sa1_chunk_groups)
+                                  layout, first_layers, sa1_chunk_groups, sa_chunk_centres)
     manifest.save()
     return manifest
 

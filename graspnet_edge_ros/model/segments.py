@@ -53,11 +53,16 @@ class SegmentSpec:
 def segment_specs(config: GraspNetConfig, head_chunk_seeds: int = DEFAULT_HEAD_CHUNK_SEEDS,
                   head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
                   crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS, layout: str = "grouped",
-                  sa1_chunk_groups: int | None = None) -> list[SegmentSpec]:
-    """Segment names and fixed shapes: the backbone (``layout``) in execution order, then each head layout's."""
+                  sa1_chunk_groups: int | None = None, sa_chunk_centres: int | None = None) -> list[SegmentSpec]:
+    """Segment names and fixed shapes: the backbone (``layout``) in execution order, then each head layout's.
+
+    ``sa_chunk_centres``: centres per sa2/sa3/sa4 call in the factored layout (at most each SA's).
+    """
     (n1, _, k1), (n2, _, k2), (n3, _, k3), (n4, _, k4) = config.sa_layers
     if sa1_chunk_groups is not None and not 1 <= sa1_chunk_groups <= n1:
         raise ConfigError(f"sa1_chunk_groups must be in [1, {n1}], got {sa1_chunk_groups}")
+    if sa_chunk_centres is not None and sa_chunk_centres < 1:
+        raise ConfigError(f"sa_chunk_centres must be >= 1, got {sa_chunk_centres}")
     g1 = sa1_chunk_groups or n1
     rows = head_chunk_seeds * config.num_depth
     head_out = 4 * config.num_angle
@@ -80,9 +85,11 @@ def segment_specs(config: GraspNetConfig, head_chunk_seeds: int = DEFAULT_HEAD_C
     if layout not in SPLIT_LAYOUTS:
         raise ConfigError(f"layout must be one of {list(SPLIT_LAYOUTS)}, got {layout!r}")
     if layout == "factored":
-        sa_specs = [SegmentSpec(name, (1, 128, n, k), (1, 256, n, 1),
-                                f"{name.upper()} MLP after its first layer (applied by the runtime) + max")
-                    for name, n, k in (("sa2", n2, k2), ("sa3", n3, k3), ("sa4", n4, k4))]
+        sa_specs = [SegmentSpec(name, (1, 128, g, k), (1, 256, g, 1),
+                                f"{name.upper()} MLP after its first layer (applied by the runtime) + max"
+                                + (f", {g} centres per call" if g < n else ""))
+                    for name, n, k in (("sa2", n2, k2), ("sa3", n3, k3), ("sa4", n4, k4))
+                    for g in [min(sa_chunk_centres or n, n)]]
     else:
         sa_specs = [SegmentSpec("sa2", (1, 131, n2, k2), (1, 256, n2, 1), "SA2 MLP + max"),
                     SegmentSpec("sa3", (1, 259, n3, k3), (1, 256, n3, 1), "SA3 MLP + max"),
@@ -164,14 +171,15 @@ def segment_modules(model: GraspNet, layout: str = "grouped") -> dict[str, nn.Mo
 def manifest_for_model(model: GraspNet, directory: Path, head_chunk_seeds: int, files: dict[str, dict[str, str]],
                        source: dict | None = None, head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
                        crop_chunk_points: int | None = None, layout: str = "grouped",
-                       first_layers: str = "", sa1_chunk_groups: int | None = None) -> SplitManifest:
+                       first_layers: str = "", sa1_chunk_groups: int | None = None,
+                       sa_chunk_centres: int | None = None) -> SplitManifest:
     """The manifest describing ``model``'s segments; ``files`` maps segment -> {backend: file}."""
     cfg = model.config
     entries = tuple(SegmentEntry(spec.name, dict(files.get(spec.name, {})), spec.input_shape, spec.output_shape,
                                  spec.description)
                     for spec in segment_specs(cfg, head_chunk_seeds, head_layouts,
                                               crop_chunk_points or DEFAULT_CROP_CHUNK_POINTS, layout,
-                                              sa1_chunk_groups))
+                                              sa1_chunk_groups, sa_chunk_centres))
     manifest = SplitManifest(directory=Path(directory), segments=entries, model=cfg,
                              head_chunk_seeds=head_chunk_seeds, source=source or {}, layout=layout,
                              first_layers=first_layers)

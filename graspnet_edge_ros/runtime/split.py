@@ -183,19 +183,33 @@ class SplitGraspNet:
                     grouped = self._buffer(name, (1, 3 + len(features), len(xyz), nsample))
                     native.group_xyz(source_xyz, xyz, idx, radius, out=grouped[0, :3])
                     np.take(features, idx, axis=1, out=grouped[0, 3:])
+                features = self._run(name, grouped, timer)
             else:
-                weight_xyz, weight_features, bias = self.first_layers[name]
                 with timer("sa_first_layer"):
                     # Linear in the features: once per source point, not once per (centre, neighbour),
                     # and only for the points the groups read (SA3 reads ~13 % of SA2's centres).
                     read, idx = _columns_read(idx, len(source_xyz))
-                    projected = weight_features @ features[:, read]
-                    grouped = self._buffer(name, (1, len(bias), len(xyz), nsample))
-                    native.group_first_layer(source_xyz[read], xyz, idx, radius, projected, weight_xyz, bias,
-                                             out=grouped[0])
-            features = self._run(name, grouped, timer)
+                    projected = self.first_layers[name][1] @ features[:, read]
+                features = self._factored_sa(name, source_xyz[read], xyz, idx, radius, projected, timer)
             outputs.append(features)
         return fps_indices, centres, tuple(outputs)
+
+    def _factored_sa(self, name: str, source_xyz: np.ndarray, xyz: np.ndarray, idx: np.ndarray, radius: float,
+                     projected: np.ndarray, timer: StageTimer) -> np.ndarray:
+        """(256, S) features of a factored SA segment: its first layer here, the rest in calls of the
+        segment's centres per call (the last call padded with the last centre, its extra columns dropped)."""
+        weight_xyz, _, bias = self.first_layers[name]
+        count, height = len(xyz), self.manifest.sa_chunk_centres(name)
+        grouped = self._buffer(name, (1, len(bias), height, idx.shape[1]))
+        outputs = []
+        for start in range(0, count, height):
+            rows = slice(start, start + height) if start + height <= count \
+                else np.minimum(np.arange(start, start + height), count - 1)
+            with timer("sa_first_layer"):
+                native.group_first_layer(source_xyz, xyz[rows], idx[rows], radius, projected, weight_xyz, bias,
+                                         out=grouped[0])
+            outputs.append(self._run(name, grouped, timer))
+        return np.concatenate(outputs, axis=1)[:, :count] if len(outputs) > 1 else outputs[0]
 
     def _sa1_groups_read(self, sa2_idx: np.ndarray, n1: int) -> tuple[np.ndarray, np.ndarray]:
         """(SA1 centres to compute, SA2's ball-query indices into them).
