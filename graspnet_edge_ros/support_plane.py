@@ -221,12 +221,28 @@ def _ransac_plane(points: np.ndarray, thresh: float, iterations: int, rng) -> tu
         return None
     normals = normals[usable] / lengths[usable, None]
     offsets = -np.einsum("ij,ij->i", normals, triples[usable, 0])
-    # Broadcast instead of points @ normals.T: BLAS is slow for a 3-wide inner dimension.
-    distances = points[:, 0:1] * normals[:, 0] + points[:, 1:2] * normals[:, 1] + points[:, 2:3] * normals[:, 2]
-    distances += offsets
-    counts = (np.abs(distances) < thresh).sum(axis=0)
+    columns = np.ascontiguousarray(points.T)
+    counts = _inlier_counts(columns[0], columns[1], columns[2], normals, offsets, float(thresh))
     best = int(np.argmax(counts))
     return normals[best], float(offsets[best])
+
+
+@numba.njit(cache=True, nogil=True)
+def _inlier_counts(x, y, z, normals, offsets, thresh):
+    """Points within ``thresh`` of each hypothesis plane: |x*a + y*b + z*c + d| < thresh in float64.
+
+    The (points x hypotheses) distance matrix in numpy was 4 ms per RANSAC call (9.6 MB temporaries
+    for 6000 points x 200 hypotheses); this is one pass per hypothesis over contiguous columns.
+    """
+    counts = np.zeros(normals.shape[0], np.int64)
+    for h in range(normals.shape[0]):
+        a, b, c, d = normals[h, 0], normals[h, 1], normals[h, 2], offsets[h]
+        count = 0
+        for i in range(x.shape[0]):
+            distance = x[i] * a + y[i] * b + z[i] * c + d
+            count += abs(distance) < thresh
+        counts[h] = count
+    return counts
 
 
 def _refit(inliers: np.ndarray, normal: np.ndarray, offset: float) -> tuple[np.ndarray, float]:
