@@ -513,3 +513,18 @@ def test_torch_queries_export_to_onnx_and_match_native():
     expected_dist, expected_idx = native.three_nn(centers, cloud[:100])
     np.testing.assert_array_equal(idx[0], expected_idx)
     np.testing.assert_array_equal(dist[0], expected_dist)
+
+
+def test_column_argmax_is_numpys_argmax_over_rows_including_ties_and_nan():
+    rng = np.random.default_rng(7)
+    values = np.round(rng.normal(size=(300, 257)) * 2).astype(np.float32)  # many exact ties
+    values[3, 5] = values[10, 5] = np.nan      # the first NaN wins
+    values[0, 7] = np.nan                      # ... also in the first row
+    values[20, 9] = np.inf
+    values[:, 11] = np.nan
+    values[:, 12] = -np.inf
+    np.testing.assert_array_equal(native.column_argmax(values), np.argmax(values, axis=0))
+    one_row = rng.normal(size=(1, 4)).astype(np.float32)
+    np.testing.assert_array_equal(native.column_argmax(one_row), np.zeros(4, np.int64))
+    with pytest.raises(InputError):
+        native.column_argmax(np.zeros((0, 3), np.float32))

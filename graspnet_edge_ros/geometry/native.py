@@ -599,6 +599,34 @@ def group_points(features, idx) -> np.ndarray:
     return np.asarray(features)[:, np.asarray(idx)]
 
 
+@njit(cache=True, nogil=True)
+def _column_argmax_kernel(values):
+    columns = values.shape[1]
+    best = values[0].copy()
+    index = np.zeros(columns, np.int64)
+    for row in range(1, values.shape[0]):
+        current = values[row]
+        for j in range(columns):  # rows outer, columns inner: contiguous, vectorised
+            value = current[j]
+            # numpy's rule: the first maximum, and a NaN is larger than anything
+            better = (value > best[j]) | ((value != value) & (best[j] == best[j]))
+            best[j] = value if better else best[j]
+            index[j] = row if better else index[j]
+    return index
+
+
+def column_argmax(values) -> np.ndarray:
+    """``np.argmax(values, axis=0)`` of a (R, C) float32 array, same result (first maximum, NaN wins).
+
+    numpy reduces a C-contiguous array along axis 0 one column at a time (0.9 ms for the 300 x 1024
+    view scores); this walks the rows once.
+    """
+    array = np.ascontiguousarray(values, dtype=np.float32)
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise InputError(f"values must be (R, C) with R > 0, got {array.shape}")
+    return _column_argmax_kernel(array)
+
+
 def warmup() -> None:
     """Compile (or load from the on-disk cache) every kernel on a tiny input."""
     rng = np.random.default_rng(0)
@@ -614,3 +642,4 @@ def warmup() -> None:
     group_first_layer(points, points[:4], np.zeros((4, 2), np.int32), 0.5, np.zeros((2, 16), np.float32),
                       np.zeros((2, 3), np.float32), np.zeros(2, np.float32))
     cylinder_group(points, points[:4], frames, np.zeros((4, 2, 3), np.int32))
+    column_argmax(points)

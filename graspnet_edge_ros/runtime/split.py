@@ -66,6 +66,10 @@ class SplitGraspNet:
         self.head_layout = head_layout
         self.runners = dict(runners)
         self.template_views = generate_grasp_views(manifest.model.num_view)
+        # Each view's gripper frame (in-plane angle 0), row for row what viewpoint_params_to_matrix
+        # gives for the seeds that pick that view.
+        self.template_rotations = viewpoint_params_to_matrix(-self.template_views,
+                                                             np.zeros(len(self.template_views), np.float32))
         # "factored" layout: the first SA2..SA4 layer runs here (segments.py), from these weights.
         self.first_layers = manifest.load_first_layers() if manifest.layout == "factored" else None
         self._buffers = threading.local()
@@ -126,9 +130,9 @@ class SplitGraspNet:
         with timer("approach_decode"):
             objectness = approach[0:2]
             view_score = approach[2:].T                                    # (S, num_view)
-            top_view_inds = np.argmax(view_score, axis=1)
+            top_view_inds = native.column_argmax(approach[2:])
             top_view_xyz = self.template_views[top_view_inds]
-            top_view_rot = viewpoint_params_to_matrix(-top_view_xyz, np.zeros(n2, np.float32))
+            top_view_rot = self.template_rotations[top_view_inds]
             selected = np.flatnonzero(objectness[1] > objectness[0]) if skip_background_seeds \
                 else np.arange(n2)
         gate_mask = None
