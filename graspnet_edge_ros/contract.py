@@ -75,6 +75,7 @@ MANIFEST_FORMAT = "graspnet_edge_split"
 MANIFEST_VERSION = 1
 CROP_FEATURES = 256  # CloudCrop MLP output channels (official SharedMLP [3, 64, 128, 256])
 SA1_FEATURES = 128   # SA1 output channels (official mlp [0, 64, 64, 128])
+FACTORED_CHANNELS = 128  # first-layer channels of SA2..SA4 (official mlps [.., 128, 128, 256]): factored inputs
 # SA1 groups per sa1 call in the CPU export. SA2 reads only ~38 % of SA1's 2048 groups (its ball
 # query keeps the first 32 in FPS order), so the runtime runs SA1 on those only, in calls of this
 # many groups; None = all groups in one call (the X5 kit's calibrated segment, the torch reference).
@@ -168,8 +169,16 @@ class SplitManifest:
         return bool(chunk) and tuple(self.segment("crop_mlp").output_shape) == (1, chunk, 1, CROP_FEATURES)
 
     def sa_chunk_centres(self, name: str) -> int:
-        """Centres per call of SA segment ``name`` (its input height)."""
-        return self.segment(name).input_shape[2]
+        """Centres per call of SA segment ``name`` (its output height)."""
+        return self.segment(name).output_shape[2]
+
+    @property
+    def sa_channels_last(self) -> bool:
+        """Factored SA segments take (1, S, K, 128) (exports since 2026-12-08) rather than (1, 128, S, K)."""
+        if self.layout != "factored":
+            return False
+        nsample = self.model.sa_layers[1][2]
+        return tuple(self.segment("sa2").input_shape) == (1, self.sa_chunk_centres("sa2"), nsample, FACTORED_CHANNELS)
 
     @property
     def sa1_chunk_groups(self) -> int:
@@ -210,7 +219,7 @@ class SplitManifest:
             raise ModelFormatError(f"{path}: unreadable first-layer weights ({type(exc).__name__}: {exc})") from exc
         previous = dict(zip(FACTORED_SA, ("sa1",) + tuple(FACTORED_SA)))  # the segment whose features it reads
         for name, (weight_xyz, weight_features, bias) in weights.items():
-            channels = self.segment(name).input_shape[1]
+            channels = self.segment(name).input_shape[3 if self.sa_channels_last else 1]
             features = self.segment(previous[name]).output_shape[1]
             if weight_xyz.shape != (channels, 3) or bias.shape != (channels,) \
                     or weight_features.shape != (channels, features):
@@ -340,7 +349,8 @@ class SplitManifest:
                 problems.append(f"segment {name!r} takes {height} centres per call, SA has {centres}")
             expected[(name, "output")] = (1, 256, height, 1)
             if self.layout == "factored":
-                expected[(name, "input")] = (1, 128, height, nsample)
+                expected[(name, "input")] = ((1, height, nsample, FACTORED_CHANNELS) if self.sa_channels_last
+                                             else (1, FACTORED_CHANNELS, height, nsample))
             elif height != centres:
                 problems.append(f"segment {name!r} of the grouped layout takes {height} centres per call, "
                                 f"it needs all {centres}")

@@ -528,3 +528,20 @@ def test_column_argmax_is_numpys_argmax_over_rows_including_ties_and_nan():
     np.testing.assert_array_equal(native.column_argmax(one_row), np.zeros(4, np.int64))
     with pytest.raises(InputError):
         native.column_argmax(np.zeros((0, 3), np.float32))
+
+
+def test_group_first_layer_channels_last_gives_the_same_values(example_cloud, example_fps):
+    rng = np.random.default_rng(3)
+    source = example_cloud[example_fps]
+    centres = source[:512]
+    idx = native.ball_query(source, centres, 0.2, 16)
+    projected = rng.normal(size=(128, len(source))).astype(np.float32)
+    weight_xyz = rng.normal(size=(128, 3)).astype(np.float32)
+    bias = rng.normal(size=128).astype(np.float32)
+    first = native.group_first_layer(source, centres, idx, 0.2, projected, weight_xyz, bias)
+    last = native.group_first_layer(source, centres, idx, 0.2, projected, weight_xyz, bias, channels_last=True)
+    assert last.shape == (512, 16, 128) and (first > 0).any() and (first == 0).any()
+    np.testing.assert_array_equal(last, first.transpose(1, 2, 0))
+    with pytest.raises(InputError, match="C-contiguous float32 array of shape"):
+        native.group_first_layer(source, centres, idx, 0.2, projected, weight_xyz, bias,
+                                 out=np.empty((128, 512, 16), np.float32), channels_last=True)

@@ -48,7 +48,8 @@ def test_default_export_is_factored_and_the_x5_layout_is_grouped(split_model_dir
     factored, grouped = SplitManifest.load(split_model_dir), SplitManifest.load(grouped_dir)
     assert (factored.layout, grouped.layout) == ("factored", "grouped")
     assert (split_model_dir / factored.first_layers).is_file() and not grouped.first_layers
-    assert factored.segment("sa2").input_shape == (1, 128, DEFAULT_SA_CHUNK_CENTRES, 32)
+    assert factored.segment("sa2").input_shape == (1, DEFAULT_SA_CHUNK_CENTRES, 32, 128)  # channels last
+    assert factored.sa_channels_last and not grouped.sa_channels_last
     assert grouped.segment("sa2").input_shape == (1, 131, 1024, 32)
     # The backbone layout is independent of the grasp head's: export --split writes both heads either way.
     assert factored.head_layouts == grouped.head_layouts == ["per_depth", "shared_points"]
@@ -185,19 +186,21 @@ def test_sa1_runs_only_the_groups_sa2_reads_with_the_same_outputs(split_model_di
     np.testing.assert_array_equal(grouped, native.group_xyz(example_cloud.sampled, centres, idx, r1))
 
 
-@pytest.mark.parametrize("centres_per_call", [None, 384])
-def test_factored_sa_segments_in_calls_of_fewer_centres_give_the_same_outputs(
-        graspnet_checkpoint, split_model_dir, example_cloud, tmp_path, centres_per_call):
+@pytest.mark.parametrize("centres_per_call, channels_last", [(None, True), (384, True), (256, False)])
+def test_factored_sa_segments_in_other_calls_and_layouts_give_the_same_outputs(
+        graspnet_checkpoint, split_model_dir, example_cloud, tmp_path, centres_per_call, channels_last):
     """The default export runs SA2/SA3 in calls of DEFAULT_SA_CHUNK_CENTRES centres (smaller ONNX Runtime
-    activations); whole segments (None) and a size that leaves a padded last call (384: 3 SA2 calls, the
-    last padded with 128 copies of the last centre) give the same raw outputs, bit for bit."""
+    activations), their input channels last. Whole segments (None), a size that leaves a padded last
+    call (384: 3 SA2 calls, the last padded with 128 copies of the last centre) and the channels-first
+    input of exports before 2026-12-08 give the same raw outputs, bit for bit."""
     from graspnet_edge_ros.export.onnx_export import export_split
     from graspnet_edge_ros.model.checkpoint import load_graspnet
 
     other_dir = tmp_path / "split"
     export_split(load_graspnet(graspnet_checkpoint), other_dir, sa_chunk_centres=centres_per_call,
-                 head_layouts=("shared_points",))
+                 sa_channels_last=channels_last, head_layouts=("shared_points",))
     default, other = SplitGraspNet.from_directory(split_model_dir), SplitGraspNet.from_directory(other_dir)
+    assert other.manifest.sa_channels_last == channels_last
     calls = {name: [] for name in ("sa2", "sa3", "sa4")}
     for name, record in calls.items():
         run = other.runners[name]
@@ -208,14 +211,15 @@ def test_factored_sa_segments_in_calls_of_fewer_centres_give_the_same_outputs(
         np.testing.assert_array_equal(raw[name], value, err_msg=name)
     for name, (centres, _, nsample) in zip(calls, default.manifest.model.sa_layers[1:]):
         height = min(centres_per_call or centres, centres)
-        assert calls[name] == [(1, 128, height, nsample)] * -(-centres // height), name
+        shape = (1, height, nsample, 128) if channels_last else (1, 128, height, nsample)
+        assert calls[name] == [shape] * -(-centres // height), name
         assert default.manifest.sa_chunk_centres(name) == min(DEFAULT_SA_CHUNK_CENTRES, centres)
 
 
 def test_sa_segment_shapes_that_do_not_fit_the_model_are_refused(split_model_dir, grouped_dir, tmp_path):
     def widen_sa3(data):
         sa3 = next(entry for entry in data["segments"] if entry["name"] == "sa3")
-        sa3["input"]["shape"][2] = sa3["output"]["shape"][2] = 1024
+        sa3["input"]["shape"][1] = sa3["output"]["shape"][2] = 1024
 
     with pytest.raises(ModelFormatError, match="'sa3' takes 1024 centres per call, SA has 512"):
         SplitManifest.load(edited_copy(split_model_dir, tmp_path / "wide", widen_sa3))

@@ -84,7 +84,8 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
                  source: dict | None = None, head_layouts: tuple[str, ...] = tuple(HEAD_LAYOUTS),
                  crop_chunk_points: int = DEFAULT_CROP_CHUNK_POINTS, layout: str = "factored",
                  sa1_chunk_groups: int | None = DEFAULT_SA1_CHUNK_GROUPS,
-                 sa_chunk_centres: int | None = DEFAULT_SA_CHUNK_CENTRES) -> SplitManifest:
+                 sa_chunk_centres: int | None = DEFAULT_SA_CHUNK_CENTRES,
+                 sa_channels_last: bool = True) -> SplitManifest:
     """Each learned segment as an opset-11, IR<=7, fixed-shape 4-D ONNX file, plus manifest.json.
 
     Two independent choices (see model/segments.py and README, "Split layouts"):
@@ -95,13 +96,15 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
     ``sa1_chunk_groups``: SA1 groups per sa1 call (the runtime runs only the groups SA2 reads);
     None: all SA1 groups in one call, SA1's whole output computed.
     ``sa_chunk_centres``: centres per sa2/sa3/sa4 call of the factored layout (the grouped one keeps
-    whole SA segments); None: all centres in one call.
+    whole SA segments); None: all centres in one call. ``sa_channels_last``: those segments take
+    (1, S, K, 128); False writes the (1, 128, S, K) input of exports before 2026-12-08 (the runtime
+    reads both).
     """
     if layout not in SPLIT_LAYOUTS:
         raise ExportError(f"layout must be one of {list(SPLIT_LAYOUTS)}, got {layout!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    modules = segment_modules(model, layout)
+    modules = segment_modules(model, layout, sa_channels_last)
     files = {}
     first_layers = ""
     if layout == "factored":
@@ -109,7 +112,7 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
         np.savez(directory / first_layers, **first_layer_weights(model))
     sa_chunk_centres = sa_chunk_centres if layout == "factored" else None
     for spec in segment_specs(model.config, head_chunk_seeds, head_layouts, crop_chunk_points, layout,
-                              sa1_chunk_groups, sa_chunk_centres):
+                              sa1_chunk_groups, sa_chunk_centres, sa_channels_last):
         path = directory / f"{spec.name}.onnx"
         example = torch.zeros(spec.input_shape, dtype=torch.float32)
         try:
@@ -121,7 +124,7 @@ def export_split(model: GraspNet, directory: str | Path, head_chunk_seeds: int =
         check_segment(path, spec.input_shape, spec.output_shape)
         files[spec.name] = {"onnxruntime": path.name}
     manifest = manifest_for_model(model, directory, head_chunk_seeds, files, source, head_layouts, crop_chunk_points,
-                                  layout, first_layers, sa1_chunk_groups, sa_chunk_centres)
+                                  layout, first_layers, sa1_chunk_groups, sa_chunk_centres, sa_channels_last)
     manifest.save()
     return manifest
 

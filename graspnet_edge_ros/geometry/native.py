@@ -432,8 +432,24 @@ def _group_first_layer_kernel(points, centers, idx, radius, projected, weight_xy
                 out[c, s, k] = value if value > 0 else np.float32(0.0)
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _group_first_layer_channels_last_kernel(points, centers, idx, radius, projected_t, weight_xyz_t, bias, out):
+    w0, w1, w2 = weight_xyz_t[0], weight_xyz_t[1], weight_xyz_t[2]
+    for s in prange(idx.shape[0]):
+        for k in range(idx.shape[1]):
+            j = idx[s, k]
+            n0 = (points[j, 0] - centers[s, 0]) / radius
+            n1 = (points[j, 1] - centers[s, 1]) / radius
+            n2 = (points[j, 2] - centers[s, 2]) / radius
+            source = projected_t[j]
+            row = out[s, k]
+            for c in range(row.shape[0]):  # contiguous on both sides: vectorised
+                value = source[c] + (w0[c] * n0 + w1[c] * n1 + w2[c] * n2) + bias[c]
+                row[c] = value if value > 0 else np.float32(0.0)
+
+
 def group_first_layer(xyz, centers, idx, radius: float, projected, weight_xyz, bias,
-                      out: np.ndarray | None = None) -> np.ndarray:
+                      out: np.ndarray | None = None, channels_last: bool = False) -> np.ndarray:
     """First SA layer (1x1 conv, BN folded, ReLU) on [normalised xyz, features], per group.
 
     The layer is linear in its input, so the feature half is computed once per source point
@@ -446,9 +462,12 @@ def group_first_layer(xyz, centers, idx, radius: float, projected, weight_xyz, b
         radius: the ball-query radius (normalisation). projected: (C, N) float32.
         weight_xyz: (C, 3) float32; bias: (C,) float32 (BatchNorm folded in).
         out: optional (C, S, K) float32 C-contiguous buffer to write into, returned.
+        channels_last: give (S, K, C) instead, the same values: each (centre, neighbour)'s channels
+            are contiguous in both ``projected.T`` and the output, so the kernel vectorises over the
+            channels instead of gathering one value per neighbour (0.6 -> 0.2 ms per 256 SA2 centres).
 
     Returns:
-        (C, S, K) float32 activations of the first layer.
+        (C, S, K) float32 activations of the first layer ((S, K, C) with ``channels_last``).
     """
     points = _points(xyz, "xyz")
     query = _points(centers, "centers", allow_empty=True)
@@ -461,6 +480,12 @@ def group_first_layer(xyz, centers, idx, radius: float, projected, weight_xyz, b
             or offsets.shape != (channels,):
         raise InputError(f"projected {features.shape}, weight_xyz {weights.shape} and bias "
                          f"{offsets.shape} must be (C, {len(points)}), (C, 3), (C,)")
+    if channels_last:
+        out = _output_buffer(out, indices.shape + (channels,))
+        _group_first_layer_channels_last_kernel(points, query, indices, _finite_float32(radius, "radius"),
+                                                np.ascontiguousarray(features.T), np.ascontiguousarray(weights.T),
+                                                offsets, out)
+        return out
     out = _output_buffer(out, (channels,) + indices.shape)
     _group_first_layer_kernel(points, query, indices, _finite_float32(radius, "radius"), features,
                               weights, offsets, out)
@@ -641,5 +666,7 @@ def warmup() -> None:
     group_xyz(points, points[:4], np.zeros((4, 2), np.int32), 0.5)
     group_first_layer(points, points[:4], np.zeros((4, 2), np.int32), 0.5, np.zeros((2, 16), np.float32),
                       np.zeros((2, 3), np.float32), np.zeros(2, np.float32))
+    group_first_layer(points, points[:4], np.zeros((4, 2), np.int32), 0.5, np.zeros((2, 16), np.float32),
+                      np.zeros((2, 3), np.float32), np.zeros(2, np.float32), channels_last=True)
     cylinder_group(points, points[:4], frames, np.zeros((4, 2, 3), np.int32))
     column_argmax(points)

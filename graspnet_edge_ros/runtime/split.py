@@ -204,14 +204,16 @@ class SplitGraspNet:
         segment's centres per call (the last call padded with the last centre, its extra columns dropped)."""
         weight_xyz, _, bias = self.first_layers[name]
         count, height = len(xyz), self.manifest.sa_chunk_centres(name)
-        grouped = self._buffer(name, (1, len(bias), height, idx.shape[1]))
+        channels_last = self.manifest.sa_channels_last
+        shape = (1, height, idx.shape[1], len(bias)) if channels_last else (1, len(bias), height, idx.shape[1])
+        grouped = self._buffer(name, shape)
         outputs = []
         for start in range(0, count, height):
             rows = slice(start, start + height) if start + height <= count \
                 else np.minimum(np.arange(start, start + height), count - 1)
             with timer("sa_first_layer"):
                 native.group_first_layer(source_xyz, xyz[rows], idx[rows], radius, projected, weight_xyz, bias,
-                                         out=grouped[0])
+                                         out=grouped[0], channels_last=channels_last)
             outputs.append(self._run(name, grouped, timer))
         return np.concatenate(outputs, axis=1)[:, :count] if len(outputs) > 1 else outputs[0]
 
@@ -312,7 +314,9 @@ class SplitGraspNet:
 
 def _columns_read(idx: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """(the sorted distinct entries of ``idx``, ``idx`` renumbered into them); entries are < count."""
-    read = np.unique(idx)
+    seen = np.zeros(count, bool)
+    seen[idx.ravel()] = True
+    read = np.flatnonzero(seen)  # np.unique's result without its sort (1 ms for SA2's 32768 entries)
     position = np.empty(count, idx.dtype)
     position[read] = np.arange(len(read), dtype=idx.dtype)
     return read, position[idx]
