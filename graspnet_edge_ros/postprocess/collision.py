@@ -327,6 +327,11 @@ def _voxel_means_in_marked_blocks(points, anchor, voxel_size, block, top_voxel, 
     any [lo, hi] voxel box; indices and sums exactly as voxel_downsample computes them. Points
     outside [union_lo, union_hi] (the boxes' union, a voxel wider) are skipped without indexing."""
     block_dims = top_voxel // block + 1
+    shift = 0
+    while (1 << shift) < block:
+        shift += 1
+    if (1 << shift) != block:
+        raise ValueError("block must be a power of two")
     marked = np.zeros((block_dims[0], block_dims[1], block_dims[2]), np.bool_)
     first = block_dims.copy()   # marked block range -> the local voxel table
     last = np.full(3, -1, np.int64)
@@ -351,10 +356,13 @@ def _voxel_means_in_marked_blocks(points, anchor, voxel_size, block, top_voxel, 
     dims = np.empty(3, np.int64)
     for k in range(3):
         dims[k] = min((last[k] + 1) * block - 1, top_voxel[k]) - origin[k] + 1
-    slots = np.zeros(dims[0] * dims[1] * dims[2], np.int32)
-    kept = np.empty(points.shape[0], np.int64)
-    keys = np.empty(points.shape[0], np.int64)
-    n_kept = 0
+    # Each voxel's sum in input order, as Open3D accumulates, in one pass: a voxel gets a slot when
+    # its first point comes (zeroed arrays sized for the worst case are only touched where used).
+    table = np.full(dims[0] * dims[1] * dims[2], -1, np.int32)
+    capacity = min(points.shape[0], table.shape[0])
+    sums = np.zeros((capacity, 3), np.float64)
+    counts = np.zeros(capacity, np.int64)
+    n_occupied = 0
     for i in range(points.shape[0]):
         x, y, z = np.float64(points[i, 0]), np.float64(points[i, 1]), np.float64(points[i, 2])
         if (x < union_lo[0] or x > union_hi[0] or y < union_lo[1] or y > union_hi[1]
@@ -365,33 +373,32 @@ def _voxel_means_in_marked_blocks(points, anchor, voxel_size, block, top_voxel, 
         v0 = int(np.floor((x - anchor[0]) / voxel_size))
         v1 = int(np.floor((y - anchor[1]) / voxel_size))
         v2 = int(np.floor((z - anchor[2]) / voxel_size))
-        if not marked[min(max(v0 // block, 0), block_dims[0] - 1), min(max(v1 // block, 0), block_dims[1] - 1),
-                      min(max(v2 // block, 0), block_dims[2] - 1)]:
+        # block is a power of two: max(v, 0) >> shift == max(v // block, 0), without a 64-bit
+        # division per axis and point.
+        if not marked[min(max(v0, 0) >> shift, block_dims[0] - 1), min(max(v1, 0) >> shift, block_dims[1] - 1),
+                      min(max(v2, 0) >> shift, block_dims[2] - 1)]:
             continue
         l0, l1, l2 = v0 - origin[0], v1 - origin[1], v2 - origin[2]
         if l0 < 0 or l0 >= dims[0] or l1 < 0 or l1 >= dims[1] or l2 < 0 or l2 >= dims[2]:
             continue  # a voxel of a marked block's overhang past the cloud's extent
         key = (l0 * dims[1] + l1) * dims[2] + l2
-        kept[n_kept] = i
-        keys[n_kept] = key
-        n_kept += 1
-        slots[key] += 1
-    counts = np.empty(n_kept, np.int64)
-    n_occupied = 0
-    for key in range(slots.shape[0]):
-        if slots[key] > 0:
-            counts[n_occupied] = slots[key]
-            slots[key] = n_occupied
+        slot = table[key]
+        if slot < 0:
+            slot = table[key] = n_occupied
             n_occupied += 1
-    sums = np.zeros((n_occupied, 3), np.float64)
-    for j in range(n_kept):  # input order, as Open3D accumulates
-        slot = slots[keys[j]]
-        for k in range(3):
-            sums[slot, k] += np.float64(points[kept[j], k])
-    for slot in range(n_occupied):
-        for k in range(3):
-            sums[slot, k] /= counts[slot]
-    return sums
+        sums[slot, 0] += x
+        sums[slot, 1] += y
+        sums[slot, 2] += z
+        counts[slot] += 1
+    means = np.empty((n_occupied, 3), np.float64)
+    row = 0
+    for key in range(table.shape[0]):  # ordered by voxel index
+        slot = table[key]
+        if slot >= 0:
+            for k in range(3):
+                means[row, k] = sums[slot, k] / counts[slot]
+            row += 1
+    return means
 
 
 # Serial on purpose: ~4 ms for 1024 grasps already, and numba's default (workqueue) threading
