@@ -93,9 +93,10 @@ class GraspDetector:
     def prime(self) -> None:
         """Run the model once on a synthetic table-top cloud (point models; image models: no-op).
 
-        The first inference of a process also grows ONNX Runtime's arena (page faults on every new
-        buffer) and touches every weight: call this after construction when the first real frame's
-        latency matters (the node runs a whole warm-up frame instead).
+        A split model's segments already ran once at load (``SplitGraspNet.warm_up``); this also
+        sizes the runtime's own buffers and the single-file and torch models' first run: call it
+        after construction when the first real frame's latency matters (the node runs a whole
+        warm-up frame instead).
         """
         if self.candidates.needs_image:
             return

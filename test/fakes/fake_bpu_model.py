@@ -56,7 +56,8 @@ class FakeModelSpec:
         """{input name: ndarray (valid shape, own dtype)} -> {output name: ndarray (valid shape, output dtype)}."""
         results = {}
         for out in self.outputs:
-            value = sum(input_values[name].astype(np.float64) for name in out["sum_of"])
+            value = sum((input_values[name].astype(np.float64) for name in out["sum_of"]),
+                        np.zeros(out["shape"]) if not out["sum_of"] else 0.0)  # no sources: zeros
             value = value * out.get("mul", 1.0) + out.get("add", 0.0)
             if "transpose" in out:
                 value = np.transpose(value, out["transpose"])
