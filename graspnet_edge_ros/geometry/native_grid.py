@@ -82,6 +82,24 @@ def _cell_span(value, reach, origin, cell, dim):
 
 
 @njit(cache=True, nogil=True)
+def _cells_near(cx, cy, cz, reach, origin, cell, dims):
+    """(i0, i1, j0, j1, l0, l1): the cells within ``reach`` of a centre; l0 > l1 when there are none."""
+    i0, i1 = _cell_span(cx, reach, origin[0], cell, dims[0])
+    j0, j1 = _cell_span(cy, reach, origin[1], cell, dims[1])
+    l0, l1 = _cell_span(cz, reach, origin[2], cell, dims[2])
+    if i0 > i1:
+        l1 = l0 - 1  # no cell on the x axis: nothing to test
+    return i0, i1, j0, j1, l0, l1
+
+
+@njit(cache=True, nogil=True)
+def _row_run(cell_start, dims, l, j, i0, i1):
+    """[start, end) in the cell order of cells i0..i1 of row (j, l): one contiguous run."""
+    row = (l * dims[1] + j) * dims[0]
+    return cell_start[row + i0], cell_start[row + i1 + 1]
+
+
+@njit(cache=True, nogil=True)
 def _mark(bitmap, k, first_word, last_word):
     w = k >> 6
     bitmap[w] |= np.uint64(1) << np.uint64(k & 63)
@@ -142,17 +160,11 @@ def ball_query_grid(x, y, z, centers, radius2, nsample, reach, origin, cell, dim
         hit = np.empty(longest, np.bool_)
         for s in range(b * per_block, min(total, (b + 1) * per_block)):
             cx, cy, cz = centers[s, 0], centers[s, 1], centers[s, 2]
-            i0, i1 = _cell_span(cx, reach, origin[0], cell, dims[0])
-            j0, j1 = _cell_span(cy, reach, origin[1], cell, dims[1])
-            l0, l1 = _cell_span(cz, reach, origin[2], cell, dims[2])
+            i0, i1, j0, j1, l0, l1 = _cells_near(cx, cy, cz, reach, origin, cell, dims)
             first_word, last_word = bitmap.shape[0], -1
-            if i0 > i1:
-                l1 = l0 - 1  # no cell on the x axis: nothing to test
             for l in range(l0, l1 + 1):
                 for j in range(j0, j1 + 1):
-                    row = (l * dims[1] + j) * dims[0]
-                    start = cell_start[row + i0]
-                    end = cell_start[row + i1 + 1]
+                    start, end = _row_run(cell_start, dims, l, j, i0, i1)
                     px, py, pz = cell_x[start:end], cell_y[start:end], cell_z[start:end]
                     flags = hit[:end - start]
                     for t in range(flags.shape[0]):
@@ -245,17 +257,11 @@ def cylinder_query_grid(x, y, z, centers, rotations, radius2, hmin, hmax, nsampl
         for s in range(b * per_block, min(total, (b + 1) * per_block)):
             cx, cy, cz = centers[s, 0], centers[s, 1], centers[s, 2]
             r = rotations[s]
-            i0, i1 = _cell_span(cx, reach, origin[0], cell, dims[0])
-            j0, j1 = _cell_span(cy, reach, origin[1], cell, dims[1])
-            l0, l1 = _cell_span(cz, reach, origin[2], cell, dims[2])
+            i0, i1, j0, j1, l0, l1 = _cells_near(cx, cy, cz, reach, origin, cell, dims)
             first_word, last_word = bitmap.shape[0], -1
-            if i0 > i1:
-                l1 = l0 - 1  # no cell on the x axis: nothing to test
             for l in range(l0, l1 + 1):
                 for j in range(j0, j1 + 1):
-                    row = (l * dims[1] + j) * dims[0]
-                    start = cell_start[row + i0]
-                    end = cell_start[row + i1 + 1]
+                    start, end = _row_run(cell_start, dims, l, j, i0, i1)
                     px, py, pz = cell_x[start:end], cell_y[start:end], cell_z[start:end]
                     flags = hit[:end - start]
                     for t in range(flags.shape[0]):
