@@ -240,14 +240,14 @@ class ModelFreeCollisionDetector:
         lo_voxel = np.floor((centre - reach - anchor) / self.voxel_size).astype(np.int64) - 2
         hi_voxel = np.floor((centre + reach - anchor) / self.voxel_size).astype(np.int64) + 2
         top_voxel = np.floor((highest - anchor) / self.voxel_size).astype(np.int64)
-        block = 4
-        while np.prod((top_voxel // block + 1).astype(np.float64)) > _MAX_GRID_CELLS:
-            block *= 2
+        shift = 2  # blocks of 4^3 voxels, coarser for huge extents
+        while np.prod((top_voxel // (1 << shift) + 1).astype(np.float64)) > _MAX_GRID_CELLS:
+            shift += 1
         # A cheap float test against the union of the boxes (one voxel wider) skips most of an
         # unmasked frame before any voxel index is computed.
         union_lo = anchor + (lo_voxel.min(axis=0) - 1) * self.voxel_size
         union_hi = anchor + (hi_voxel.max(axis=0) + 2) * self.voxel_size
-        return _voxel_means_in_marked_blocks(points, anchor, self.voxel_size, block, top_voxel,
+        return _voxel_means_in_marked_blocks(points, anchor, self.voxel_size, shift, top_voxel,
                                              np.ascontiguousarray(lo_voxel), np.ascontiguousarray(hi_voxel),
                                              union_lo, union_hi)
 
@@ -321,17 +321,13 @@ class _PointGrid:
 
 
 @numba.njit(cache=True, nogil=True)
-def _voxel_means_in_marked_blocks(points, anchor, voxel_size, block, top_voxel, lo_voxel, hi_voxel,
+def _voxel_means_in_marked_blocks(points, anchor, voxel_size, shift, top_voxel, lo_voxel, hi_voxel,
                                   union_lo, union_hi):
-    """Voxel means (ordered by voxel index) of the voxels in blocks of ``block``^3 voxels that meet
+    """Voxel means (ordered by voxel index) of the voxels in blocks of (2^``shift``)^3 voxels that meet
     any [lo, hi] voxel box; indices and sums exactly as voxel_downsample computes them. Points
     outside [union_lo, union_hi] (the boxes' union, a voxel wider) are skipped without indexing."""
+    block = 1 << shift  # a power of two, so a voxel's block is a shift of its index
     block_dims = top_voxel // block + 1
-    shift = 0
-    while (1 << shift) < block:
-        shift += 1
-    if (1 << shift) != block:
-        raise ValueError("block must be a power of two")
     marked = np.zeros((block_dims[0], block_dims[1], block_dims[2]), np.bool_)
     first = block_dims.copy()   # marked block range -> the local voxel table
     last = np.full(3, -1, np.int64)
