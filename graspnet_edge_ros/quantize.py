@@ -38,8 +38,9 @@ QDQ_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribut
 REPORT_NAME = "int8_report.json"
 MIN_TOP_K_AGREEMENT = 0.8  # issue 14's goal: >= 80 % of the fp32 top-10 reproduced by int8
 # Bumped when the same checkpoint and calibration would give another int8 model (2: feature outputs on
-# 8 bits; 3: crop_mlp points-major; 4: SA2/SA3 in calls of 256 centres, factored SA inputs channels last).
-QUANTIZER_REVISION = 4
+# 8 bits; 3: crop_mlp points-major; 4: SA2/SA3 in calls of 256 centres, factored SA inputs channels last;
+# 5: every call of SA2/SA3 recorded for calibration).
+QUANTIZER_REVISION = 5
 
 
 # Ops whose output is a feature map for the next segment (non-negative, one range): quantised.
