@@ -174,11 +174,18 @@ class SplitManifest:
 
     @property
     def sa_channels_last(self) -> bool:
-        """Factored SA segments take (1, S, K, 128) (exports since 2026-12-08) rather than (1, 128, S, K)."""
+        """Factored SA segments take (1, S, K, 128) (exports since 2026-12-08) rather than (1, 128, S, K).
+
+        Read off sa2's input shape; ModelFormatError when both layouts give that shape (S = K = 128).
+        """
         if self.layout != "factored":
             return False
-        nsample = self.model.sa_layers[1][2]
-        return tuple(self.segment("sa2").input_shape) == (1, self.sa_chunk_centres("sa2"), nsample, FACTORED_CHANNELS)
+        height, nsample = self.sa_chunk_centres("sa2"), self.model.sa_layers[1][2]
+        if height == nsample == FACTORED_CHANNELS:
+            raise ModelFormatError(f"{self.directory / MANIFEST_NAME}: sa2 takes {height} centres of {nsample} "
+                                   f"samples of {FACTORED_CHANNELS} channels: channels first or last cannot be told "
+                                   "apart; export with another sa_chunk_centres")
+        return tuple(self.segment("sa2").input_shape) == (1, height, nsample, FACTORED_CHANNELS)
 
     @property
     def sa1_chunk_groups(self) -> int:
@@ -323,6 +330,9 @@ class SplitManifest:
         for entry in self.segments:
             if not entry.files:
                 problems.append(f"segment {entry.name!r} lists no file")
+            if len(entry.input_shape) != 4 or len(entry.output_shape) != 4:
+                problems.append(f"segment {entry.name!r} must take and give 4-D tensors, got "
+                                f"{list(entry.input_shape)} -> {list(entry.output_shape)}")
         if self.layout not in SPLIT_LAYOUTS:
             problems.append(f"layout {self.layout!r} is not one of {list(SPLIT_LAYOUTS)}")
         elif self.layout == "factored" and not self.first_layers:
@@ -390,6 +400,13 @@ def _centre_calls(manifest: SplitManifest, name: str, centres: int) -> dict:
     return {"centres": f"{height} per call, in FPS order, the last call padded with its last centre"}
 
 
+def _input_layout(manifest: SplitManifest) -> dict:
+    if manifest.layout != "factored":
+        return {}
+    layout = "channels last (1, S, K, C)" if manifest.sa_channels_last else "channels first (1, C, S, K)"
+    return {"input_layout": layout}
+
+
 def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
     """Machine-readable description of what runs between segments (for ports to other runtimes)."""
     cfg = manifest.model
@@ -408,11 +425,14 @@ def geometry_steps(manifest: SplitManifest) -> tuple[dict, ...]:
                         f"order, {manifest.sa1_chunk_groups} per call, the last call padded with its last centre"}
             if manifest.sa1_chunk_groups < n1 else {})},
         {"op": "ball_query_group", "radius": r2, "nsample": k2, "normalize_xyz": True,
-         "concat": "[xyz, sa1 features]", **first_layer, **_centre_calls(manifest, "sa2", n2), "to_segment": "sa2"},
+         "concat": "[xyz, sa1 features]", **first_layer, **_centre_calls(manifest, "sa2", n2),
+         **_input_layout(manifest), "to_segment": "sa2"},
         {"op": "ball_query_group", "radius": r3, "nsample": k3, "normalize_xyz": True,
-         "concat": "[xyz, sa2 features]", **first_layer, **_centre_calls(manifest, "sa3", n3), "to_segment": "sa3"},
+         "concat": "[xyz, sa2 features]", **first_layer, **_centre_calls(manifest, "sa3", n3),
+         **_input_layout(manifest), "to_segment": "sa3"},
         {"op": "ball_query_group", "radius": r4, "nsample": k4, "normalize_xyz": True,
-         "concat": "[xyz, sa3 features]", **first_layer, **_centre_calls(manifest, "sa4", n4), "to_segment": "sa4"},
+         "concat": "[xyz, sa3 features]", **first_layer, **_centre_calls(manifest, "sa4", n4),
+         **_input_layout(manifest), "to_segment": "sa4"},
         {"op": "three_nn_interpolate", "unknown": "sa3 centres", "known": "sa4 centres",
          "weights": "1/(euclidean+1e-8) normalised", "concat": "[interpolated, sa3 features]",
          "to_segment": "fp1"},

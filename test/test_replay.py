@@ -207,6 +207,25 @@ def test_replay_node_reads_reliably_only_under_fast_dds_2_and_never_against_the_
         assert best_effort_large_images_are_lossy() == lossy, distro
 
 
+def test_replay_profile_goes_to_the_variable_the_installed_fast_dds_reads(monkeypatch):
+    import importlib.metadata
+
+    from graspnet_edge_ros.ros import fastdds_profile
+
+    monkeypatch.delenv("RMW_IMPLEMENTATION", raising=False)
+    for rclpy_version, major in (("7.1.5", 2), ("9.1.2", 3)):
+        monkeypatch.setattr(importlib.metadata, "version", lambda name, _v=rclpy_version: _v)
+        for name in fastdds_profile.PROFILE_ENV.values():
+            monkeypatch.delenv(name, raising=False)
+        other = fastdds_profile.PROFILE_ENV[5 - major]
+        monkeypatch.setenv(other, "/elsewhere.xml")  # read by the other Fast DDS only: does not count
+        assert fastdds_profile.use_large_data_transport()
+        path = os.environ[fastdds_profile.PROFILE_ENV[major]]
+        assert fastdds_profile.HEARTBEAT_PERIOD_ELEMENT[major] in Path(path).read_text()
+        assert not fastdds_profile.use_large_data_transport()  # now the user's (ours) is set: left alone
+        assert os.environ[other] == "/elsewhere.xml"
+
+
 PROFILE_PROBE = """
 import os, sys
 from graspnet_edge_ros.ros import fastdds_profile

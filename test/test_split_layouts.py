@@ -231,6 +231,22 @@ def test_sa_segment_shapes_that_do_not_fit_the_model_are_refused(split_model_dir
     with pytest.raises(ModelFormatError, match="grouped layout takes 256 centres per call, it needs all 1024"):
         SplitManifest.load(edited_copy(grouped_dir, tmp_path / "grouped", chunk_grouped_sa2))
 
+    def three_dimensional_sa4(data):
+        sa4 = next(entry for entry in data["segments"] if entry["name"] == "sa4")
+        sa4["output"]["shape"] = [1, 256, 256]
+
+    with pytest.raises(ModelFormatError, match="'sa4' must take and give 4-D tensors"):
+        SplitManifest.load(edited_copy(split_model_dir, tmp_path / "rank", three_dimensional_sa4))
+
+    def ambiguous_sa2(data):  # 128 centres of 128 samples of 128 channels: either layout
+        data["model"]["sa_layers"][1][2] = 128
+        sa2 = next(entry for entry in data["segments"] if entry["name"] == "sa2")
+        sa2["input"]["shape"] = [1, 128, 128, 128]
+        sa2["output"]["shape"][2] = 128
+
+    with pytest.raises(ModelFormatError, match="channels first or last cannot be told apart"):
+        SplitManifest.load(edited_copy(split_model_dir, tmp_path / "ambiguous", ambiguous_sa2))
+
 
 def test_sa1_segment_wider_than_sa1_is_refused(split_model_dir, tmp_path):
     def widen_sa1(data):

@@ -68,7 +68,7 @@ def fast_dds_major() -> int:
     try:
         return 2 if int(importlib.metadata.version("rclpy").split(".")[0]) < 8 else 3
     except (importlib.metadata.PackageNotFoundError, ValueError):
-        return 2 if os.environ.get("ROS_DISTRO", "") in ("humble", "iron", "jazzy") else 3
+        return 2 if os.environ.get("ROS_DISTRO", "") in ("foxy", "galactic", "humble", "iron", "jazzy") else 3
 
 
 def large_data_profile(major: int | None = None) -> str:
@@ -102,8 +102,8 @@ def use_large_data_transport() -> bool:
     Fast DDS themselves or uses another RMW. Takes effect only if no ROS context has been
     initialised in this process yet (Fast DDS reads the file once). True when applied."""
     rmw = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    if not rmw.startswith("rmw_fastrtps") or any(os.environ.get(name) for name in PROFILE_ENV.values()):
-        return False
+    if not rmw.startswith("rmw_fastrtps") or os.environ.get(profile_env_variable()):
+        return False  # the user's own profile (a variable the installed Fast DDS ignores does not count)
     os.environ[profile_env_variable()] = str(large_data_profile_path())
     return True
 

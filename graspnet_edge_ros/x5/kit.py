@@ -136,9 +136,10 @@ def record_calibration(kit: Path, manifest: SplitManifest, frames: FrameSource, 
                 if summary.counts[name] >= num_samples or not recorder.calls:
                     continue
                 # The head's chunks take turns, so the set covers first, middle and (padded) last chunks.
-                # Other segments called in chunks (sa1, crop_mlp in the CPU export) give their first:
-                # rotating them too widened the min/max ranges and reproduced fewer of the fp32 top-10
-                # (82 vs 86 %, 6 samplings x 2 frames, 2026-12-07).
+                # SA2-SA4 give every call (WHOLE_SA_SEGMENTS). Other segments called in chunks (sa1,
+                # crop_mlp in the CPU export) give their first: rotating them too widened the min/max
+                # ranges and reproduced fewer of the fp32 top-10 (82 vs 86 %, 6 samplings x 2 frames,
+                # 2026-12-07).
                 chunk = summary.runs % len(recorder.calls) if name == MULTI_CALL_SEGMENT else 0
                 stem = f"{name}_{summary.counts[name]:04d}"
                 if name in WHOLE_SA_SEGMENTS and len(recorder.calls) > 1:
