@@ -472,20 +472,23 @@ def group_first_layer(xyz, centers, idx, radius: float, projected, weight_xyz, b
     points = _points(xyz, "xyz")
     query = _points(centers, "centers", allow_empty=True)
     indices = _group_indices(idx, len(query), len(points))
-    features = np.ascontiguousarray(projected, dtype=np.float32)
+    features = np.asarray(projected, dtype=np.float32)
     weights = np.ascontiguousarray(weight_xyz, dtype=np.float32)
     offsets = np.ascontiguousarray(bias, dtype=np.float32)
-    channels = features.shape[0]
+    channels = features.shape[0] if features.ndim else 0
     if features.shape != (channels, len(points)) or weights.shape != (channels, 3) \
             or offsets.shape != (channels,):
         raise InputError(f"projected {features.shape}, weight_xyz {weights.shape} and bias "
                          f"{offsets.shape} must be (C, {len(points)}), (C, 3), (C,)")
     if channels_last:
         out = _output_buffer(out, indices.shape + (channels,))
+        # (N, C) rows: no copy when ``projected`` is Fortran-ordered (a caller making several calls
+        # on one projection transposes it once).
         _group_first_layer_channels_last_kernel(points, query, indices, _finite_float32(radius, "radius"),
                                                 np.ascontiguousarray(features.T), np.ascontiguousarray(weights.T),
                                                 offsets, out)
         return out
+    features = np.ascontiguousarray(features)
     out = _output_buffer(out, (channels,) + indices.shape)
     _group_first_layer_kernel(points, query, indices, _finite_float32(radius, "radius"), features,
                               weights, offsets, out)

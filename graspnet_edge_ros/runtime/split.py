@@ -222,6 +222,8 @@ class SplitGraspNet:
         channels_last = self.manifest.sa_channels_last
         shape = (1, height, idx.shape[1], len(bias)) if channels_last else (1, len(bias), height, idx.shape[1])
         grouped = self._buffer(name, shape)
+        if channels_last:
+            projected = np.asfortranarray(projected)  # its (N, C) rows, transposed once for every call
         outputs = []
         for start in range(0, count, height):
             rows = slice(start, start + height) if start + height <= count \
@@ -332,6 +334,8 @@ def _columns_read(idx: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     seen = np.zeros(count, bool)
     seen[idx.ravel()] = True
     read = np.flatnonzero(seen)  # np.unique's result without its sort (1 ms for SA2's 32768 entries)
+    if len(read) == count:  # every entry read (SA2's indices, already renumbered into SA1's read groups)
+        return read, idx
     position = np.empty(count, idx.dtype)
     position[read] = np.arange(len(read), dtype=idx.dtype)
     return read, position[idx]
